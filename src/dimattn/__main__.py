@@ -1,0 +1,5 @@
+import sys
+
+from dimattn.cli import main
+
+sys.exit(main())
