@@ -145,8 +145,9 @@ def load_agent(path: str | Path, agent: str | None = None, device: str | torch.d
     return model.to(device).eval()
 
 
-def save_sb3(model: Any, path: str | Path, meta: dict[str, Any]) -> Path:
-    """Save an SB3 model to ``path`` (a ``.zip``) with our ``dimattn.json`` inside, atomically."""
+def save_sb3(model: Any, path: str | Path, meta: dict[str, Any], extra: dict[str, bytes] | None = None) -> Path:
+    """Save an SB3 model to ``path`` (a ``.zip``) with our ``dimattn.json`` (and ``extra`` entries)
+    inside, atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         zip_tmp = tmp.with_suffix(".zip")  # SB3 appends .zip to names without it
@@ -154,6 +155,8 @@ def save_sb3(model: Any, path: str | Path, meta: dict[str, Any]) -> Path:
             model.save(zip_tmp)
             with zipfile.ZipFile(zip_tmp, "a") as zf:
                 zf.writestr(META_NAME, json.dumps(meta, sort_keys=True))
+                for name, data in (extra or {}).items():
+                    zf.writestr(name, data)
             os.replace(zip_tmp, tmp)
         finally:
             if zip_tmp.exists():

@@ -1,0 +1,103 @@
+"""Atari environments with the study's semantics (SPEC §3), through Gymnasium + ale-py + SB3 wrappers.
+
+Whatever id the user gives (``Pong``, ``PongNoFrameskip-v4``, ``ALE/Pong-v5``), the environment is the
+study's ``<Game>NoFrameskip-v4``: no sticky actions, minimal action set, 108,000-frame cap; wrapped by
+SB3's ``AtariWrapper`` (30 no-ops, frame skip 4 with max-pool, 84×84 grey, FIRE at reset) and stacked
+4 deep. Training envs end an episode at a life loss and clip rewards; evaluation envs play whole games
+with raw rewards. Observations are channel-first uint8 ``(n_envs, 4, 84, 84)``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack, VecTransposeImage
+
+from dimattn.errors import DimattnError
+from dimattn.games import canonical_game, v4_id
+
+FRAME_STACK = 4
+VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
+
+
+def _register() -> None:
+    import ale_py
+
+    gym.register_envs(ale_py)
+
+
+def _make_game(env_id: str, **kwargs) -> gym.Env:
+    """Module-level so SubprocVecEnv can pickle it; registers ale-py's ids in the worker process."""
+    _register()
+    return gym.make(env_id, **kwargs)
+
+
+def make_env(
+    game: str, n_envs: int = 1, seed: int = 0, training: bool = True, vec_env: str = "dummy"
+) -> VecEnv:
+    """A vectorised Atari env of ``game`` with SPEC §3 semantics.
+
+    Args:
+        game: a game name, v4 id or v5 id.
+        n_envs: number of parallel copies.
+        seed: seed of the first copy (copy ``i`` gets ``seed + i``).
+        training: life loss ends the episode and rewards are clipped (``False``: whole games, raw score).
+        vec_env: ``dummy`` (one process) or ``subproc`` (one process per copy).
+
+    Returns a VecEnv whose observations are uint8 (n_envs, 4, 84, 84). Every copy is wrapped in
+    SB3's ``Monitor`` *outside* the Atari wrapper, so ``info["episode"]`` holds the raw game score.
+    """
+    if vec_env not in VEC_ENVS:
+        raise DimattnError(f"unknown --vec-env {vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
+    if n_envs < 1:
+        raise DimattnError(f"n_envs must be at least 1, got {n_envs}")
+    env_id = v4_id(game)
+    _register()
+    wrapper_kwargs = {} if training else {"terminal_on_life_loss": False, "clip_reward": False}
+    env = make_atari_env(
+        partial(_make_game, env_id), n_envs=n_envs, seed=seed, wrapper_kwargs=wrapper_kwargs,
+        vec_env_cls=VEC_ENVS[vec_env],
+        env_kwargs={"repeat_action_probability": 0.0, "full_action_space": False},
+    )
+    # (n, 84, 84, 1) -> stacked (n, 84, 84, 4) -> channel-first (n, 4, 84, 84)
+    return VecTransposeImage(VecFrameStack(env, n_stack=FRAME_STACK))
+
+
+def action_meanings(game: str) -> list[str]:
+    """The minimal action set of ``game``, e.g. ``['NOOP', 'FIRE', 'RIGHT', 'LEFT', ...]``."""
+    _register()
+    env = gym.make(v4_id(game))
+    try:
+        return list(env.unwrapped.get_action_meanings())
+    finally:
+        env.close()
+
+
+def n_actions(game: str) -> int:
+    return len(action_meanings(game))
+
+
+def evaluate(
+    policy, game: str, n_episodes: int = 5, seed: int = 0, deterministic: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Play ``n_episodes`` whole games with ``policy(obs (1,4,84,84) uint8) -> actions (1,)``.
+
+    Returns (scores, lengths), each (n_episodes,): raw game scores and game lengths in emulator
+    frames (SB3's Monitor sits under the frame skip, as in RL Zoo's ``ep_lengths``).
+    """
+    del deterministic  # the policy decides; kept for a symmetric signature with SB3's evaluate_policy
+    env = make_env(canonical_game(game), n_envs=1, seed=seed, training=False)
+    scores, lengths = [], []
+    try:
+        obs = env.reset()
+        while len(scores) < n_episodes:
+            obs, _, dones, infos = env.step(policy(obs))
+            if dones[0] and "episode" in infos[0]:
+                scores.append(infos[0]["episode"]["r"])
+                lengths.append(infos[0]["episode"]["l"])
+    finally:
+        env.close()
+    return np.asarray(scores, dtype=np.float64), np.asarray(lengths, dtype=np.int64)

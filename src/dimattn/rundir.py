@@ -1,0 +1,122 @@
+"""The run directory: what a training run leaves on disk, in RL Baselines3 Zoo's layout.
+
+    <run_dir>/
+      config.yml                    the resolved RunConfig (game, env_id, agent, seed, hyperparams, ...)
+      evaluations.npz               timesteps (E,), results (E, episodes), ep_lengths (E, episodes)
+      rl_model_<steps>_steps.zip    checkpoints every --save-freq steps (SB3 zips, + dimattn.json)
+      best_model.zip                the checkpoint with the best mean evaluation score
+      <EnvId>.zip                   the final model; its presence means the run is finished
+
+Every file is written atomically, so a run killed at any moment leaves readable files behind.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from dimattn.config import RunConfig
+from dimattn.errors import DimattnError
+from dimattn.fileio import atomic_savez, atomic_write_text
+
+CONFIG = "config.yml"
+EVALUATIONS = "evaluations.npz"
+BEST_MODEL = "best_model.zip"
+_CHECKPOINT = re.compile(r"^rl_model_(\d+)_steps\.zip$")
+
+
+def new_run_dir(log_folder: str | Path, env_id: str, algo: str = "ppo", uuid: bool = False) -> Path:
+    """``<log_folder>/<algo>/<env_id>_<n>[_<uuid>]`` with n one more than the highest present; created."""
+    root = Path(log_folder) / algo
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{uuidlib.uuid4().hex}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise DimattnError(f"cannot write to log folder {log_folder}: {exc.strerror}; choose another --log-folder") from None
+    pattern = re.compile(rf"^{re.escape(env_id)}_(\d+)(?:_[0-9a-f-]+)?$")
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
+    name = f"{env_id}_{max(taken, default=0) + 1}" + (f"_{uuidlib.uuid4()}" if uuid else "")
+    run_dir = root / name
+    run_dir.mkdir()
+    return run_dir
+
+
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    atomic_write_text(Path(run_dir) / CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise DimattnError(f"{run_dir} is not a run directory (no {CONFIG})")
+    try:
+        d = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise DimattnError(f"{path} is corrupt (not YAML)") from None
+    if not isinstance(d, dict):
+        raise DimattnError(f"{path} is corrupt (not a mapping)")
+    return RunConfig.from_dict(d)
+
+
+def checkpoint_path(run_dir: Path, steps: int) -> Path:
+    return Path(run_dir) / f"rl_model_{steps}_steps.zip"
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(steps, path) of every checkpoint in ``run_dir``, oldest first."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("rl_model_*_steps.zip") if (m := _CHECKPOINT.match(p.name))]
+    return sorted(found)
+
+
+def final_model_path(run_dir: Path, env_id: str) -> Path:
+    return Path(run_dir) / f"{env_id}.zip"
+
+
+@dataclass
+class EvalHistory:
+    """Evaluation results so far; ``save`` writes RL Zoo's ``evaluations.npz`` atomically."""
+
+    timesteps: list[int] = field(default_factory=list)
+    results: list[np.ndarray] = field(default_factory=list)  # each (episodes,) raw game scores
+    ep_lengths: list[np.ndarray] = field(default_factory=list)  # each (episodes,) frames
+
+    def append(self, step: int, scores: np.ndarray, lengths: np.ndarray) -> None:
+        self.timesteps.append(int(step))
+        self.results.append(np.asarray(scores, dtype=np.float64))
+        self.ep_lengths.append(np.asarray(lengths, dtype=np.int64))
+
+    def save(self, run_dir: Path) -> None:
+        atomic_savez(
+            Path(run_dir) / EVALUATIONS,
+            timesteps=np.asarray(self.timesteps, dtype=np.int64),
+            results=np.asarray(self.results, dtype=np.float64).reshape(len(self.timesteps), -1),
+            ep_lengths=np.asarray(self.ep_lengths, dtype=np.int64).reshape(len(self.timesteps), -1),
+        )
+
+    @classmethod
+    def load(cls, run_dir: Path, up_to: int | None = None) -> "EvalHistory":
+        """The history on disk (empty if none), keeping only evaluations at steps <= ``up_to``."""
+        path = Path(run_dir) / EVALUATIONS
+        history = cls()
+        if not path.is_file():
+            return history
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                rows = zip(f["timesteps"], f["results"], f["ep_lengths"])
+                for step, scores, lengths in rows:
+                    if up_to is None or step <= up_to:
+                        history.append(int(step), scores, lengths)
+        except Exception as exc:
+            raise DimattnError(f"{path} is corrupt ({type(exc).__name__}); delete it to start the history anew") from None
+        return history
+
+    @property
+    def best(self) -> float:
+        return max((float(np.mean(r)) for r in self.results), default=-np.inf)

@@ -1,0 +1,122 @@
+"""``dimattn train``: one agent on one game, the published RL Zoo command line accepted verbatim.
+
+    dimattn train --algo ppo --env PongNoFrameskip-v4 --tensorboard-log logs --eval-freq 200000 \\
+      --eval-episodes 5 --save-freq 500000 --log-folder logs --seed 0 --vec-env subproc --uuid \\
+      --hyperparams policy_kwargs:"dict(features_extractor_class=SelfAttnCNNPPO, \\
+                                        features_extractor_kwargs=dict(self_attn='NA'), net_arch=[])"
+
+:func:`train` is the API (a :class:`RunConfig` and a run directory in, a finished run directory out);
+the CLI builds both from its arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dimattn.config import RunConfig, build_config
+from dimattn.errors import DimattnError
+from dimattn.rundir import EVALUATIONS, new_run_dir, write_config
+
+ENGINES = ("sb3", "fast")
+DEFAULT_ENGINE = "sb3"
+
+
+def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None,
+          progress: bool = False, verbose: int = 0, resume: bool = True) -> Path:
+    """Train ``config`` into ``run_dir`` (created if needed), resuming from its last checkpoint.
+
+    Returns the path of the final model. ``run_dir`` ends up in the layout of :mod:`dimattn.rundir`.
+    """
+    config = config.validated()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config)
+    if config.engine == "sb3":
+        from dimattn.sb3_engine import train_sb3
+
+        return train_sb3(config, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
+    if config.engine == "fast":
+        from dimattn.ppo import train_fast
+
+        return train_fast(config, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
+    raise DimattnError(f"unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text))  # accept 1e6 as RL Zoo does
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that define a run (shared by ``train`` and ``study init``)."""
+    p.add_argument("-n", "--n-timesteps", type=_positive_int, default=None,
+                   help="total environment steps (default: the hyperparameters' n_timesteps, 10M)")
+    p.add_argument("--eval-freq", type=_int, default=200_000,
+                   help="evaluate every N total environment steps, counted across all envs (<=0: never)")
+    p.add_argument("--eval-episodes", type=_positive_int, default=5, help="whole games per evaluation")
+    p.add_argument("--save-freq", type=_int, default=500_000,
+                   help="checkpoint every N total environment steps, counted across all envs (<=0: never)")
+    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                   help=f"training engine (default {DEFAULT_ENGINE}): sb3 = Stable-Baselines3's PPO, "
+                        "fast = our PPO on EnvPool")
+    p.add_argument("-params", "--hyperparams", nargs="+", metavar="KEY:VALUE", default=None,
+                   help="override hyperparameters, e.g. n_envs:8 learning_rate:lin_1e-4 "
+                        "policy_kwargs:\"dict(features_extractor_kwargs=dict(self_attn='CWCA'))\" "
+                        "(values are parsed, never executed)")
+    p.add_argument("-conf", "--conf-file", default=None, help="RL Zoo-style YAML of hyperparameters")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--algo", default="ppo", help="only ppo (kept for the RL Zoo command line)")
+    p.add_argument("--env", required=True, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5")
+    p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA or CWRCA (short for policy_kwargs' self_attn)")
+    p.add_argument("-f", "--log-folder", default="logs", help="runs go to <log-folder>/ppo/<EnvId>_<n>[_<uuid>]")
+    p.add_argument("-tb", "--tensorboard-log", default=None, help="TensorBoard log folder")
+    p.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
+    p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy",
+                   help="SB3 engine: envs in this process (dummy) or one process each (subproc)")
+    p.add_argument("--uuid", action="store_true", help="append a UUID to the run folder's name")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("-P", "--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0: quiet, 1: training stats)")
+    add_run_arguments(p)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    options = {"seed": args.seed, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
+               "save_freq": args.save_freq, "engine": args.engine}
+    for name in ("device", "vec_env"):
+        if hasattr(args, name):
+            options[name] = getattr(args, name)
+    if args.n_timesteps is not None:
+        options["n_timesteps"] = args.n_timesteps
+    return build_config(args.env, agent=args.agent, hyperparams=args.hyperparams,
+                        conf_file=args.conf_file, **options)
+
+
+def train_from_args(args: argparse.Namespace) -> Path:
+    if args.algo.lower() != "ppo":
+        raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
+    config = config_from_args(args)  # every check happens before anything is written
+    run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
+    print(f"training {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps, "
+          f"{config.engine} engine) into {run_dir}", flush=True)
+    final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose)
+    print(f"done.\n  run folder:   {run_dir}\n  evaluations:  {run_dir / EVALUATIONS}\n"
+          f"  final model:  {final}\n  checkpoints:  {run_dir}/rl_model_*_steps.zip, {run_dir}/best_model.zip")
+    if args.tensorboard_log:
+        print(f"  TensorBoard:  tensorboard --logdir {args.tensorboard_log}")
+    return run_dir
