@@ -261,11 +261,11 @@ def test_explain_cli_on_a_trained_checkpoint_and_pong_observations(checkpoints, 
                              str(PONG_FILES[0]), str(PONG_FILES[1]), "--out", str(out)], capsys)
     assert rc == 0
     assert "CWCA" in stdout and "horizontal" in stdout
-    for f in ("pong_1.png", "pong_2.png", "explain.npz", "measures.csv", "orientation.md", "orientation.png"):
+    for f in ("state_pong_1.png", "state_pong_2.png", "explain.npz", "measures.csv", "orientation.md", "orientation.png"):
         assert (out / f).stat().st_size > 0, f
     import matplotlib.image as mpimg
 
-    img = mpimg.imread(out / "pong_1.png")
+    img = mpimg.imread(out / "state_pong_1.png")
     assert img.ndim == 3 and img.shape[1] > 1000 and img.shape[0] > 300  # one agent row, four panels
     with np.load(out / "explain.npz", allow_pickle=False) as z:
         assert z["obs"].shape == (2, 4, 84, 84) and list(z["labels"]) == ["CWCA"]
@@ -294,7 +294,7 @@ def test_explain_compare_places_the_agents_on_their_sides(checkpoints, tmp_path,
     assert all(f"| {a} |" in table for a in AGENTS)
     import matplotlib.image as mpimg
 
-    assert mpimg.imread(out / "pong_1.png").shape[0] > 5 * 300  # five agent rows
+    assert mpimg.imread(out / "state_pong_1.png").shape[0] > 5 * 300  # five agent rows
 
 
 def test_explain_reads_the_published_codes_checkpoints(checkpoints, tmp_path, capsys):
@@ -315,8 +315,8 @@ def test_explain_takes_observations_from_play(checkpoints, tmp_path, capsys):
     rc, _, _ = run_cli(["explain", "--checkpoint", str(checkpoints["SWA"]), "--env", "Pong", "--n-obs", "2",
                         "--every", "5", "--out", str(out)], capsys)
     assert rc == 0
-    assert sorted(p.name for p in out.glob("*.png")) == ["Pong_ep0_t00005.png", "Pong_ep0_t00010.png",
-                                                         "orientation.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["orientation.png", "state_Pong_ep0_t00005.png",
+                                                         "state_Pong_ep0_t00010.png"]
     with np.load(out / "explain.npz") as z:
         obs = z["obs"]
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8 and not np.array_equal(obs[0], obs[1])

@@ -50,6 +50,7 @@ def load_observations(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str
             raise DimattnError(f"cannot read observation file {p}: {type(exc).__name__}: {exc}".splitlines()[0]) \
                 from None
         if not isinstance(a, np.ndarray):
+            a.close()
             raise DimattnError(f"{p} holds several arrays (.npz); give one .npy array per file")
         if a.dtype != np.uint8:
             raise DimattnError(f"{p} holds {a.dtype} observations; expected uint8 stacked frames in 0..255")
@@ -230,7 +231,9 @@ def write_measures_csv(path: str | Path, names: Sequence[str], explanations: Seq
 
 
 def _fmt(v: float) -> str:
-    return "—" if not math.isfinite(v) else f"{v:+.3f}"
+    if not math.isfinite(v):
+        return "—"
+    return f"{v:+.3f}".replace("-0.000", "+0.000")  # no signed zeros in tables
 
 
 def summary(e: Explanation) -> dict[str, object]:
@@ -264,12 +267,9 @@ def markdown_table(names: Sequence[str], explanations: Sequence[Explanation]) ->
 
 # --------------------------------------------------------------------------- figures
 def _save_figure(fig, path: str | Path, dpi: int = 110) -> None:
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
 
 
 def mosaic(maps: np.ndarray, cols: int = 4) -> np.ndarray:
@@ -311,7 +311,7 @@ def state_representation_figure(obs: np.ndarray, name: str, explanations: Sequen
                                 path: str | Path) -> None:
     """One figure for observation ``i``: a row per agent with the last frame, the 16 H1 maps, the 16
     attention-output maps and the Grad-CAM overlay, titled with the action and the two measures."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure registry
 
     frame = obs[i, -1]  # (84, 84): the newest frame of the stack
     rows = len(explanations)
@@ -320,7 +320,7 @@ def state_representation_figure(obs: np.ndarray, name: str, explanations: Sequen
     cell = (width - left - right) / (4 + 3 * cell_gap)
     title, head, foot = 0.5, 0.45, 0.1
     height = head + rows * (title + cell) + foot
-    fig = plt.figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height))
     outer = fig.add_gridspec(rows, 4, left=left / width, right=1 - right / width, bottom=foot / height,
                              top=1 - (head + title) / height, wspace=cell_gap, hspace=title / cell)
     for r, e in enumerate(explanations):
@@ -343,10 +343,11 @@ def state_representation_figure(obs: np.ndarray, name: str, explanations: Sequen
 
 def orientation_figure(names: Sequence[str], explanations: Sequence[Explanation], path: str | Path) -> None:
     """Orientation of every agent on every observation (dots) and its mean (bar), with the two sides marked."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     shown = [e for e in explanations if np.isfinite(e.orientation).any()]
-    fig, ax = plt.subplots(figsize=(1.3 + 1.2 * max(len(shown), 1), 3.6))
+    fig = Figure(figsize=(1.3 + 1.2 * max(len(shown), 1), 3.6))
+    ax = fig.add_subplot()
     ax.axhspan(SIDE_MARGIN, 1.05, color="tab:orange", alpha=0.08)
     ax.axhspan(-1.05, -SIDE_MARGIN, color="tab:blue", alpha=0.08)
     ax.axhline(0, color="k", lw=0.8)
@@ -422,7 +423,7 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(tqdm(names, desc="figures", unit="obs", disable=len(names) < 3)):
-        state_representation_figure(obs, name, explanations, i, out / f"{name}.png")
+        state_representation_figure(obs, name, explanations, i, out / f"state_{name}.png")
     save_arrays(out / "explain.npz", obs, names, explanations)
     write_measures_csv(out / "measures.csv", names, explanations)
     atomic_write_text(out / "orientation.md", markdown_table(names, explanations))

@@ -117,16 +117,20 @@ def play(model: ActorCritic, game: str, episodes: int, seed: int = 0, determinis
 
 def collect_observations(model: ActorCritic, game: str, n_obs: int, seed: int = 0,
                          every: int = 25) -> tuple[np.ndarray, list[str]]:
-    """Observations (n_obs, 4, 84, 84) uint8 met while ``model`` plays ``game``, one every ``every`` steps."""
+    """Observations (n_obs, 4, 84, 84) uint8 met while ``model`` plays ``game``: one every ``every``
+    agent steps (counted across episodes), named ``<game>_ep<episode>_t<step>``."""
     if n_obs < 1 or every < 1:
         raise DimattnError("--n-obs and --every must be at least 1")
-    out, names = [], []
-    for step in play(model, game, episodes=10**6, seed=seed):
-        if step.action >= 0 and step.t > 0 and step.t % every == 0:
+    out, names, steps = [], [], 0
+    for step in play(model, game, episodes=10**9, seed=seed):
+        if step.action < 0:  # the extra end-of-episode step
+            continue
+        if steps > 0 and steps % every == 0:  # `steps` agent steps taken before this observation
             out.append(step.obs.copy())
             names.append(f"{game}_ep{step.episode}_t{step.t:05d}")
             if len(out) == n_obs:
                 break
+        steps += 1
     return np.stack(out), names
 
 
