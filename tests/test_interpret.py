@@ -261,7 +261,8 @@ def test_explain_cli_on_a_trained_checkpoint_and_pong_observations(checkpoints, 
                              str(PONG_FILES[0]), str(PONG_FILES[1]), "--out", str(out)], capsys)
     assert rc == 0
     assert "CWCA" in stdout and "horizontal" in stdout
-    for f in ("state_pong_1.png", "state_pong_2.png", "explain.npz", "measures.csv", "orientation.md", "orientation.png"):
+    for f in ("state_pong_1.png", "state_pong_2.png", "explain.npz", "measures.csv", "orientation.md",
+              "orientation.png"):
         assert (out / f).stat().st_size > 0, f
     import matplotlib.image as mpimg
 

@@ -203,7 +203,8 @@ def save_arrays(path: str | Path, obs: np.ndarray, names: Sequence[str], explana
     """One ``.npz``: ``obs`` (N,4,84,84), ``names`` (N,), ``labels`` (A,), and per agent label L:
     ``L/h1``, ``L/attention``, ``L/block``, ``L/logits``, ``L/action``, ``L/gradcam``,
     ``L/orientation``, ``L/complementarity`` with the shapes of :class:`Explanation`."""
-    arrays: dict[str, np.ndarray] = {"obs": obs, "names": np.array(names), "labels": np.array([e.label for e in explanations])}
+    arrays: dict[str, np.ndarray] = {"obs": obs, "names": np.array(names),
+                                     "labels": np.array([e.label for e in explanations])}
     for e in explanations:
         for key in ("h1", "attention", "block", "logits", "action", "gradcam", "orientation", "complementarity"):
             arrays[f"{e.label}/{key}"] = getattr(e, key)
