@@ -39,9 +39,68 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- explain
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="feature maps, attention maps, Grad-CAM and attention orientation", description=(
+        "For each observation draw the state-representation panel (last frame, the 16 rectified H1 "
+        "maps, the 16 attention-output maps, Grad-CAM of the chosen action) and measure the attention "
+        "orientation and complementarity (SPEC §6; docs/interpret.md). Writes <obs>.png per observation, "
+        "explain.npz (raw arrays), measures.csv, orientation.md and orientation.png to --out."))
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", metavar="MODEL.zip", help="the agent to explain (an SB3 model .zip)")
+    which.add_argument("--compare", nargs="+", metavar="MODEL.zip",
+                       help="several agents (e.g. the five agents of one game), drawn side by side")
+    p.add_argument("--agent", help="the agent kind of --checkpoint, if the file does not record it")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--obs", nargs="+", metavar="FILE.npy",
+                     help="stacked observations: uint8 .npy files of shape (4,84,84) or (n,4,84,84)")
+    src.add_argument("--env", metavar="GAME", help="take observations from the (first) agent playing GAME")
+    p.add_argument("--n-obs", type=int, default=4, help="with --env: how many observations (default 4)")
+    p.add_argument("--every", type=int, default=25, help="with --env: agent steps between observations (default 25)")
+    p.add_argument("--seed", type=int, default=0, help="with --env: environment and policy seed (default 0)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from dimattn.interpret import explain_command
+
+    explain_command(checkpoints=args.compare or [args.checkpoint], agent=args.agent, obs_files=args.obs,
+                    game=args.env, n_obs=args.n_obs, every=args.every, seed=args.seed, out=args.out)
+    return 0
+
+
+# --------------------------------------------------------------------------- record
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="a GIF/MP4 of an agent playing whole games", description=(
+        "Record an agent playing whole evaluation games (SPEC §3) at full resolution, with the episode "
+        "score in the corner and optionally its Grad-CAM saliency blended over the screen."))
+    p.add_argument("--checkpoint", required=True, metavar="MODEL.zip", help="the agent (an SB3 model .zip)")
+    p.add_argument("--agent", help="the agent kind, if the checkpoint does not record it")
+    p.add_argument("--env", metavar="GAME", help="the game (default: the one the checkpoint records)")
+    p.add_argument("--episodes", type=int, default=1, help="whole games to record (default 1)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output video: .gif or .mp4")
+    p.add_argument("--saliency", action="store_true", help="blend the Grad-CAM of each chosen action over the screen")
+    p.add_argument("--deterministic", action="store_true", help="greedy actions (default: sampled, as in evaluation)")
+    p.add_argument("--seed", type=int, default=0, help="environment and policy seed (default 0)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop each episode after this many agent steps")
+    p.add_argument("--fps", type=int, default=15, help="frames per second; 15 is real time (default 15)")
+    p.add_argument("--scale", type=int, default=2, help="integer upscaling of the 210x160 screen (default 2)")
+
+
+def _run_record(args: argparse.Namespace) -> int:
+    from dimattn.record import record_command
+
+    record_command(checkpoint=args.checkpoint, agent=args.agent, game=args.env, episodes=args.episodes,
+                   out=args.out, saliency=args.saliency, deterministic=args.deterministic, seed=args.seed,
+                   max_steps=args.max_steps, fps=args.fps, scale=args.scale)
+    return 0
+
+
 # Subcommands in the order `dimattn --help` lists them.
 COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("train", _add_train, _run_train),
+    ("explain", _add_explain, _run_explain),
+    ("record", _add_record, _run_record),
 ]
 
 
