@@ -87,10 +87,10 @@ def as_published(ours: Path, dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Pong checkpoints of the five agents; CWCA trained for 128 steps, the others at initialisation."""
-    from dimattn.record import _make_eval_env
+    from dimattn.envs import make_env
 
     d = tmp_path_factory.mktemp("ckpt")
-    env = _make_eval_env("Pong", 0)
+    env = make_env("Pong", 1, seed=0, training=False)
     try:
         return {a: make_checkpoint(d / f"pong_{a}.zip", env, "Pong", a, train_steps=128 if a == "CWCA" else 0)
                 for a in AGENTS}

@@ -18,9 +18,9 @@ def make_checkpoint(path: Path, game: str, agent: str, record_game: bool = True)
 
     from dimattn.checkpoints import save_sb3
     from dimattn.networks import SelfAttnCNN
-    from dimattn.record import _make_eval_env
+    from dimattn.envs import make_env
 
-    env = _make_eval_env(game, 0)
+    env = make_env(game, 1, seed=0, training=False)
     model = PPO("CnnPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu",
                 policy_kwargs=dict(features_extractor_class=SelfAttnCNN,
                                    features_extractor_kwargs=dict(self_attn=agent), net_arch=[]))

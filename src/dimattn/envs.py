@@ -36,7 +36,8 @@ def _make_game(env_id: str, **kwargs) -> gym.Env:
 
 
 def make_env(
-    game: str, n_envs: int = 1, seed: int = 0, training: bool = True, vec_env: str = "dummy"
+    game: str, n_envs: int = 1, seed: int = 0, training: bool = True, vec_env: str = "dummy",
+    render_mode: str | None = None,
 ) -> VecEnv:
     """A vectorised Atari env of ``game`` with SPEC §3 semantics.
 
@@ -46,6 +47,7 @@ def make_env(
         seed: seed of the first copy (copy ``i`` gets ``seed + i``).
         training: life loss ends the episode and rewards are clipped (``False``: whole games, raw score).
         vec_env: ``dummy`` (one process) or ``subproc`` (one process per copy).
+        render_mode: ``"rgb_array"`` to read full-resolution screens with ``get_images()``.
 
     Returns a VecEnv whose observations are uint8 (n_envs, 4, 84, 84). Every copy is wrapped in
     SB3's ``Monitor`` *outside* the Atari wrapper, so ``info["episode"]`` holds the raw game score.
@@ -60,7 +62,7 @@ def make_env(
     env = make_atari_env(
         partial(_make_game, env_id), n_envs=n_envs, seed=seed, wrapper_kwargs=wrapper_kwargs,
         vec_env_cls=VEC_ENVS[vec_env],
-        env_kwargs={"repeat_action_probability": 0.0, "full_action_space": False},
+        env_kwargs={"repeat_action_probability": 0.0, "full_action_space": False, "render_mode": render_mode},
     )
     # (n, 84, 84, 1) -> stacked (n, 84, 84, 4) -> channel-first (n, 4, 84, 84)
     return VecTransposeImage(VecFrameStack(env, n_stack=FRAME_STACK))

@@ -377,16 +377,16 @@ def _unique(labels: Sequence[str]) -> list[str]:
     return out
 
 
-def _game_action_names(model: ActorCritic, game: str | None) -> list[str]:
+def _game_action_meanings(model: ActorCritic, game: str | None) -> list[str]:
     """The game's action names if ``game`` (or the checkpoint's recorded game) fits the model, else []."""
     from dimattn.games import canonical_game
-    from dimattn.record import action_names
+    from dimattn.envs import action_meanings
 
     game = game or model.meta.get("game")
     if not game:
         return []
     try:
-        names = action_names(canonical_game(str(game)))
+        names = action_meanings(canonical_game(str(game)))
     except DimattnError:  # a recorded game name ale-py does not know: show action numbers
         return []
     return names if len(names) == model.config["n_actions"] else []
@@ -419,7 +419,7 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
         raise DimattnError("give observations: --obs FILE.npy ... or --env GAME")
     names = _unique(names)
     labels = _unique([m.agent for m in models])
-    explanations = [explain(m, obs, lab, _game_action_names(m, game)) for m, lab in zip(models, labels)]
+    explanations = [explain(m, obs, lab, _game_action_meanings(m, game)) for m, lab in zip(models, labels)]
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from dimattn.envs import action_meanings, make_env
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_path
 from dimattn.networks import ActorCritic
@@ -23,45 +24,9 @@ from dimattn.networks import ActorCritic
 VIDEO_SUFFIXES = (".gif", ".mp4")
 
 
-# ---------------------------------------------------------------------------------------------
-# TEMPORARY evaluation environment. Swap this one function for ``dimattn.envs.make_eval_env``
-# when it lands; everything else here only needs: a VecEnv of one env whose observations are
-# (1, 4, 84, 84) uint8, unclipped rewards, whole games per episode, and ``get_images()``.
-# ---------------------------------------------------------------------------------------------
-def _make_eval_env(game: str, seed: int):
-    """SPEC §3 evaluation env for one game: (1, 4, 84, 84) uint8 observations, whole games, raw rewards."""
-    import ale_py
-    import gymnasium as gym
-    from stable_baselines3.common.env_util import make_atari_env
-    from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
-
-    from dimattn.games import v4_id
-
-    gym.register_envs(ale_py)
-    env = make_atari_env(v4_id(game), n_envs=1, seed=seed,
-                         wrapper_kwargs=dict(terminal_on_life_loss=False, clip_reward=False),
-                         env_kwargs=dict(render_mode="rgb_array"))
-    return VecTransposeImage(VecFrameStack(env, n_stack=4))  # (1,84,84,4) -> (1,4,84,84)
-
-
-def action_names(game: str) -> list[str]:
-    """ALE's names of the game's minimal action set, e.g. ``['NOOP', 'FIRE', 'RIGHT', ...]``."""
-    import ale_py
-    import gymnasium as gym
-
-    from dimattn.games import v4_id
-
-    gym.register_envs(ale_py)
-    env = gym.make(v4_id(game))
-    try:
-        return list(env.unwrapped.get_action_meanings())
-    finally:
-        env.close()
-
-
 def check_game_fits(model: ActorCritic, game: str, what: str = "checkpoint") -> None:
     """A one-line error if ``game``'s action set does not match the model's policy head."""
-    n_game, n_model = len(action_names(game)), int(model.config["n_actions"])
+    n_game, n_model = len(action_meanings(game)), int(model.config["n_actions"])
     if n_game != n_model:
         trained = model.meta.get("game") if hasattr(model, "meta") else None
         hint = f" (it was trained on {trained})" if trained else ""
@@ -90,7 +55,7 @@ def play(model: ActorCritic, game: str, episodes: int, seed: int = 0, determinis
     unless ``deterministic``. Yields one :class:`PlayStep` per agent step, then one extra step per
     episode with ``action = -1``, the final score and ``end`` saying why the episode ended.
     """
-    env = _make_eval_env(game, seed)
+    env = make_env(game, n_envs=1, seed=seed, training=False, render_mode="rgb_array")
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     try:
