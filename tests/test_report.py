@@ -17,7 +17,7 @@ from dimattn import cli, results
 
 FIGURES = ("aggregates", "performance_profiles", "probability_of_improvement", "sample_efficiency", "alignment",
            "learning_curves")
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("DIMATTN_CHROMIUM", "/usr/bin/chromium")  # Debian's chromium by default
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -106,6 +106,7 @@ def _hostile(tmp_path: Path) -> Path:
     (lambda p: [str(p / "missing")], "does not exist"),
     (lambda p: [str(_hostile(p))], "refusing to load global"),
     (lambda p: [str(p)], "no runs with evaluations"),
+    (lambda p: [str(write_study(p / "s", games=("Pooyan",), seeds=(0,)))], "no reference"),
     (lambda p: [str(PUBLISHED), "--reps", "0"], "--reps"),
     (lambda p: [str(PUBLISHED), "--se", "ddof3"], "--se"),
 ])
@@ -115,7 +116,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, dimattn, capsys, make_args, 
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "pwned").exists()
-    assert not (tmp_path / "out" / "index.html").exists()
+    assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 def test_published_report_tables(published_report):
@@ -130,7 +131,8 @@ def test_published_report_opens_in_headless_chromium(published_report):
     if os.environ.get("DIMATTN_SKIP_BROWSER") == "1":
         pytest.skip("DIMATTN_SKIP_BROWSER=1")
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) "
+        pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium), "
+                    "point DIMATTN_CHROMIUM at another Chromium binary, "
                     "or set DIMATTN_SKIP_BROWSER=1 to skip the browser test")
     from playwright.sync_api import sync_playwright
 
@@ -138,7 +140,7 @@ def test_published_report_opens_in_headless_chromium(published_report):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            # Block anything that is not the file itself: the page must need nothing else.
+            # Record every request: a self-contained page needs nothing but itself.
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url))
             page.goto((published_report / "index.html").as_uri(), wait_until="load")

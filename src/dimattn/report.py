@@ -96,7 +96,11 @@ def _write_table(t: tables.TextTable, stem: Path, data: pd.DataFrame, latex: boo
 
 def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: int, seed: int,
                progress: bool) -> tuple[list[Path], list[Section], pd.Series]:
-    """Compute everything and write every table, figure and data file; return them and the page's sections."""
+    """Compute everything, then write every table, figure and data file; return them and the page's sections.
+
+    Every number is computed before the first file is written, so input that cannot be analysed
+    leaves no partial report behind.
+    """
     from tqdm.auto import tqdm
 
     tdir, fdir = out / "tables", out / "figures"
@@ -106,7 +110,6 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     # Per-game table and wins.
     per_game = analysis.per_game(df, use_last=use_last, se=se)
     t_game = tables.per_game_table(per_game, tables.per_game_caption(per_game, df, use_last, se))
-    files += _write_table(t_game, tdir / "per_game", per_game)
     won = analysis.winners(per_game)
     agents = analysis.agents_in(df)
 
@@ -128,6 +131,9 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     t_poi = tables.improvement_table(poi, reps)
     t_align = tables.alignment_table(align) if len(align) else None
     t_lists = tables.win_list_table(lists)
+    learning = analysis.learning_curves(df, se)
+
+    files += _write_table(t_game, tdir / "per_game", per_game)
     files += _write_table(t_agg, tdir / "aggregates", agg)
     files += _write_table(t_poi, tdir / "probability_of_improvement", poi)
     if t_align is not None:
@@ -139,7 +145,6 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
                     for a in profiles for t, p, lo, hi in zip(taus, profiles[a], *profile_cis[a])]
     files.append(_write(tdir / "performance_profiles.csv", tables.frame_csv(pd.DataFrame(profile_rows))))
     files.append(_write(tdir / "sample_efficiency.csv", tables.frame_csv(eff)))
-    learning = analysis.learning_curves(df, se)
     files.append(_write(tdir / "learning_curves.csv", tables.frame_csv(learning)))
 
     # Figures.

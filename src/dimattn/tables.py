@@ -96,7 +96,7 @@ def per_game_caption(table: pd.DataFrame, df: pd.DataFrame, use_last: bool, se: 
     per_seed = ("the last evaluation of each seed" if use_last
                 else f"the mean over each seed's whole evaluation period (all its {evals})")
     seeds = table["n_seeds"]
-    n = f"{int(seeds.iloc[0])} seeds" if seeds.nunique() == 1 else "its seeds"
+    n = f"{int(seeds.iloc[0])} seed{'s' if seeds.iloc[0] != 1 else ''}" if seeds.nunique() == 1 else "its seeds"
     se_text = ("SE = std(ddof=0)/√n, the published convention" if SE_CONVENTIONS[se] == 0
                else "SE = sample std (ddof=1)/√n")
     return (f"Per-game scores: {per_seed}; cell = mean over {n} ± standard error ({se_text}). "
