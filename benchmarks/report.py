@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 from dimattn import analysis, figures, results  # noqa: E402
 from dimattn.report import build_report  # noqa: E402
 
-PUBLISHED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "seed-results" / "post_processed_results_56.pkl"
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+PUBLISHED = SHARED / "data" / "seed-results" / "post_processed_results_56.pkl"
 GOAL_S = 60.0
 
 
@@ -72,7 +73,7 @@ def stages(reps: int) -> list:
         figures.save_figure(figures.sample_efficiency_figure(eff), out / "d")
         figures.save_figure(figures.alignment_figure(analysis.alignment(analysis.winners(analysis.per_game(df)))),
                             out / "e")
-        figures.save_figure(figures.learning_curves_figure(analysis.learning_curves(df)), out / "f")
+        figures.save_figure(figures.learning_curves_figure(analysis.learning_curves(df)), out / "f", crop=False)
     return rows
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-PUBLISHED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "seed-results" / "post_processed_results_56.pkl"
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+PUBLISHED = SHARED / "data" / "seed-results" / "post_processed_results_56.pkl"
 
 
 def write_run(run_dir: Path, game: str, agent: str, seed: int, timesteps, results) -> Path:
@@ -20,7 +21,8 @@ def write_run(run_dir: Path, game: str, agent: str, seed: int, timesteps, result
     results = np.asarray(results, dtype=np.float64)
     np.savez(run_dir / "evaluations.npz", timesteps=np.asarray(timesteps, dtype=np.int64), results=results,
              ep_lengths=np.full(results.shape, 1000, dtype=np.int64))
-    config = {"game": game, "env_id": f"{game}NoFrameskip-v4", "agent": agent, "seed": seed, "n_timesteps": 1_000_000}
+    config = {"game": game, "env_id": f"{game}NoFrameskip-v4", "agent": agent, "seed": seed,
+              "n_timesteps": 1_000_000}
     (run_dir / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return run_dir
 
@@ -31,7 +33,8 @@ def write_study(root: Path, games=("Pong", "Breakout"), agents=("NA", "SWA", "CW
     ``study.yml``. Scores differ by game, agent and seed so every agent wins something."""
     rng = np.random.default_rng(1234)
     (root / "study.yml").parent.mkdir(parents=True, exist_ok=True)
-    (root / "study.yml").write_text(yaml.safe_dump({"games": list(games), "agents": list(agents), "seeds": list(seeds)}))
+    study = {"games": list(games), "agents": list(agents), "seeds": list(seeds)}
+    (root / "study.yml").write_text(yaml.safe_dump(study))
     steps = np.arange(1, n_evals + 1) * 25_000
     for gi, game in enumerate(games):
         for ai, agent in enumerate(agents):

@@ -31,13 +31,13 @@ def agent_colors() -> dict[str, tuple[float, float, float]]:
     return {a: palette[picks[a]] for a in AGENTS}
 
 
-def save_figure(fig: Figure, stem: Path, dpi: int = 110) -> list[Path]:
+def save_figure(fig: Figure, stem: Path, dpi: int = 110, crop: bool = True) -> list[Path]:
     """Write ``fig`` to ``stem``.png and ``stem``.svg (atomically) and close it.
 
-    Figures are cropped to their content (``bbox_inches="tight"``) unless they set their own
-    margins (``fig._dimattn_fixed_layout``), as the 56-panel grid does to stay fast.
+    ``crop``: trim the page to the drawing (``bbox_inches="tight"``); figures that set their own
+    margins, like the many-panel learning curves, save faster without it.
     """
-    bbox = None if getattr(fig, "_dimattn_fixed_layout", False) else "tight"
+    bbox = "tight" if crop else None
     paths = []
     for fmt in FORMATS:
         path = stem.with_suffix(f".{fmt}")
@@ -143,7 +143,6 @@ def learning_curves_figure(curves: pd.DataFrame, ncols: int = 8) -> Figure:
     # Fixed margins: tight_layout over 56 panels costs more than drawing them.
     fig.subplots_adjust(left=1.0 / width, right=1 - 0.15 / width, bottom=0.6 / height, top=1 - 0.6 / height,
                         wspace=0.32, hspace=0.38)
-    fig._dimattn_fixed_layout = True  # type: ignore[attr-defined]
     return fig
 
 

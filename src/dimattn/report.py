@@ -73,10 +73,16 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
                                            progress=progress)
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
     files.append(_write(out / "notes.txt", "".join(f"{n}\n" for n in notes) or "no caveats\n"))
-    settings = {"input": str(Path(source).resolve()), "games": df["game"].nunique(), "agents": ", ".join(analysis.agents_in(df)),
-                "runs": len(df.groupby(["game", "agent", "seed"])), "per-seed score": "last evaluation" if use_last
-                else "mean over the evaluation period", "standard error": se, "bootstrap replicates": reps,
-                "bootstrap seed": seed}
+    settings = {
+        "input": str(Path(source).resolve()),
+        "games": df["game"].nunique(),
+        "agents": ", ".join(analysis.agents_in(df)),
+        "runs": len(df.groupby(["game", "agent", "seed"])),
+        "per-seed score": "last evaluation" if use_last else "mean over the evaluation period",
+        "standard error": se,
+        "bootstrap replicates": reps,
+        "bootstrap seed": seed,
+    }
     files.append(_write(out / "index.html", render_html(sections, settings, notes, out)))
     return Report(out, files, notes, wins)
 
@@ -159,7 +165,8 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     pngs = {}
     for name, draw in tqdm([(k, v) for k, v in drawn.items() if v is not None], desc="figures", unit="figure",
                            disable=not progress, leave=False):
-        paths = figures.save_figure(draw(), fdir / name)
+        # The learning-curve grid sets its own margins; cropping it would cost seconds.
+        paths = figures.save_figure(draw(), fdir / name, crop=name != "learning_curves")
         files += paths
         pngs[name] = paths[0]
 
@@ -210,7 +217,8 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;
 color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em} caption{caption-side:top;text-align:left;
-padding:.3em 0;color:#444} th,td{border:1px solid #ddd;padding:.25em .6em} .r{text-align:right} .l{text-align:left} tfoot td{font-weight:600;background:#f6f6f6}
+padding:.3em 0;color:#444} th,td{border:1px solid #ddd;padding:.25em .6em}
+.r{text-align:right} .l{text-align:left} tfoot td{font-weight:600;background:#f6f6f6}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;font-size:.9em} .notes{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}
 dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em} dt{font-weight:600}
