@@ -93,6 +93,45 @@ def _run_record(args: argparse.Namespace) -> int:
     record_command(checkpoint=args.checkpoint, agent=args.agent, game=args.env, episodes=args.episodes,
                    out=args.out, saliency=args.saliency, deterministic=args.deterministic, seed=args.seed,
                    max_steps=args.max_steps, fps=args.fps, scale=args.scale)
+# --------------------------------------------------------------------------- report
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="tables, rliable figures and an HTML report from results", description=(
+        "Write the study's per-game table, rliable aggregate metrics and figures, alignment of biases and one "
+        "self-contained index.html (SPEC §5) from a study directory, a folder of RL Zoo runs or the published "
+        "post-processed results pickle."))
+    p.add_argument("input", help="study directory, folder of runs (evaluations.npz + config.yml) or results .pkl")
+    p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.add_argument("--use-last", action="store_true",
+                   help="score each seed by its last evaluation instead of the mean over all evaluations")
+    p.add_argument("--se", choices=("ddof0", "ddof1"), default="ddof0",
+                   help="standard error over seeds: std with ddof=0 (published, default) or ddof=1")
+    p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap replicates (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from dimattn.report import build_report
+
+    report = build_report(args.input, args.out, use_last=args.use_last, se=args.se, reps=args.reps,
+                          seed=args.seed, progress=not args.quiet)
+    for text in report.notes:
+        print(f"dimattn report: note: {text}", file=sys.stderr)
+    wins = ", ".join(f"{a} {n}" for a, n in report.wins.items())
+    print(f"wrote {len(report.files)} files to {report.out}; open {report.out / 'index.html'} (wins: {wins})")
     return 0
 
 
@@ -101,6 +140,7 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("train", _add_train, _run_train),
     ("explain", _add_explain, _run_explain),
     ("record", _add_record, _run_record),
+    ("report", _add_report, _run_report),
 ]
 
 

@@ -1,0 +1,250 @@
+"""``dimattn report``: every table and figure of the study (SPEC §5) from one input, plus a
+self-contained ``index.html`` that shows them all.
+
+Layout of the output folder::
+
+    index.html                 the whole report; images embedded, opens without the other files
+    notes.txt                  caveats about the input (missing seeds, dropped steps, ...)
+    tables/*.md|tex|csv        per-game table, aggregates, probability of improvement, alignment, ...
+    figures/*.png|svg          aggregates, performance profiles, probability of improvement,
+                               sample efficiency, alignment heat map, per-game learning curves
+    data/scores.csv            the tidy table (game, agent, seed, timestep, score)
+    data/post_processed_results.pkl   the same data in the published pickle structure
+
+Every file is written atomically; ``index.html`` is written last.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dimattn import analysis, figures, tables
+from dimattn.errors import DimattnError
+from dimattn.fileio import atomic_write_text
+from dimattn.results import DataWarning, align_steps, coverage_notes, load_results, note, save_published
+
+
+@dataclass
+class Section:
+    """One part of the HTML page: a heading, a short text, figures (stems) and tables."""
+
+    title: str
+    text: str
+    figures: list[tuple[Path, str]] = field(default_factory=list)  # (png path, caption)
+    tables: list[tables.TextTable] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` made: the output folder, its files and the caveats met."""
+
+    out: Path
+    files: list[Path]
+    notes: list[str]
+    wins: pd.Series
+
+
+def build_report(source: str | Path, out: str | Path, *, use_last: bool = False, se: str = "ddof0",
+                 reps: int = 2000, seed: int = 0, progress: bool = True) -> Report:
+    """Load ``source`` (study directory, folder of runs or published pickle) and write the report to ``out``.
+
+    ``use_last``: score each seed by its last evaluation instead of the mean over all evaluations.
+    ``se``: ``ddof0`` (published) or ``ddof1`` standard errors. ``reps``, ``seed``: bootstrap
+    replicates and seed for every rliable interval. Caveats about the data are collected as notes.
+    """
+    if reps < 1:
+        raise DimattnError(f"--reps must be at least 1, got {reps}")
+    if se not in analysis.SE_CONVENTIONS:
+        raise DimattnError(f"unknown --se {se!r}; choose one of {', '.join(analysis.SE_CONVENTIONS)}")
+    out = Path(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        df = align_steps(load_results(source))
+        for text in coverage_notes(df):
+            note(text)
+        files, sections, wins = _write_all(df, out, use_last=use_last, se=se, reps=reps, seed=seed,
+                                           progress=progress)
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
+    files.append(_write(out / "notes.txt", "".join(f"{n}\n" for n in notes) or "no caveats\n"))
+    settings = {
+        "input": str(Path(source).resolve()),
+        "games": df["game"].nunique(),
+        "agents": ", ".join(analysis.agents_in(df)),
+        "runs": len(df.groupby(["game", "agent", "seed"])),
+        "per-seed score": "last evaluation" if use_last else "mean over the evaluation period",
+        "standard error": se,
+        "bootstrap replicates": reps,
+        "bootstrap seed": seed,
+    }
+    files.append(_write(out / "index.html", render_html(sections, settings, notes, out)))
+    return Report(out, files, notes, wins)
+
+
+def _write(path: Path, text: str) -> Path:
+    atomic_write_text(path, text)
+    return path
+
+
+def _write_table(t: tables.TextTable, stem: Path, data: pd.DataFrame, latex: bool = True) -> list[Path]:
+    """Markdown (+ LaTeX) rendering of ``t`` and the CSV of its data."""
+    paths = [_write(stem.with_suffix(".md"), t.markdown()), _write(stem.with_suffix(".csv"), tables.frame_csv(data))]
+    if latex:
+        paths.append(_write(stem.with_suffix(".tex"), t.latex()))
+    return paths
+
+
+def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: int, seed: int,
+               progress: bool) -> tuple[list[Path], list[Section], pd.Series]:
+    """Compute everything, then write every table, figure and data file; return them and the page's sections.
+
+    Every number is computed before the first file is written, so input that cannot be analysed
+    leaves no partial report behind.
+    """
+    from tqdm.auto import tqdm
+
+    tdir, fdir = out / "tables", out / "figures"
+    files: list[Path] = []
+    what = "last evaluation of each seed" if use_last else "mean over each seed's evaluation period"
+
+    # Per-game table and wins.
+    per_game = analysis.per_game(df, use_last=use_last, se=se)
+    t_game = tables.per_game_table(per_game, tables.per_game_caption(per_game, df, use_last, se))
+    won = analysis.winners(per_game)
+    agents = analysis.agents_in(df)
+
+    # Human-normalised matrices for rliable.
+    scores = analysis.human_normalized(analysis.seed_scores(df, use_last))
+    matrices, games = analysis.score_matrices(scores)
+    curves, _, steps = analysis.run_curves(analysis.human_normalized(df))
+    taus = analysis.profile_taus(matrices)
+    n_boot = len(matrices) * 3 + max(len(matrices) - 1, 0)
+    with tqdm(total=n_boot, desc="bootstrap", unit="estimate", disable=not progress, leave=False) as bar:
+        agg = analysis.aggregate_metrics(matrices, reps, seed, bar.update)
+        poi = analysis.probability_of_improvement(matrices, "NA", reps, seed, bar.update)
+        profiles, profile_cis = analysis.performance_profiles(matrices, taus, reps, seed, bar.update)
+        eff = analysis.sample_efficiency(curves, steps, reps, seed, bar.update)
+    align = analysis.alignment(won, agents)
+    lists = analysis.win_lists(won, agents)
+
+    t_agg = tables.aggregates_table(agg, f"{what}, {len(games)} games, {reps} bootstrap replicates")
+    t_poi = tables.improvement_table(poi, reps)
+    t_align = tables.alignment_table(align) if len(align) else None
+    t_lists = tables.win_list_table(lists)
+    learning = analysis.learning_curves(df, se)
+
+    files += _write_table(t_game, tdir / "per_game", per_game)
+    files += _write_table(t_agg, tdir / "aggregates", agg)
+    files += _write_table(t_poi, tdir / "probability_of_improvement", poi)
+    if t_align is not None:
+        files += _write_table(t_align, tdir / "alignment", align)
+    files += _write_table(t_lists, tdir / "wins_per_agent",
+                          pd.DataFrame([{"agent": a, "wins": len(g), "games": " ".join(g)} for a, g in lists.items()]),
+                          latex=False)
+    profile_rows = [{"agent": a, "tau": t, "fraction": p, "low": lo, "high": hi}
+                    for a in profiles for t, p, lo, hi in zip(taus, profiles[a], *profile_cis[a])]
+    files.append(_write(tdir / "performance_profiles.csv", tables.frame_csv(pd.DataFrame(profile_rows))))
+    files.append(_write(tdir / "sample_efficiency.csv", tables.frame_csv(eff)))
+    files.append(_write(tdir / "learning_curves.csv", tables.frame_csv(learning)))
+
+    # Figures.
+    drawn = {
+        "aggregates": lambda: figures.aggregates_figure(agg),
+        "performance_profiles": lambda: figures.profiles_figure(profiles, profile_cis, taus),
+        "probability_of_improvement": (lambda: figures.improvement_figure(poi)) if len(poi) else None,
+        "sample_efficiency": lambda: figures.sample_efficiency_figure(eff),
+        "alignment": (lambda: figures.alignment_figure(align)) if len(align) else None,
+        "learning_curves": lambda: figures.learning_curves_figure(learning),
+    }
+    pngs = {}
+    for name, draw in tqdm([(k, v) for k, v in drawn.items() if v is not None], desc="figures", unit="figure",
+                           disable=not progress, leave=False):
+        # The learning-curve grid sets its own margins; cropping it would cost seconds.
+        paths = figures.save_figure(draw(), fdir / name, crop=name != "learning_curves")
+        files += paths
+        pngs[name] = paths[0]
+
+    # Data, for other tools and the published notebooks.
+    files.append(_write(out / "data" / "scores.csv", tables.frame_csv(df)))
+    save_published(df, out / "data" / "post_processed_results.pkl")
+    files.append(out / "data" / "post_processed_results.pkl")
+
+    sections = _sections(pngs, t_game, t_agg, t_poi, t_align, t_lists, what=what, reps=reps, n_games=len(games),
+                         steps=steps)
+    return files, sections, analysis.win_counts(per_game)
+
+
+def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_lists, *, what: str, reps: int,
+              n_games: int, steps: np.ndarray) -> list[Section]:
+    """The page, in reading order."""
+    def fig(name: str, caption: str) -> list[tuple[Path, str]]:
+        return [(pngs[name], caption)] if name in pngs else []
+
+    return [
+        Section("Per-game scores", "One score per seed, then mean ± standard error over seeds for each game and "
+                "agent, as in the published study's table.",
+                tables=[t_game]),
+        Section("Aggregate metrics", f"rliable's median, interquartile mean (IQM), mean and optimality gap of "
+                f"human-normalised scores over {n_games} games ({what}); bars are 95% stratified-bootstrap "
+                f"confidence intervals from {reps} replicates.",
+                fig("aggregates", "Aggregate human-normalised scores with 95% CIs (higher is better, "
+                    "except the optimality gap)."), [t_agg]),
+        Section("Probability of improvement", "How likely a run of each attention agent beats a run of NA on a "
+                "game, averaged over games; 0.5 means no difference.",
+                fig("probability_of_improvement", "P(X > NA) with 95% CIs; the dotted line marks 0.5."), [t_poi]),
+        Section("Performance profiles", "For every threshold τ, the fraction of runs (over all games and seeds) "
+                "whose human-normalised score exceeds τ.",
+                fig("performance_profiles", "Score-distribution performance profiles with 95% CIs.")),
+        Section("Sample efficiency", f"IQM of human-normalised scores at each of the {len(steps)} evaluation steps.",
+                fig("sample_efficiency", "IQM human-normalised score against environment steps, 95% CIs.")),
+        Section("Alignment of biases", "Games won by each agent within each axis-of-dynamics group: an agent "
+                "whose attention axis matches a game's main axis of dynamics should win more of that group.",
+                fig("alignment", "Share of each group's games won per agent (wins/games in each cell)."),
+                [t for t in (t_align, t_lists) if t is not None]),
+        Section("Learning curves", "Per game: score (mean ± standard error over seeds) at every evaluation.",
+                fig("learning_curves", "Per-game learning curves.")),
+    ]
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em} caption{caption-side:top;text-align:left;
+padding:.3em 0;color:#444} th,td{border:1px solid #ddd;padding:.25em .6em}
+.r{text-align:right} .l{text-align:left} tfoot td{font-weight:600;background:#f6f6f6}
+figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#444;font-size:.9em} .notes{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}
+dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em} dt{font-weight:600}
+"""
+
+
+def render_html(sections: list[Section], settings: dict, notes: list[str], out: Path) -> str:
+    """The whole report as one HTML page; PNGs are embedded as data URIs so it stands alone."""
+    e = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width,initial-scale=1">',
+             "<title>dimattn report</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>Dimensional self-attention in visual deep RL: results</h1>",
+             "<dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in settings.items()) + "</dl>"]
+    if notes:
+        parts.append('<div class="notes"><strong>Caveats about the input</strong><ul>'
+                     + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul></div>")
+    for s in sections:
+        parts.append(f"<section><h2>{e(s.title)}</h2><p>{e(s.text)}</p>")
+        for png, caption in s.figures:
+            data = base64.b64encode(png.read_bytes()).decode()
+            svg = png.with_suffix(".svg").relative_to(out).as_posix()
+            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{e(caption)}">'
+                         f'<figcaption>{e(caption)} (<a href="{e(svg)}">SVG</a>)</figcaption></figure>')
+        parts += [t.html() for t in s.tables]
+        parts.append("</section>")
+    parts.append("<footer><p>Tables as Markdown, LaTeX and CSV are in <code>tables/</code>; the data in "
+                 "<code>data/</code>. Made by <code>dimattn report</code>.</p></footer></body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,356 @@
+"""Evaluation results as one tidy table: loading, checking, and export to the published pickle.
+
+Every analysis in dimattn starts from a *tidy* :class:`pandas.DataFrame` with one row per
+(game, agent, seed, evaluation) and the columns :data:`COLUMNS`:
+
+=========  =======  ==========================================================================
+column     dtype    meaning
+=========  =======  ==========================================================================
+game       str      canonical ALE name (``Pong``)
+agent      str      one of :data:`dimattn.attention.AGENTS`
+seed       int      the run's seed (the published pickle has none: seeds are numbered 0..n-1)
+timestep   int      total environment steps at the evaluation
+score      float    mean game score over that evaluation's episodes
+=========  =======  ==========================================================================
+
+It can be read from (SPEC §5):
+
+- a folder of runs (a study directory or any RL Zoo log folder): every ``evaluations.npz`` with a
+  resolved ``config.yml`` beside it, found recursively; the config names game, agent and seed;
+- the published post-processed pickle, through :func:`restricted_load`, which admits NumPy arrays
+  and plain containers and refuses anything else.
+
+Problems that still leave something to analyse are reported as :class:`DataWarning` warnings;
+problems that leave nothing are :class:`~dimattn.errors.DimattnError`.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dimattn.attention import AGENTS, check_agent
+from dimattn.errors import DimattnError
+from dimattn.fileio import atomic_write_bytes
+from dimattn.games import canonical_game, v4_id
+
+COLUMNS: tuple[str, ...] = ("game", "agent", "seed", "timestep", "score")
+#: File names that mark a run directory.
+EVALUATIONS, CONFIG = "evaluations.npz", "config.yml"
+#: Suffixes read as a published results pickle.
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+
+
+class DataWarning(UserWarning):
+    """Input that is analysed anyway, with a caveat the user should read (a missing seed, ...)."""
+
+
+def note(message: str) -> None:
+    """Report a caveat about the data as a :class:`DataWarning`."""
+    warnings.warn(message, DataWarning, stacklevel=2)
+
+
+# --------------------------------------------------------------------------- restricted unpickler
+class _NDArrayToken:
+    """Stands for ``numpy.ndarray`` in a pickle: only ever an argument of :func:`_reconstruct`,
+    so a pickle cannot call the ndarray constructor itself (with an object dtype, say)."""
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """``numpy.core.multiarray._reconstruct`` limited to plain ndarrays."""
+    if subtype is not _NDArrayToken:
+        raise pickle.UnpicklingError(f"refusing to build array subclass {subtype!r}")
+    return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype))
+
+
+def _dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` without object dtypes (an object array could hold any Python object)."""
+    dt = np.dtype(*args)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("refusing an object-dtype array")
+    return dt
+
+
+def _scalar(dtype: np.dtype, data: bytes = b"") -> np.generic:
+    """``numpy.core.multiarray.scalar`` for plain (non-object) dtypes: a scalar from its bytes."""
+    return np.frombuffer(data, dtype=_dtype(dtype), count=1)[0]
+
+
+# Every global a pickle of NumPy arrays needs (NumPy 1 and 2 module paths), mapped to a safe
+# stand-in. Plain containers (dict, list, tuple, str, numbers) need no global at all.
+_ALLOWED: dict[tuple[str, str], Any] = {
+    **{(mod, "_reconstruct"): _reconstruct for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(mod, "scalar"): _scalar for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    ("numpy", "ndarray"): _NDArrayToken,
+    ("numpy", "dtype"): _dtype,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds NumPy arrays and plain containers and refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name}: only NumPy arrays and plain containers are allowed"
+            ) from None
+
+
+def _check_plain(obj: Any, where: str = "top level") -> None:
+    """Raise if ``obj`` holds anything but containers, strings, numbers and non-object arrays."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_plain(k, where)
+            _check_plain(v, f"{where}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _check_plain(v, where)
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise pickle.UnpicklingError(f"object-dtype array at {where}")
+    elif not isinstance(obj, (str, bytes, int, float, bool, type(None), np.generic)):
+        raise pickle.UnpicklingError(f"unexpected {type(obj).__name__} at {where}")
+
+
+def restricted_loads(data: bytes, source: str = "pickle") -> Any:
+    """Unpickle ``data`` admitting only NumPy arrays and plain containers.
+
+    Raises :class:`DimattnError` (one line, naming ``source``) for a hostile or corrupt pickle.
+    """
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(data)).load()
+        _check_plain(obj)
+    # A corrupt pickle can fail in many ways (EOFError, ValueError, KeyError, MemoryError, ...);
+    # all of them mean the same thing to the user.
+    except Exception as exc:  # noqa: BLE001
+        raise DimattnError(
+            f"cannot read {source}: refused or corrupt pickle ({type(exc).__name__}: {exc}); "
+            "give the published post-processed results pickle or a folder of runs"
+        ) from None
+    return obj
+
+
+def restricted_load(path: str | Path) -> Any:
+    """:func:`restricted_loads` on the contents of ``path``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DimattnError(f"cannot read {path}: {exc.strerror}") from None
+    return restricted_loads(data, str(path))
+
+
+# --------------------------------------------------------------------------- the published pickle
+def from_published(obj: Any, source: str = "pickle") -> pd.DataFrame:
+    """The published structure ``{env_id: {agent: {"timesteps": (T,), "mean_per_eval": (T, S)}}}``
+    -> tidy table. Seeds are numbered 0..S-1 in column order (the pickle does not name them)."""
+    if not isinstance(obj, dict) or not obj:
+        raise DimattnError(f"{source} is not a results pickle: expected a dict of games, got {type(obj).__name__}")
+    frames = []
+    for env_id, per_agent in obj.items():
+        game = canonical_game(str(env_id))
+        if not isinstance(per_agent, dict):
+            raise DimattnError(f"{source}: entry {env_id!r} is not a dict of agents")
+        for agent_name, fields in per_agent.items():
+            agent = check_agent(str(agent_name))
+            try:
+                steps = np.asarray(fields["timesteps"])
+                per_eval = np.asarray(fields["mean_per_eval"], dtype=np.float64)  # (T, S)
+            except (TypeError, KeyError, ValueError) as exc:
+                raise DimattnError(
+                    f"{source}: {env_id}/{agent_name} lacks 'timesteps' and 'mean_per_eval' ({exc})") from None
+            if steps.ndim != 1 or per_eval.ndim != 2 or per_eval.shape[0] != steps.shape[0]:
+                raise DimattnError(
+                    f"{source}: {env_id}/{agent_name} has timesteps {steps.shape} and mean_per_eval "
+                    f"{per_eval.shape}; expected (T,) and (T, n_seeds)")
+            n_evals, n_seeds = per_eval.shape
+            frames.append(pd.DataFrame({
+                "game": game, "agent": agent,
+                "seed": np.tile(np.arange(n_seeds), n_evals),      # (T*S,) seed varies fastest
+                "timestep": np.repeat(steps.astype(np.int64), n_seeds),
+                "score": per_eval.reshape(-1),                      # (T, S) -> (T*S,)
+            }))
+    return tidy(pd.concat(frames, ignore_index=True))
+
+
+def load_published(path: str | Path) -> pd.DataFrame:
+    """Read the published post-processed results pickle into the tidy table."""
+    return from_published(restricted_load(path), str(path))
+
+
+def to_published(df: pd.DataFrame) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Tidy table -> the published structure, with its derived fields.
+
+    Per ``<Game>NoFrameskip-v4`` and agent: ``timesteps`` int64 (T,), ``mean_per_eval`` float64
+    (T, S), ``mean`` (T,), ``std_error`` (T,) = std(ddof=0)/√S over seeds, ``last_evals`` (S,),
+    ``std_error_last_eval`` (). Seeds of one (game, agent) must share their evaluation steps
+    (see :func:`align_steps`).
+    """
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for (game, agent), g in df.groupby(["game", "agent"], sort=False):
+        wide = g.pivot(index="timestep", columns="seed", values="score")  # (T, S)
+        if wide.isna().any().any():
+            raise DimattnError(f"{game}/{agent}: seeds have different evaluation steps; align them first")
+        per_eval = wide.to_numpy(dtype=np.float64)
+        n_seeds = per_eval.shape[1]
+        last = per_eval[-1].copy()
+        out.setdefault(v4_id(game), {})[agent] = {
+            "timesteps": wide.index.to_numpy(dtype=np.int64),
+            "mean": per_eval.mean(axis=1),
+            "std_error": per_eval.std(axis=1) / np.sqrt(n_seeds),
+            "last_evals": last,
+            "std_error_last_eval": np.float64(last.std() / np.sqrt(n_seeds)),
+            "mean_per_eval": per_eval,
+        }
+    return out
+
+
+def save_published(df: pd.DataFrame, path: str | Path) -> None:
+    """Write :func:`to_published` of ``df`` as a pickle, atomically."""
+    atomic_write_bytes(path, pickle.dumps(to_published(df), protocol=4))
+
+
+# --------------------------------------------------------------------------- run folders
+def _read_config(path: Path) -> tuple[str, str, int]:
+    """``config.yml`` -> (game, agent, seed)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DimattnError(f"cannot read {path}: {exc}".splitlines()[0]) from None
+    if not isinstance(cfg, dict):
+        raise DimattnError(f"{path} is not a YAML mapping; expected keys game, agent and seed")
+    missing = [k for k in ("agent", "seed") if k not in cfg] + ([] if "game" in cfg or "env_id" in cfg else ["game"])
+    if missing:
+        raise DimattnError(f"{path} lacks {', '.join(missing)}; a run's config.yml must name game, agent and seed")
+    try:
+        game = canonical_game(str(cfg.get("game") or cfg["env_id"]))
+        agent = check_agent(str(cfg["agent"]))
+        seed = int(cfg["seed"])
+    except (DimattnError, TypeError, ValueError) as exc:
+        raise DimattnError(f"{path}: {exc}") from None
+    return game, agent, seed
+
+
+def _read_evaluations(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``evaluations.npz`` -> (timesteps (T,) int64, score (T,) = mean over each evaluation's episodes)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            steps = np.asarray(z["timesteps"]).astype(np.int64)
+            results = np.asarray(z["results"], dtype=np.float64)  # (T, n_episodes)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise DimattnError(f"cannot read {path}: {exc}; expected RL Zoo's evaluations.npz "
+                           "with arrays timesteps and results") from None
+    if results.ndim == 1:  # one episode per evaluation
+        results = results[:, None]
+    if steps.ndim != 1 or results.ndim != 2 or len(steps) != len(results):
+        raise DimattnError(f"{path}: timesteps {steps.shape} and results {results.shape} do not match")
+    return steps, results.mean(axis=1)
+
+
+def find_runs(folder: str | Path) -> list[Path]:
+    """Every directory under ``folder`` holding both ``evaluations.npz`` and ``config.yml``, sorted."""
+    folder = Path(folder)
+    runs = []
+    for npz in sorted(folder.rglob(EVALUATIONS)):
+        if (npz.parent / CONFIG).is_file():
+            runs.append(npz.parent)
+        else:
+            note(f"skipped {npz}: no {CONFIG} beside it, so its game, agent and seed are unknown")
+    return runs
+
+
+def load_runs(folder: str | Path) -> pd.DataFrame:
+    """Every run under ``folder`` (a study directory or an RL Zoo log folder) -> tidy table."""
+    folder = Path(folder)
+    frames, seen = [], {}
+    for run in find_runs(folder):
+        key = _read_config(run / CONFIG)
+        if key in seen:
+            raise DimattnError(
+                f"two runs of {key[0]}/{key[1]} seed {key[2]}: {seen[key]} and {run}; "
+                "move one of them out of the input folder")
+        seen[key] = run
+        steps, score = _read_evaluations(run / EVALUATIONS)
+        if len(steps) == 0:
+            note(f"skipped {run}: it has no evaluations yet")
+            continue
+        game, agent, seed = key
+        frames.append(pd.DataFrame({"game": game, "agent": agent, "seed": seed, "timestep": steps, "score": score}))
+    if not frames:
+        raise DimattnError(
+            f"no runs with evaluations under {folder}: expected evaluations.npz files with a config.yml "
+            "beside them (a study directory or an RL Zoo log folder)")
+    return tidy(pd.concat(frames, ignore_index=True))
+
+
+def load_results(source: str | Path) -> pd.DataFrame:
+    """A study directory, a folder of runs or a published results pickle -> tidy table."""
+    path = Path(source)
+    if path.is_dir():
+        return load_runs(path)
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        return load_published(path)
+    if path.is_file():
+        raise DimattnError(f"{path} is neither a folder of runs nor a results pickle (.pkl)")
+    raise DimattnError(f"{path} does not exist; give a study directory, a folder of runs or a results .pkl")
+
+
+# --------------------------------------------------------------------------- checks
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns in :data:`COLUMNS` order and dtypes, rows sorted by game, agent (study order), seed, step."""
+    df = df.loc[:, list(COLUMNS)].astype({"game": str, "agent": str, "seed": np.int64,
+                                          "timestep": np.int64, "score": np.float64})
+    order = {a: i for i, a in enumerate(AGENTS)}
+    df = df.sort_values(["game", "agent", "seed", "timestep"], key=lambda c: c.map(order) if c.name == "agent" else c)
+    return df.reset_index(drop=True)
+
+
+def align_steps(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep, per game, only the evaluation steps every (agent, seed) of that game has.
+
+    Seeds that were evaluated at different steps (a run still in progress, a different
+    ``--eval-freq``) cannot be averaged step by step; a :class:`DataWarning` says what was dropped.
+    """
+    kept = []
+    for game, g in df.groupby("game", sort=False):
+        per_run = [set(r["timestep"]) for _, r in g.groupby(["agent", "seed"], sort=False)]
+        common = set.intersection(*per_run)
+        if not common:
+            note(f"{game}: its runs share no evaluation step; left out")
+            continue
+        if any(len(s) != len(common) for s in per_run):
+            longest = max(len(s) for s in per_run)
+            note(f"{game}: runs were evaluated at different steps; using the {len(common)} steps all runs "
+                 f"share (up to {max(common):,}) instead of up to {longest}")
+        kept.append(g[g["timestep"].isin(common)])
+    if not kept:
+        raise DimattnError("no game has evaluation steps shared by all its runs; nothing to analyse")
+    return pd.concat(kept, ignore_index=True)
+
+
+def coverage_notes(df: pd.DataFrame, agents: tuple[str, ...] = AGENTS) -> list[str]:
+    """Say which agents each game lacks and which (game, agent) has fewer seeds than the most seen."""
+    notes = []
+    present = df.groupby("game")["agent"].unique()
+    seen_agents = [a for a in agents if a in set(df["agent"])]
+    for game, have in present.items():
+        missing = [a for a in seen_agents if a not in set(have)]
+        if missing:
+            notes.append(f"{game}: no runs of {', '.join(missing)}")
+    seeds = df.groupby(["game", "agent"])["seed"].nunique()
+    most = int(seeds.max())
+    for (game, agent), n in seeds.items():
+        if n < most:
+            notes.append(f"{game}/{agent}: {n} seed(s) where others have {most}")
+    return notes
