@@ -1,7 +1,7 @@
 """Studies: spec, expansion, local pool and Ray backends, resume after SIGKILL, retries, locks, job arrays.
 
 Every training here is real (ALE Breakout/Pong, SB3 engine) and tiny: 2 envs × 64 steps per rollout,
-one-game evaluations, a few thousand steps per run.
+one epoch per rollout, one-game evaluations, a few thousand steps per run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dimattn.launch import run_local, run_ray
 from dimattn.study import ERROR_LOG, LOCK, TRAIN_LOG, Study, expand, parse_seeds, spec_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--hyperparams", "n_envs:2", "n_steps:64", "batch_size:64", "--eval-episodes", "1"]
+TINY = ["--hyperparams", "n_envs:2", "n_steps:64", "batch_size:64", "n_epochs:1", "--eval-episodes", "1"]
 
 
 def init(root: Path, games: str = "Breakout,Pong", agents: str = "NA,CWCA", steps: int = 2048,
@@ -217,6 +217,12 @@ def test_failed_runs_are_retried_then_reported_with_their_error(tmp_path, capsys
     assert main(["study", "status", str(study.root), "--only", "failed"]) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "BadZipFile" in out and "1 failed" in out
+    # a spec edited after runs started no longer matches what they were trained with: refused
+    spec = study.root / "study.yml"
+    spec.write_text(spec.read_text().replace("n_timesteps: 1024", "n_timesteps: 2048"))
+    assert main(["study", "run", str(study.root)]) == 2
+    err = capsys.readouterr().err
+    assert "started with another n_timesteps (1024" in err and err.count("\n") == 1
 
 
 def test_pbs_and_slurm_array_scripts_run_through_run_one(tmp_path, capsys, monkeypatch):

@@ -61,6 +61,7 @@ class Board:
         self.task = self.progress.add_task(study.spec.name, total=len(study.runs), completed=self.done, info="")
 
     def __enter__(self) -> "Board":
+        self.update([], force=True)
         self.progress.start()
         return self
 
@@ -95,7 +96,7 @@ class Board:
         if outcome.state == "done":
             self.done += 1
             score = "" if steps[1] is None else f", last score {steps[1]:.2f}"
-            self.event(run, f"[green]done[/] ({steps[0]:,} steps{score}) {outcome.message}")
+            self.event(run, f"[green]done[/] ({steps[0]:,} steps{score})" + (f" {outcome.message}" if outcome.message else ""))
         elif outcome.state == "busy":
             self.busy += 1
             self.event(run, f"[yellow]skipped[/]: {outcome.message}")
@@ -242,6 +243,9 @@ def run_ray(study: Study, address: str | None = None, workers: int | None = None
     except ImportError:
         raise DimattnError("the ray backend needs Ray: pip install 'dimattn[ray]' (or ray[default])") from None
     threads = threads or default_threads()
+    queue = _Queue(study, retries)
+    if not queue.todo:
+        return queue.report
     started = not ray.is_initialized()
     if started:
         try:
@@ -250,10 +254,9 @@ def run_ray(study: Study, address: str | None = None, workers: int | None = None
             else:
                 ray.init(num_cpus=workers * threads if workers else None, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise DimattnError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0]}; start the "
+            raise DimattnError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0].rstrip('.')}; start the "
                                "cluster with `ray start --head`, or leave out --ray-address for a local Ray") from None
     remote = ray.remote(_ray_task).options(num_cpus=threads, max_retries=0)  # retries are ours, counted per run
-    queue = _Queue(study, retries)
     refs: dict[object, tuple[Run, str]] = {}
     try:
         with Board(study, console, running_label="in flight") as board:
