@@ -48,7 +48,10 @@ class Board:
 
     def __init__(self, study: Study, console: Console | None = None, running_label: str = "running") -> None:
         self.study, self.label = study, running_label
-        self.console = console or Console(stderr=True)
+        if console is None:  # logs (not a terminal) get wide lines rather than rich's 80 columns
+            console = Console(stderr=True)
+            console = console if console.is_terminal else Console(stderr=True, width=160)
+        self.console = console
         self.done = sum(is_done(r) for r in study.runs)
         self.failed = self.busy = self.running = 0
         self.start = time.monotonic()
@@ -73,10 +76,10 @@ class Board:
         self.progress.console.print(f"{run.index:>4} {run.name}: {text}", highlight=False)
 
     def update(self, active: Iterable[Run], force: bool = False) -> None:
-        """Refresh counts; re-read the active runs' steps from disk at most every 2 s."""
+        """Refresh counts; re-read the active runs' steps from disk every 2 s (less often for many runs)."""
         active = list(active)
         self.running = len(active)
-        if force or time.monotonic() - self.last_read > 2.0:
+        if force or time.monotonic() - self.last_read > max(2.0, len(active) / 50):
             self.last_read = time.monotonic()
             for run in active:
                 steps = progress_on_disk(run)[0]

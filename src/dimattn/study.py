@@ -21,7 +21,6 @@ work since its last save. How runs are executed lives in :mod:`dimattn.launch` (
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import fcntl
 import os
@@ -322,7 +321,8 @@ def run_lock(run_dir: Path, wait: float = 2.0) -> Iterator[bool]:
 
 
 def lock_holder(run_dir: Path) -> str | None:
-    """``"<pid> <host> <since>"`` of the process holding the run's lock, or None if nobody holds it."""
+    """``"<pid> <host> <since>"`` of the process holding the run's lock (``"another process"`` if it
+    wrote nothing), or None if nobody holds it."""
     path = run_dir / LOCK
     if not path.is_file():
         return None
@@ -331,7 +331,7 @@ def lock_holder(run_dir: Path) -> str | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "?"
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -374,8 +374,9 @@ def run_status(study: Study, run: Run) -> RunStatus:
         return RunStatus(run, "done", max(steps, study.spec.n_timesteps), score, problem)
     holder = lock_holder(run.dir) if run.dir.is_dir() else None
     if holder is not None:
-        pid, host = (holder.split() + ["?", "?"])[:2]
-        return RunStatus(run, "running", steps, score, f"pid {pid} on {host}")
+        words = holder.split()
+        note = f"pid {words[0]} on {words[1]} since {' '.join(words[2:])}" if len(words) >= 3 else holder
+        return RunStatus(run, "running", steps, score, note)
     error = run.dir / ERROR_LOG
     if error.is_file():
         return RunStatus(run, "failed", steps, score, error.read_text(errors="replace").splitlines()[0][:160])
@@ -439,7 +440,7 @@ def execute_run(study: Study, index: int, threads: int = 1, attempt: str = "1/1"
         return Outcome(index, "done", "already finished")
     with run_lock(run.dir) as mine:
         if not mine:
-            return Outcome(index, "busy", f"being trained by {lock_holder(run.dir) or 'another process'}")
+            return Outcome(index, "busy", f"being trained by {lock_holder(run.dir) or 'another process'} (its lock is held)")
         if is_done(run):  # finished by another process while we waited for the lock
             return Outcome(index, "done", "already finished")
         import torch
