@@ -85,7 +85,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
                    help="split into arrays of at most N tasks (default: slurm 1000, pbs 10000)")
     g.add_argument("--setup", action="append", default=[], metavar="LINE",
                    help="shell line to run before training, e.g. 'module load python' (repeatable)")
-    g.add_argument("--python", default=None, help="Python interpreter on the compute nodes (default: this one)")
+    g.add_argument("--python", default=None, help="Python interpreter on the compute nodes (default: this one; "
+                                                  "give python to use the one your --setup lines activate)")
 
     o = ss.add_parser("run-one", help="train (or resume) one run: what each array task calls", description=(
         "Train or resume run number --index (0-based, games × agents × seeds order). Without --index, "

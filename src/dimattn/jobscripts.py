@@ -137,8 +137,9 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
         "# Resubmitting after a failure is safe: finished runs are skipped, unfinished ones resume.",
         *_directives(scheduler, study, res, count, logs),
         "",
-        "set -euo pipefail",
-        *res.setup,
+        "set -eo pipefail",
+        *res.setup,  # before `set -u`: some environments' activate scripts read unset variables
+        "set -u",
         f"export OMP_NUM_THREADS={res.ncpus}",
         f"INDEX=$(( {offset} + {index} ))",
         f'exec {shlex.join(command)} --index "$INDEX" --threads {res.ncpus} --retries {retries}',
