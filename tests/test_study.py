@@ -164,7 +164,7 @@ def test_local_backend_two_concurrent_study_runs_share_the_work(tmp_path, capsys
 
 
 def test_ray_backend_local_cluster(tmp_path):
-    ray = pytest.importorskip("ray")
+    import ray  # a test dependency (pyproject [test]): missing Ray is a failure, not a skip
     study = init(tmp_path / "s")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
