@@ -135,12 +135,201 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- study
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    from dimattn.train import add_run_arguments
+
+    p = sub.add_parser("study", help="define, run, resume and watch a study (games × agents × seeds)", description=(
+        "A study is every (game, agent, seed) of a grid, defined once in <dir>/study.yml. Run it here, on Ray, "
+        "or as a PBS Pro / Slurm job array; run it again after any failure to resume; watch it with status."))
+    ss = p.add_subparsers(dest="study_command", metavar="ACTION", parser_class=_Parser)
+    ss.required = True
+
+    q = ss.add_parser("init", help="write a study spec (study.yml)", description=(
+        "Write <dir>/study.yml. Takes the run options of `dimattn train`. Example (the published study): "
+        "dimattn study init seed56 --games seed56 --agents NA,SWA,CWRA,CWCA,CWRCA --seeds 0-4 -n 10000000"))
+    q.add_argument("dir", help="study directory (created)")
+    q.add_argument("--games", required=True, help="seed56, atari57, or a comma-separated list such as Pong,Breakout")
+    q.add_argument("--agents", default="NA,SWA,CWRA,CWCA,CWRCA", help="comma-separated agents (default: all five)")
+    q.add_argument("--seeds", default="0-4", help="seeds: 0-4, 0,2,5 or 0-2,7 (default 0-4)")
+    q.add_argument("--name", default=None, help="study name (default: the directory's name)")
+    add_run_arguments(q)
+
+    r = ss.add_parser("run", help="run every unfinished run (resumes; skips finished ones)", description=(
+        "Train every run of the study that is not finished, resuming each from its last checkpoint. "
+        "local: worker processes on this machine; ray: Ray tasks; pbs/slurm: write a job-array script "
+        "(and submit it with --submit)."))
+    r.add_argument("dir", help="study directory")
+    r.add_argument("--backend", choices=("local", "ray", "pbs", "slurm"), default="local", help="where runs execute (default local)")
+    r.add_argument("--workers", type=_positive, default=None,
+                   help="local: runs at once (default: usable cores / --threads); ray: most tasks in flight, "
+                        "and a local Ray gets workers × threads CPUs")
+    r.add_argument("--threads", type=_positive, default=None,
+                   help="CPUs per run: torch threads, Ray num_cpus, PBS ncpus, Slurm cpus-per-task "
+                        "(default: 1 below 8 cores, else 2; pbs/slurm: 2)")
+    r.add_argument("--retries", type=_non_negative, default=1, help="retry a failed run this many times (default 1)")
+    r.add_argument("--ray-address", default=None, help="ray: the cluster to join, e.g. auto (default: start a local Ray)")
+    g = r.add_argument_group("pbs / slurm")
+    g.add_argument("--submit", action="store_true", help="submit the script(s) with qsub / sbatch")
+    g.add_argument("--mem", default="8gb", help="memory per run, e.g. 8gb (default 8gb)")
+    g.add_argument("--walltime", default="24:00:00", help="time limit per run, H:MM:SS or D-HH:MM:SS (default 24:00:00)")
+    g.add_argument("--ngpus", type=_non_negative, default=0, help="GPUs per run (default 0)")
+    g.add_argument("--queue", default=None, help="PBS queue / Slurm partition")
+    g.add_argument("--account", default=None, help="account / project to charge")
+    g.add_argument("--max-parallel", type=_positive, default=None, help="at most this many runs at once (array %%N)")
+    g.add_argument("--array-size", type=_positive, default=None,
+                   help="split into arrays of at most N tasks (default: slurm 1000, pbs 10000)")
+    g.add_argument("--setup", action="append", default=[], metavar="LINE",
+                   help="shell line to run before training, e.g. 'module load python' (repeatable)")
+    g.add_argument("--python", default=None, help="Python interpreter on the compute nodes (default: this one; "
+                                                  "give python to use the one your --setup lines activate)")
+
+    o = ss.add_parser("run-one", help="train (or resume) one run: what each array task calls", description=(
+        "Train or resume run number --index (0-based, games × agents × seeds order). Without --index, "
+        "the index is $PBS_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID."))
+    o.add_argument("dir", help="study directory")
+    o.add_argument("--index", type=_non_negative, default=None, help="run number (default: the scheduler's array index)")
+    o.add_argument("--threads", type=_positive, default=None, help="torch threads (default: 1 below 8 cores, else 2)")
+    o.add_argument("--retries", type=_non_negative, default=1, help="retry a failed run this many times (default 1)")
+
+    s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done")
+    s.add_argument("dir", help="study directory")
+    s.add_argument("--only", default=None, help="show only these states, e.g. failed,running (the summary counts all)")
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    return {"init": _study_init, "run": _study_run, "run-one": _study_run_one, "status": _study_status}[
+        args.study_command](args)
+
+
+def _study_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dimattn.config import parse_value
+    from dimattn.errors import DimattnError
+    from dimattn.games import GAME_SETS, resolve_games
+    from dimattn.study import StudySpec, init_study, parse_seeds
+
+    hyperparams = {}
+    for item in args.hyperparams or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip():
+            raise DimattnError(f"malformed --hyperparams item {item!r}; write key:value, e.g. n_envs:8")
+        parsed = parse_value(value)  # numbers are kept as numbers in study.yml, the rest as written
+        hyperparams[key.strip()] = parsed if isinstance(parsed, (int, float)) else value.strip()
+    games = args.games if args.games.strip() in GAME_SETS else list(resolve_games(args.games))
+    spec = StudySpec(
+        name=args.name or Path(args.dir).absolute().name, games=games,
+        agents=[a for a in args.agents.split(",") if a.strip()], seeds=parse_seeds(args.seeds),
+        eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, save_freq=args.save_freq,
+        engine=args.engine, hyperparams=hyperparams)
+    if args.n_timesteps is not None:
+        spec.n_timesteps = args.n_timesteps
+    else:  # the hyperparameters' n_timesteps (10M unless --conf-file/--hyperparams say otherwise)
+        from dimattn.config import build_config
+
+        first = resolve_games(games)[0] if resolve_games(games) else "Pong"
+        spec.n_timesteps = build_config(first, hyperparams=args.hyperparams, conf_file=args.conf_file).n_timesteps
+    study, created = init_study(args.dir, spec, conf_file=args.conf_file)
+    s = study.spec
+    n_games = len(s.game_list)
+    verb = "wrote" if created else "unchanged (same spec):"
+    print(f"{verb} {study.root / 'study.yml'}: {len(study.runs)} runs = {n_games} games × {len(s.agents)} agents "
+          f"({','.join(s.agents)}) × {len(s.seeds)} seeds, {s.n_timesteps:,} steps each, {s.engine} engine\n"
+          f"next: dimattn study run {study.root}")
+    return 0
+
+
+def _study_run(args: argparse.Namespace) -> int:
+    from dimattn.study import Study
+
+    study = Study.load(args.dir)  # every configuration is checked before anything starts
+    study.check_unchanged()
+    if args.backend in ("pbs", "slurm"):
+        return _study_jobscripts(args, study)
+    from dimattn.launch import print_report, run_local, run_ray
+
+    if args.backend == "ray":
+        report = run_ray(study, address=args.ray_address, workers=args.workers, threads=args.threads, retries=args.retries)
+    else:
+        report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries)
+    print_report(study, report)
+    return 1 if report.failed else 0
+
+
+def _study_jobscripts(args: argparse.Namespace, study) -> int:
+    import sys
+
+    from dimattn.jobscripts import LOGS, JobResources, submit, write_scripts
+
+    res = JobResources(ncpus=args.threads or 2, mem=args.mem, walltime=args.walltime, ngpus=args.ngpus,
+                       queue=args.queue, account=args.account, max_parallel=args.max_parallel,
+                       array_size=args.array_size, setup=args.setup, python=args.python or sys.executable)
+    paths = write_scripts(study, args.backend, res, retries=args.retries)
+    tool = "qsub" if args.backend == "pbs" else "sbatch"
+    for path in paths:
+        print(f"wrote {path}")
+    if args.submit:
+        for path, job in zip(paths, submit(args.backend, paths, study.root / LOGS)):
+            print(f"submitted {path.name}: job {job}")
+        print(f"watch it: dimattn study status {study.root}")
+    else:
+        print(f"submit with: cd {study.root / LOGS} && " + " && ".join(f"{tool} {p}" for p in paths)
+              + f"   (or add --submit); watch it: dimattn study status {study.root}")
+    return 0
+
+
+def _study_run_one(args: argparse.Namespace) -> int:
+    from dimattn.study import default_threads, run_one
+
+    outcome = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries)
+    return 1 if outcome.state == "failed" else 0
+
+
+def _study_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from dimattn.errors import DimattnError
+    from dimattn.launch import status_summary, status_table
+    from dimattn.study import STATES, Study, statuses
+
+    only = None
+    if args.only:
+        only = {s.strip() for s in args.only.split(",") if s.strip()}
+        if not only <= set(STATES):
+            raise DimattnError(f"--only takes states among {', '.join(STATES)}, got {args.only!r}")
+    study = Study.load(args.dir, validate=False)
+    rows = statuses(study)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(status_table(study, [r for r in rows if only is None or r.state in only]))
+    console.print(status_summary(rows), highlight=False)
+    return 0 if all(r.state == "done" for r in rows) else 1
+
+
 # Subcommands in the order `dimattn --help` lists them.
 COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("train", _add_train, _run_train),
+    ("study", _add_study, _run_study),
+    ("report", _add_report, _run_report),
     ("explain", _add_explain, _run_explain),
     ("record", _add_record, _run_record),
-    ("report", _add_report, _run_report),
 ]
 
 
