@@ -222,18 +222,15 @@ def _run_study(args: argparse.Namespace) -> int:
 def _study_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dimattn.config import parse_value
-    from dimattn.errors import DimattnError
+    from dimattn.config import parse_hyperparams
     from dimattn.games import GAME_SETS, resolve_games
     from dimattn.study import StudySpec, init_study, parse_seeds
 
-    hyperparams = {}
-    for item in args.hyperparams or []:
-        key, sep, value = item.partition(":")
-        if not sep or not key.strip():
-            raise DimattnError(f"malformed --hyperparams item {item!r}; write key:value, e.g. n_envs:8")
-        parsed = parse_value(value)  # numbers are kept as numbers in study.yml, the rest as written
-        hyperparams[key.strip()] = parsed if isinstance(parsed, (int, float)) else value.strip()
+    parsed = parse_hyperparams(args.hyperparams)  # checks every item before anything is written
+    # study.yml keeps numbers as numbers and everything else as the user wrote it
+    raw = {k.strip(): v for k, v in (item.split(":", 1) for item in args.hyperparams or [])}
+    hyperparams = {key: value if isinstance(value, (int, float)) else raw[key].strip()
+                   for key, value in parsed.items()}
     games = args.games if args.games.strip() in GAME_SETS else list(resolve_games(args.games))
     spec = StudySpec(
         name=args.name or Path(args.dir).absolute().name, games=games,
