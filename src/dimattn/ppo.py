@@ -40,7 +40,7 @@ from torch import nn
 
 from dimattn.checkpoints import read_checkpoint, save_sb3
 from dimattn.config import RunConfig, as_float_schedule, resolve_policy_kwargs
-from dimattn.envpool_envs import FRAME_SKIP, make_pool
+from dimattn.envpool_envs import FRAME_SKIP, make_pool, task_id
 from dimattn.envs import evaluate
 from dimattn.errors import DimattnError
 from dimattn.networks import OBS_SHAPE, ActorCritic
@@ -75,8 +75,11 @@ DEFAULT_SPEED = Speed()
 # Configuration
 # ----------------------------------------------------------------------------------------------
 
-def _check_supported(hp: dict[str, Any]) -> None:
-    """The fast engine implements SPEC §4's learner; refuse SB3 options it does not implement."""
+def check_supported(config: RunConfig) -> None:
+    """Refuse, before anything is written, what the fast engine cannot run: no EnvPool, a game EnvPool
+    lacks, or SB3 options outside SPEC §4's learner. Raises DimattnError naming ``--engine sb3``."""
+    task_id(config.game)
+    hp = config.hyperparams
     for key in ("clip_range_vf", "target_kl"):
         if hp.get(key) is not None:
             raise DimattnError(f"the fast engine does not implement {key}; train with --engine sb3")
@@ -377,7 +380,7 @@ def train_fast(config: RunConfig, run_dir: Path, tensorboard_log: str | None = N
     ``speed`` picks how the CPU is used (never what is learned); the default is the measured best.
     """
     hp, run_dir = config.hyperparams, Path(run_dir)
-    _check_supported(hp)
+    check_supported(config)
     n_envs, n_steps = hp["n_envs"], hp["n_steps"]
     rollout_size = n_envs * n_steps
     lr0, lr_linear = as_float_schedule(hp["learning_rate"], "learning_rate")
@@ -440,7 +443,7 @@ def train_fast(config: RunConfig, run_dir: Path, tensorboard_log: str | None = N
             _log(writer, steps, envs, stats, lr, clip, fps, n_updates)
             if bar is not None:
                 bar.update(rollout_size)
-                bar.set_postfix_str(f"{fps:,.0f} steps/s" + _score_text(envs), refresh=False)
+                bar.set_postfix_str(_score_text(envs).lstrip(", "), refresh=False)
             elif verbose and time.perf_counter() - last_status > 30:
                 last_status = time.perf_counter()
                 print(f"{steps:,}/{config.n_timesteps:,} steps, {fps:,.0f} steps/s{_score_text(envs)}", flush=True)
