@@ -165,7 +165,8 @@ def test_missing_envpool_names_the_sb3_engine(tmp_path, monkeypatch):
         train_fast(tiny_config(), tmp_path)
 
 
-@pytest.mark.parametrize("hp", [{"target_kl": 0.01}, {"clip_range_vf": 0.2}, {"normalize_advantage": False}])
+@pytest.mark.parametrize("hp", [{"target_kl": 0.01}, {"clip_range_vf": 0.2}, {"normalize_advantage": False},
+                                {"policy_kwargs": {"ortho_init": False}}])
 def test_sb3_only_options_are_refused(tmp_path, hp):
     with pytest.raises(DimattnError, match="--engine sb3"):
         train_fast(tiny_config(**hp), tmp_path)

@@ -86,9 +86,12 @@ def check_supported(config: RunConfig) -> None:
     if not hp.get("normalize_advantage", True):
         raise DimattnError("the fast engine always normalises advantages; train with --engine sb3")
     pk = hp["policy_kwargs"]
-    if pk.get("net_arch", []) not in ([], None) or pk.get("share_features_extractor", True) is False:
-        raise DimattnError("the fast engine builds the study's network only (net_arch=[], one shared "
-                           "extractor); train other architectures with --engine sb3")
+    unknown = set(pk) - {"features_extractor_class", "features_extractor_kwargs", "net_arch", "activation_fn",
+                         "share_features_extractor"}  # activation_fn acts on the MLP that net_arch=[] omits
+    if unknown or pk.get("net_arch", []) not in ([], None) or pk.get("share_features_extractor", True) is False:
+        bad = ", ".join(sorted(unknown)) or "net_arch/share_features_extractor"
+        raise DimattnError(f"the fast engine builds the study's network only (net_arch=[], one shared extractor, "
+                           f"SB3's init); policy_kwargs {bad} is not supported; train with --engine sb3")
 
 
 def _groups(n_envs: int, speed: Speed) -> list[slice]:
@@ -393,7 +396,7 @@ def train_fast(config: RunConfig, run_dir: Path, tensorboard_log: str | None = N
     envs = Envs(config.game, n_envs, config.seed, speed)
     kw = hp["policy_kwargs"].get("features_extractor_kwargs", {})
     policy = ActorCritic(envs.n_actions, config.agent, ada_attn=kw.get("ada_attn"),
-                         norm_softmax=kw.get("norm_softmax", True))
+                         norm_softmax=kw.get("norm_softmax", True), features_dim=kw.get("features_dim", 256))
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr0, eps=1e-5)
     saver = Saver(config, policy, optimizer)
 
