@@ -23,10 +23,11 @@ import numpy as np
 
 ENGINES = ("sb3", "fast")
 COLORS = {"sb3": "tab:blue", "fast": "tab:orange"}
+LEVER_COLORS = ("tab:green", "tab:red", "tab:purple")
 
 
-def run_dir(out: Path, engine: str, seed: int) -> Path:
-    return out / f"{engine}_seed{seed}"
+def run_dir(out: Path, label: str, seed: int) -> Path:
+    return out / f"{label}_seed{seed}"
 
 
 def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
@@ -35,15 +36,36 @@ def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
 
     config = build_config(args.game, agent=args.agent, seed=seed, n_timesteps=args.steps, engine=engine,
                           eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, save_freq=args.save_freq)
+    label = engine
     print(f"== {engine} seed {seed}: {args.agent} on {args.game}, {args.steps:,} steps", flush=True)
-    train(config, run_dir(args.out, engine, seed), tensorboard_log=str(args.out / "tb"), progress=args.progress,
+    if engine == "fast" and args.fast_levers:
+        # the fast engine with non-default CPU levers (e.g. bf16), to check they keep the learning
+        import dataclasses
+
+        from dimattn.ppo import DEFAULT_SPEED, train_fast
+        from dimattn.rundir import write_config
+
+        label = "fast+" + "+".join(args.fast_levers)
+        speed = dataclasses.replace(DEFAULT_SPEED, **{name: True for name in args.fast_levers})
+        out = run_dir(args.out, label, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(out, config)
+        train_fast(config, out, tensorboard_log=str(args.out / "tb"), progress=args.progress, verbose=1, speed=speed)
+        return
+    train(config, run_dir(args.out, label, seed), tensorboard_log=str(args.out / "tb"), progress=args.progress,
           verbose=1)
 
 
-def load_curves(out: Path, engine: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def labels(out: Path) -> list[str]:
+    """Run labels on disk: sb3, fast, then fast+<levers> variants."""
+    found = {d.name.rsplit("_seed", 1)[0] for d in out.glob("*_seed*") if d.is_dir()}
+    return [e for e in ENGINES if e in found] + sorted(found - set(ENGINES))
+
+
+def load_curves(out: Path, label: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """{seed: (timesteps (E,), mean score per evaluation (E,))} of the runs on disk."""
     curves = {}
-    for d in sorted(out.glob(f"{engine}_seed*")):
+    for d in sorted(out.glob(f"{label}_seed*")):
         f = d / "evaluations.npz"
         if f.is_file():
             with np.load(f) as z:
@@ -51,36 +73,46 @@ def load_curves(out: Path, engine: str) -> dict[int, tuple[np.ndarray, np.ndarra
     return curves
 
 
-def report(out: Path, window: float) -> str:
-    """Write parity.png and parity.md; return the Markdown table."""
+def report(out: Path, window: float, upto: int | None = None) -> str:
+    """Write parity.png and parity.md; return the Markdown table.
+
+    Runs may be unfinished, so the table compares every run over the steps all runs have reached:
+    the SPEC score (mean of all evaluations) and the mean of the evaluations in the last ``window``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    runs = {label: load_curves(out, label) for label in labels(out)}
+    runs = {k: v for k, v in runs.items() if v}
+    if not runs:
+        return "no evaluations yet"
+    common = upto or min(int(steps.max()) for curves in runs.values() for steps, _ in curves.values())
     fig, ax = plt.subplots(figsize=(7, 4))
-    rows = ["| engine | seeds | evaluations | mean score, last {:.0%} of steps (per seed) |".format(window),
+    rows = [f"Compared over the first {common:,} steps" + (" (reached by every run)." if upto is None else "."), "",
+            "| run | seeds | mean of all evaluations (per seed) | mean of the last {:.0%} (per seed) |".format(window),
             "|---|---|---|---|"]
-    for engine in ENGINES:
-        curves = load_curves(out, engine)
-        if not curves:
-            continue
-        finals = []
+    for i, (label, curves) in enumerate(runs.items()):
+        color = COLORS.get(label, LEVER_COLORS[i % len(LEVER_COLORS)])
+        whole, late = [], []
         for seed, (steps, scores) in curves.items():
-            ax.plot(steps, scores, color=COLORS[engine], alpha=0.35, lw=1)
-            late = steps >= steps.max() * (1 - window)
-            finals.append(float(scores[late].mean()))
+            ax.plot(steps, scores, color=color, alpha=0.35, lw=1)
+            keep = steps <= common  # (E,)
+            whole.append(float(scores[keep].mean()))
+            late.append(float(scores[keep & (steps >= common * (1 - window))].mean()))
         n = min(len(s) for s, _ in curves.values())
         steps = next(iter(curves.values()))[0][:n]
         stack = np.stack([c[1][:n] for c in curves.values()])  # (seeds, E)
-        ax.plot(steps, stack.mean(0), color=COLORS[engine], lw=2.2, label=f"{engine} ({len(curves)} seed(s))")
+        ax.plot(steps, stack.mean(0), color=color, lw=2.2, label=f"{label} ({len(curves)} seed(s))")
         if len(curves) > 1:
-            ax.fill_between(steps, stack.min(0), stack.max(0), color=COLORS[engine], alpha=0.15)
-        rows.append(f"| {engine} | {len(curves)} | {n} | {np.mean(finals):.2f} "
-                    f"({', '.join(f'{f:.2f}' for f in finals)}) |")
+            ax.fill_between(steps, stack.min(0), stack.max(0), color=color, alpha=0.15)
+        fmt = lambda xs: f"{np.mean(xs):.2f} ({', '.join(f'{x:.2f}' for x in xs)})"  # noqa: E731
+        rows.append(f"| {label} | {len(curves)} | {fmt(whole)} | {fmt(late)} |")
+    ax.axvline(common, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation score (whole games, raw)")
-    ax.set_title("NA on Breakout: SB3 engine vs fast engine")
+    ax.set_title("SB3 engine vs fast engine (same config, seeds, eval protocol)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -105,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch threads for both engines (1 is fastest on a busy 2-core machine)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/parity"))
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--fast-levers", nargs="+", choices=("bf16", "channels_last", "compile"), default=[],
+                   help="train the fast engine with these CPU levers on (run label fast+<levers>)")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--upto", type=int, default=None,
+                   help="compare over the first N steps (default: the steps every run has reached)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.plot_only:
@@ -115,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for engine in args.engines:
                 train_one(args, engine, seed)
-    print(report(args.out, args.window))
+    print(report(args.out, args.window, args.upto))
     print(f"figure: {args.out / 'parity.png'}")
     return 0
 
