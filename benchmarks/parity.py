@@ -100,14 +100,19 @@ def report(out: Path, window: float, upto: int | None = None) -> str:
             ax.plot(steps, scores, color=color, alpha=0.35, lw=1)
             keep = steps <= common  # (E,)
             whole.append(float(scores[keep].mean()))
-            late.append(float(scores[keep & (steps >= common * (1 - window))].mean()))
+            window_scores = scores[keep & (steps >= common * (1 - window))]
+            late.append(float(window_scores.mean()) if len(window_scores) else float("nan"))
         n = min(len(s) for s, _ in curves.values())
         steps = next(iter(curves.values()))[0][:n]
         stack = np.stack([c[1][:n] for c in curves.values()])  # (seeds, E)
         ax.plot(steps, stack.mean(0), color=color, lw=2.2, label=f"{label} ({len(curves)} seed(s))")
         if len(curves) > 1:
             ax.fill_between(steps, stack.min(0), stack.max(0), color=color, alpha=0.15)
-        fmt = lambda xs: f"{np.mean(xs):.2f} ({', '.join(f'{x:.2f}' for x in xs)})"  # noqa: E731
+        def fmt(xs: list[float]) -> str:  # a seed that has not reached the window shows "—"
+            done = [x for x in xs if np.isfinite(x)]
+            mean = f"{np.mean(done):.2f}" if done else "—"
+            return f"{mean} ({', '.join(f'{x:.2f}' if np.isfinite(x) else '—' for x in xs)})"
+
         rows.append(f"| {label} | {len(curves)} | {fmt(whole)} | {fmt(late)} |")
     ax.axvline(common, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("environment steps")
