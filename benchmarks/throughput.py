@@ -36,8 +36,8 @@ LEVERS: dict[str, dict] = {
     "torch threads 2, fp32": {"torch_threads": 2, "channels_last": False, "bf16": False},
     "EnvPool threads 2, fp32": {"env_threads": 2, "channels_last": False, "bf16": False},
     "channels-last": {"channels_last": True, "bf16": False},
-    "bf16 autocast": {"channels_last": False, "bf16": True},
-    "channels-last + bf16 (default)": {},
+    "bf16 autocast (default)": {},
+    "channels-last + bf16": {"channels_last": True, "bf16": True},
     "torch.compile, fp32": {"compile": True, "channels_last": False, "bf16": False},  # compile time included
 }
 
