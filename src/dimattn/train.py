@@ -111,6 +111,10 @@ def train_from_args(args: argparse.Namespace) -> Path:
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     config = config_from_args(args)  # every check happens before anything is written
+    if config.engine == "fast":
+        from dimattn.ppo import check_supported
+
+        check_supported(config)
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
     print(f"training {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps, "
           f"{config.engine} engine) into {run_dir}", flush=True)

@@ -1,0 +1,196 @@
+"""Training throughput: SB3 engine vs fast engine vs the EnvPool ceiling (issue 3, item 4).
+
+In one invocation, for each agent (default NA and CWCA): trains the same game for the same steps
+with the SB3 engine and with the fast engine (no evaluation, no checkpoints), and steps EnvPool with
+random actions (the machine's ceiling for these envs). Each measurement runs in its own process,
+so thread settings cannot leak between them. Prints steps/s and the ratios side by side.
+
+    PYTHONPATH=src python benchmarks/throughput.py                       # Breakout, 65,536 steps
+    PYTHONPATH=src python benchmarks/throughput.py --steps 16384 --agents NA CWCA SWA CWRA CWRCA
+    PYTHONPATH=src python benchmarks/throughput.py --levers              # the fast engine's CPU levers
+    PYTHONPATH=src python benchmarks/throughput.py --fast-agents --agents NA SWA CWRA CWCA CWRCA
+
+steps/s is each engine's own ``time/fps`` TensorBoard scalar at the end of the run (steps over the
+time since its training loop started; building envs and model is left out, for both engines alike).
+Measurements are interleaved and repeated (``--repeats``) and the median is shown, because the
+machine may be shared: compare the ratios printed by one invocation, not numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: Fast-engine variants measured by ``--levers``: name -> overrides of dimattn.ppo.Speed.
+LEVERS: dict[str, dict] = {
+    "plain: 2 groups, 1+1 threads, fp32": {"channels_last": False, "bf16": False},
+    "no overlap (1 EnvPool group), fp32": {"groups": 1, "channels_last": False, "bf16": False},
+    "torch threads 2, fp32": {"torch_threads": 2, "channels_last": False, "bf16": False},
+    "EnvPool threads 2, fp32": {"env_threads": 2, "channels_last": False, "bf16": False},
+    "channels-last": {"channels_last": True, "bf16": False},
+    "bf16 autocast (default)": {},
+    "channels-last + bf16": {"channels_last": True, "bf16": True},
+    "torch.compile, fp32": {"compile": True, "channels_last": False, "bf16": False},  # compile time included
+}
+
+
+def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict, torch_threads: int = 0) -> float:
+    """steps/s of one training run (in this process): the engine's last ``time/fps`` scalar."""
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dimattn.config import build_config
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    config = build_config(game, agent=agent, n_timesteps=steps, eval_freq=0, save_freq=0, engine=engine)
+    root = Path(tempfile.mkdtemp(prefix="dimattn-throughput-"))
+    try:
+        t0 = time.perf_counter()
+        if engine == "fast":
+            from dimattn.ppo import DEFAULT_SPEED, train_fast
+
+            train_fast(config, root / "run", str(root / "tb"), speed=dataclasses.replace(DEFAULT_SPEED, **speed))
+        else:
+            from dimattn.sb3_engine import train_sb3
+
+            train_sb3(config, root / "run", str(root / "tb"))
+        wall = steps / (time.perf_counter() - t0)
+        (events,) = (root / "tb" / config.env_id).iterdir()
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        fps = acc.Scalars("time/fps")[-1].value
+        print(f"wall clock incl. setup: {wall:,.0f} steps/s", file=sys.stderr)
+        return float(fps)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def measure_ceiling(game: str, steps: int, n_envs: int = 16) -> float:
+    """steps/s of EnvPool alone (all cores, random actions, no learner)."""
+    import numpy as np
+
+    from dimattn.envpool_envs import make_pool
+
+    pool = make_pool(game, n_envs, seed=0, training=True)
+    n_actions = int(pool.action_space.n)
+    rng = np.random.default_rng(0)
+    pool.async_reset()
+    pool.recv()
+    ids = np.arange(n_envs, dtype=np.int32)
+    t0 = time.perf_counter()
+    for _ in range(steps // n_envs):
+        pool.send(rng.integers(0, n_actions, n_envs).astype(np.int32), ids)
+        pool.recv()
+    rate = steps / (time.perf_counter() - t0)
+    pool.close()
+    return rate
+
+
+def child(spec: dict) -> float:
+    if spec["kind"] == "ceiling":
+        return measure_ceiling(spec["game"], spec["steps"])
+    return measure_training(spec["engine"], spec["game"], spec["agent"], spec["steps"], spec.get("speed", {}),
+                            spec.get("torch_threads", 0))
+
+
+def run_child(spec: dict) -> float:
+    """Run one measurement in a fresh interpreter; returns steps/s."""
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"measurement {spec} failed:\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+#: Engine configurations compared: label -> child spec overrides.
+ENGINE_RUNS: dict[str, dict] = {
+    "sb3": {"engine": "sb3"},  # as `dimattn train --engine sb3` runs: torch's default threads
+    "sb3 (1 torch thread)": {"engine": "sb3", "torch_threads": 1},
+    "fast": {"engine": "fast"},
+}
+
+
+def median_rates(specs: dict[str, dict], repeats: int) -> dict[str, float]:
+    """Run every spec ``repeats`` times, interleaved (so load changes hit all alike); medians."""
+    rates: dict[str, list[float]] = {k: [] for k in specs}
+    for rep in range(repeats):
+        for key, spec in specs.items():
+            rates[key].append(run_child(spec))
+            print(f"[{rep + 1}/{repeats}] {key}: {rates[key][-1]:,.0f} steps/s", flush=True)
+    return {k: float(statistics.median(v)) for k, v in rates.items()}
+
+
+def engines_table(args: argparse.Namespace) -> str:
+    specs = {("ceiling", ""): {"kind": "ceiling", "game": args.game, "steps": args.steps}}
+    for agent in args.agents:
+        for label, over in ENGINE_RUNS.items():
+            specs[(label, agent)] = {"kind": "train", "game": args.game, "agent": agent, "steps": args.steps, **over}
+    rate = median_rates(specs, args.repeats)
+    ceiling = rate[("ceiling", "")]
+    rows = ["| agent | SB3 engine | SB3 engine, 1 torch thread | fast engine | fast / SB3 | fast / SB3 (1 thread) "
+            "| fast / ceiling | fast / fast NA |", "|---|---|---|---|---|---|---|---|"]
+    for agent in args.agents:
+        sb3, sb3_1, fast = (rate[(label, agent)] for label in ENGINE_RUNS)
+        na = rate.get(("fast", "NA"))
+        rows.append(f"| {agent} | {sb3:,.0f} | {sb3_1:,.0f} | {fast:,.0f} | {fast / sb3:.2f} | {fast / sb3_1:.2f} "
+                    f"| {fast / ceiling:.2f} | {f'{fast / na:.2f}' if na else '—'} |")
+    return f"EnvPool ceiling (random actions, 16 envs, all cores): {ceiling:,.0f} steps/s\n\n" + "\n".join(rows)
+
+
+def agents_table(args: argparse.Namespace) -> str:
+    """Fast engine only, every agent: the attention agents' speed relative to NA."""
+    specs = {agent: {"kind": "train", "engine": "fast", "game": args.game, "agent": agent, "steps": args.steps}
+             for agent in args.agents}
+    rate = median_rates(specs, args.repeats)
+    rows = ["| agent | fast engine steps/s | / NA |", "|---|---|---|"]
+    rows += [f"| {a} | {rate[a]:,.0f} | {rate[a] / rate['NA']:.2f} |" for a in args.agents]
+    return "\n".join(rows)
+
+
+def levers_table(args: argparse.Namespace) -> str:
+    specs = {name: {"kind": "train", "engine": "fast", "game": args.game, "agent": args.agents[0],
+                    "steps": args.steps, "speed": speed} for name, speed in LEVERS.items()}
+    rate = median_rates(specs, args.repeats)
+    base = rate[next(iter(LEVERS))]
+    rows = ["| fast engine variant | steps/s | vs plain |", "|---|---|---|"]
+    rows += [f"| {name} | {rate[name]:,.0f} | {rate[name] / base:.2f} |" for name in LEVERS]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--game", default="Breakout")
+    p.add_argument("--steps", type=int, default=65_536)
+    p.add_argument("--agents", nargs="+", default=["NA", "CWCA"])
+    p.add_argument("--repeats", type=int, default=2, help="interleaved repetitions; the median is shown")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--levers", action="store_true", help="measure the fast engine's CPU levers instead")
+    mode.add_argument("--fast-agents", action="store_true",
+                      help="fast engine only: each of --agents relative to NA (give NA among them)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(child(json.loads(args.child)))
+        return 0
+    table = levers_table(args) if args.levers else agents_table(args) if args.fast_agents else engines_table(args)
+    header = (f"{args.game}, {args.steps:,} steps per run, agents {' '.join(args.agents)}; "
+              f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`".strip())
+    print("\n" + header + "\n\n" + table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "levers.md" if args.levers else "agents.md" if args.fast_agents else "throughput.md"
+    (args.out / name).write_text(header + "\n\n" + table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The fast engine (dimattn.ppo): a tiny real run on EnvPool Breakout, resume, GAE, bad input."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dimattn.checkpoints import load_agent
+from dimattn.config import build_config
+from dimattn.errors import DimattnError
+from dimattn.networks import ActorCritic
+from dimattn.ppo import STATE_ENTRY, gae, restore, train_fast
+from dimattn.rundir import EvalHistory
+
+# 4 envs x 32 steps = rollouts of 128; 2 minibatches of 64; 3 epochs -> 6 optimiser steps per rollout.
+TINY = {"n_envs": 4, "n_steps": 32, "batch_size": 64}
+STEPS, FREQ = 512, 256
+
+
+def tiny_config(n_timesteps: int = STEPS, agent: str = "CWCA", **hp):
+    return build_config("Breakout", agent=agent, seed=3, n_timesteps=n_timesteps, engine="fast",
+                        eval_freq=FREQ, eval_episodes=1, save_freq=FREQ, hyperparams={**TINY, **hp})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fast")
+    run_dir, tb = root / "run", root / "tb"
+    final = train_fast(tiny_config(), run_dir, tensorboard_log=str(tb))
+    return run_dir, tb, final
+
+
+def test_tiny_run_writes_the_sb3_engines_outputs(tiny_run):
+    run_dir, _, final = tiny_run
+    assert final == run_dir / "BreakoutNoFrameskip-v4.zip"
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"evaluations.npz", "best_model.zip", "rl_model_256_steps.zip", "rl_model_512_steps.zip",
+            final.name} <= names
+    with np.load(run_dir / "evaluations.npz") as f:
+        assert f["timesteps"].tolist() == [256, 512]
+        assert f["results"].shape == (2, 1) and f["ep_lengths"].shape == (2, 1)
+        assert (f["ep_lengths"] > 0).all()  # whole games were played
+
+
+def test_checkpoints_load_with_load_agent_and_sb3(tiny_run):
+    run_dir, _, final = tiny_run
+    agent = load_agent(final)
+    assert agent.agent == "CWCA"
+    assert agent.meta["engine"] == "fast" and agent.meta["num_timesteps"] == STEPS
+    from stable_baselines3 import PPO
+
+    model = PPO.load(final, device="cpu")
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        logits, value = agent(obs)
+        dist = model.policy.get_distribution(model.policy.obs_to_tensor(obs.numpy())[0])
+        sb3_value = model.policy.predict_values(model.policy.obs_to_tensor(obs.numpy())[0])
+    torch.testing.assert_close(dist.distribution.logits, torch.log_softmax(logits, -1))
+    torch.testing.assert_close(sb3_value.squeeze(-1), value)
+    assert model.num_timesteps == STEPS
+
+
+def test_checkpoint_holds_the_training_state(tiny_run):
+    run_dir, _, _ = tiny_run
+    policy = ActorCritic(4, "CWCA")
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3, eps=1e-5)
+    steps, n_updates = restore(run_dir / "rl_model_256_steps.zip", policy, optimizer)
+    assert (steps, n_updates) == (256, 6)  # 2 rollouts x 3 epochs
+    adam_steps = {int(s["step"]) for s in optimizer.state_dict()["state"].values()}
+    assert adam_steps == {12}  # 2 rollouts x 3 epochs x 2 minibatches
+    with zipfile.ZipFile(run_dir / "rl_model_256_steps.zip") as zf:
+        assert not any(n.endswith(".pth") and n not in ("policy.pth", "policy.optimizer.pth", "pytorch_variables.pth")
+                       for n in zf.namelist())
+        state = torch.load(io.BytesIO(zf.read(STATE_ENTRY)), weights_only=True)
+    assert int(state["num_timesteps"]) == 256
+
+
+def test_tensorboard_has_sb3_scalar_names_and_linear_schedules(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, tb, _ = tiny_run
+    (events_dir,) = (tb / "BreakoutNoFrameskip-v4").iterdir()
+    assert events_dir.name == "run_1"
+    acc = EventAccumulator(str(events_dir))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/value_loss", "train/policy_gradient_loss", "train/entropy_loss", "train/approx_kl",
+            "train/clip_fraction", "train/learning_rate", "train/clip_range", "time/fps",
+            "eval/mean_reward"} <= tags
+    lr = [(e.step, e.value) for e in acc.Scalars("train/learning_rate")]
+    clip = [(e.step, e.value) for e in acc.Scalars("train/clip_range")]
+    assert [s for s, _ in lr] == [128, 256, 384, 512]
+    # SB3's progress: measured after each rollout, lin_x decays x -> 0 over n_timesteps.
+    np.testing.assert_allclose([v for _, v in lr], [2.5e-4 * (1 - s / STEPS) for s, _ in lr], rtol=1e-5)
+    np.testing.assert_allclose([v for _, v in clip], [0.1 * (1 - s / STEPS) for s, _ in clip], rtol=1e-5)
+
+
+def test_resume_continues_from_the_latest_checkpoint(tiny_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    for name in ("rl_model_512_steps.zip", "BreakoutNoFrameskip-v4.zip"):  # as if killed after 256 steps
+        (run_dir / name).unlink()
+    final = train_fast(tiny_config(n_timesteps=768), run_dir)
+    assert "resuming" in capsys.readouterr().out
+    history = EvalHistory.load(run_dir)
+    assert history.timesteps == [256, 512, 768]  # the old 512 evaluation was replaced, not kept
+    assert load_agent(final).meta["num_timesteps"] == 768
+    policy = ActorCritic(4, "CWCA")
+    optimizer = torch.optim.Adam(policy.parameters(), eps=1e-5)
+    assert restore(final, policy, optimizer) == (768, 18)  # the update count went on from 6
+
+
+def _gae_direct(rewards, values, done, trunc, last_value, last_done, last_trunc, gamma, lam):
+    """A_t = sum_k (γλ)^k δ_{t+k}, summed until the episode ends, written out per env and step."""
+    T, N = rewards.shape
+    v_next = np.vstack([values[1:], last_value[None]])
+    d_next = np.vstack([done[1:], last_done[None]])
+    tr_next = np.vstack([trunc[1:], last_trunc[None]])
+    adv = np.zeros((T, N))
+    for n in range(N):
+        for t in range(T):
+            total, discount = 0.0, 1.0
+            for k in range(t, T):
+                r = rewards[k, n] + (gamma * v_next[k, n] if tr_next[k, n] else 0.0)
+                delta = r + gamma * v_next[k, n] * (not d_next[k, n]) - values[k, n]
+                total += discount * delta
+                if d_next[k, n]:
+                    break
+                discount *= gamma * lam
+            adv[t, n] = total
+    return adv
+
+
+def test_gae_matches_the_direct_sum():
+    g = torch.Generator().manual_seed(0)
+    T, N = 12, 3
+    rewards, values = torch.randn(T, N, generator=g), torch.randn(T, N, generator=g)
+    done = torch.rand(T, N, generator=g) < 0.2
+    trunc = done & (torch.rand(T, N, generator=g) < 0.5)
+    last_value = torch.randn(N, generator=g)
+    last_done, last_trunc = torch.tensor([False, True, True]), torch.tensor([False, False, True])
+    got = gae(rewards, values, done, trunc, last_value, last_done, last_trunc, 0.99, 0.95)
+    want = _gae_direct(*(x.numpy() for x in (rewards, values, done, trunc, last_value, last_done, last_trunc)),
+                       0.99, 0.95)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    # without any episode end, GAE(λ=1) is the discounted return to the bootstrap value minus V
+    no = torch.zeros(T, N, dtype=torch.bool)
+    adv = gae(rewards, values, no, no, last_value, no[0], no[0], 0.9, 1.0)
+    ret = last_value.clone()
+    for t in reversed(range(T)):
+        ret = rewards[t] + 0.9 * ret
+        torch.testing.assert_close(adv[t] + values[t], ret)
+
+
+def test_missing_envpool_names_the_sb3_engine(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "envpool", None)  # import envpool -> ImportError
+    with pytest.raises(DimattnError, match="--engine sb3"):
+        train_fast(tiny_config(), tmp_path)
+
+
+@pytest.mark.parametrize("hp", [{"target_kl": 0.01}, {"clip_range_vf": 0.2}, {"normalize_advantage": False},
+                                {"policy_kwargs": {"ortho_init": False}}])
+def test_sb3_only_options_are_refused(tmp_path, hp):
+    with pytest.raises(DimattnError, match="--engine sb3"):
+        train_fast(tiny_config(**hp), tmp_path)
+    assert not any(Path(tmp_path).iterdir())  # refused before anything was written
