@@ -7,7 +7,7 @@ last two frames, grey 84×84 (area interpolation), FIRE at reset, 4 frames stack
 reward and the game-over flag stay available in ``info["reward"]`` / ``info["terminated"]``.
 
 Known differences from the Gymnasium + SB3 ``AtariWrapper`` path (:mod:`dimattn.envs`), all at resets
-(``tests/test_env_parity.py`` checks that stepping is otherwise the same; docs/benchmarks-fast.md):
+(``tests/test_env_parity.py`` checks that stepping is otherwise the same; docs/benchmarks.md):
 
 - FIRE at reset is one emulator frame (SB3: FIRE for 4 frames, then action 2 for 4 frames).
 - After a life loss EnvPool does fresh random no-ops then FIRE (SB3: one no-op step, then FIRE).

@@ -52,7 +52,7 @@ EVAL_SEED_OFFSET = 10_000  # evaluation games are seeded apart from the training
 
 @dataclass(frozen=True)
 class Speed:
-    """How the engine uses the CPU; none of these changes what is learned (docs/benchmarks-fast.md).
+    """How the engine uses the CPU; none of these changes what is learned (docs/benchmarks.md).
 
     ``groups``: the envs are split into this many EnvPools stepped in turn, so one group's emulators
     run while the network acts for the other (2 = overlap env stepping with inference).
@@ -60,7 +60,7 @@ class Speed:
     ``channels_last``: NHWC tensors for the convolutions. ``bf16``: bfloat16 autocast of the network's
     forward and backward on the CPU (losses, log-probabilities and Adam stay float32).
     ``compile``: ``torch.compile`` (measured slower; it also fails on the attention blocks in torch 2.13).
-    The default is fp32, the same arithmetic as the SB3 engine (docs/benchmarks-fast.md).
+    The default is fp32, the same arithmetic as the SB3 engine (docs/benchmarks.md).
     """
 
     groups: int = 2
@@ -327,7 +327,7 @@ class Saver:
         self.model = _sb3_model(config, policy.config["n_actions"])
 
     def save(self, path: Path, steps: int, n_updates: int) -> Path:
-        from dimattn.sb3_engine import RNG_ENTRY, _rng_state, checkpoint_meta
+        from dimattn.sb3_engine import RNG_ENTRY, rng_state_bytes, checkpoint_meta
 
         ours = self.policy.state_dict()
         theirs = {k: ours[re.sub(r"^(pi_|vf_)features_extractor\.", "features_extractor.", k)]
@@ -337,13 +337,13 @@ class Saver:
         self.model.policy.optimizer.load_state_dict(self.optimizer.state_dict())
         self.model.num_timesteps = steps
         meta = checkpoint_meta(self.config, steps)
-        extra = {RNG_ENTRY: _rng_state(), STATE_ENTRY: _state_bytes(steps, n_updates)}
+        extra = {RNG_ENTRY: rng_state_bytes(), STATE_ENTRY: _state_bytes(steps, n_updates)}
         return save_sb3(self.model, path, meta, extra=extra)
 
 
 def restore(path: Path, policy: ActorCritic, optimizer: torch.optim.Optimizer) -> tuple[int, int | None]:
     """Load policy, optimiser and RNG states from a checkpoint; returns (steps, n_updates or None)."""
-    from dimattn.sb3_engine import RNG_ENTRY, _set_rng_state
+    from dimattn.sb3_engine import RNG_ENTRY, set_rng_state_bytes
 
     state, meta = read_checkpoint(path)
     try:
@@ -355,7 +355,7 @@ def restore(path: Path, policy: ActorCritic, optimizer: torch.optim.Optimizer) -
         if "policy.optimizer.pth" in names:
             optimizer.load_state_dict(torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), weights_only=True))
         if RNG_ENTRY in names:
-            _set_rng_state(zf.read(RNG_ENTRY))
+            set_rng_state_bytes(zf.read(RNG_ENTRY))
         if STATE_ENTRY in names:
             s = torch.load(io.BytesIO(zf.read(STATE_ENTRY)), weights_only=True)
             return int(s["num_timesteps"]), int(s["n_updates"])

@@ -42,7 +42,7 @@ def checkpoint_meta(config: RunConfig, steps: int) -> dict[str, Any]:
             "engine": config.engine, "num_timesteps": int(steps)}
 
 
-def _rng_state() -> bytes:
+def rng_state_bytes() -> bytes:
     key, pos, has_gauss, gauss = np.random.get_state()[1:]
     buf = io.BytesIO()
     torch.save({"torch": torch.get_rng_state(), "np_key": torch.from_numpy(key.astype(np.int64)),
@@ -50,7 +50,7 @@ def _rng_state() -> bytes:
     return buf.getvalue()
 
 
-def _set_rng_state(raw: bytes) -> None:
+def set_rng_state_bytes(raw: bytes) -> None:
     s = torch.load(io.BytesIO(raw), weights_only=True)
     torch.set_rng_state(s["torch"])
     pos, has_gauss = (int(x) for x in s["np_rest"])
@@ -99,7 +99,7 @@ class StudyCallback(BaseCallback):
             self.save(self.run_dir / BEST_MODEL, steps)
 
     def save(self, path: Path, steps: int) -> None:
-        save_sb3(self.model, path, checkpoint_meta(self.config, steps), extra={RNG_ENTRY: _rng_state()})
+        save_sb3(self.model, path, checkpoint_meta(self.config, steps), extra={RNG_ENTRY: rng_state_bytes()})
 
     def _on_training_end(self) -> None:
         if self.eval_env is not None:
@@ -113,7 +113,7 @@ def _restore(model: PPO, path: Path) -> None:
         model.policy.optimizer.load_state_dict(
             torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), weights_only=True))
         if RNG_ENTRY in zf.namelist():
-            _set_rng_state(zf.read(RNG_ENTRY))
+            set_rng_state_bytes(zf.read(RNG_ENTRY))
 
 
 def train_sb3(config: RunConfig, run_dir: Path, tensorboard_log: str | None = None,
