@@ -1,4 +1,4 @@
-# make demo: set up .venv and train a short default run (CWCA on Breakout, ~50k steps).
+# make demo: set up .venv, train a short default run (CWCA on Breakout, ~50k steps), report it.
 # make test: set up .venv with the test extras and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,6 +21,7 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/dimattn train $(DEMO_ARGS)
+	$(VENV)/bin/dimattn report demo-logs --out demo-logs/report --reps 200 --quiet
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
