@@ -22,6 +22,31 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def integer(text: str) -> int:
+    """``5``, ``200000`` or ``2e5`` (RL Zoo writes step counts that way) -> int."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    return int(value)
+
+
+def positive_int(text: str) -> int:
+    value = integer(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
 # --------------------------------------------------------------------------- train
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from dimattn.train import add_train_arguments
@@ -93,17 +118,9 @@ def _run_record(args: argparse.Namespace) -> int:
     record_command(checkpoint=args.checkpoint, agent=args.agent, game=args.env, episodes=args.episodes,
                    out=args.out, saliency=args.saliency, deterministic=args.deterministic, seed=args.seed,
                    max_steps=args.max_steps, fps=args.fps, scale=args.scale)
+
+
 # --------------------------------------------------------------------------- report
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="tables, rliable figures and an HTML report from results", description=(
         "Write the study's per-game table, rliable aggregate metrics and figures, alignment of biases and one "
@@ -115,7 +132,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="score each seed by its last evaluation instead of the mean over all evaluations")
     p.add_argument("--se", choices=("ddof0", "ddof1"), default="ddof0",
                    help="standard error over seeds: std with ddof=0 (published, default) or ddof=1")
-    p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap replicates (default: 2000)")
+    p.add_argument("--reps", type=positive_int, default=2000, help="bootstrap replicates (default: 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -161,23 +178,23 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "(and submit it with --submit)."))
     r.add_argument("dir", help="study directory")
     r.add_argument("--backend", choices=("local", "ray", "pbs", "slurm"), default="local", help="where runs execute (default local)")
-    r.add_argument("--workers", type=_positive, default=None,
+    r.add_argument("--workers", type=positive_int, default=None,
                    help="local: runs at once (default: usable cores / --threads); ray: most tasks in flight, "
                         "and a local Ray gets workers × threads CPUs")
-    r.add_argument("--threads", type=_positive, default=None,
+    r.add_argument("--threads", type=positive_int, default=None,
                    help="CPUs per run: torch threads, Ray num_cpus, PBS ncpus, Slurm cpus-per-task "
                         "(default: 1 below 8 cores, else 2; pbs/slurm: 2)")
-    r.add_argument("--retries", type=_non_negative, default=1, help="retry a failed run this many times (default 1)")
+    r.add_argument("--retries", type=non_negative_int, default=1, help="retry a failed run this many times (default 1)")
     r.add_argument("--ray-address", default=None, help="ray: the cluster to join, e.g. auto (default: start a local Ray)")
     g = r.add_argument_group("pbs / slurm")
     g.add_argument("--submit", action="store_true", help="submit the script(s) with qsub / sbatch")
     g.add_argument("--mem", default="8gb", help="memory per run, e.g. 8gb (default 8gb)")
     g.add_argument("--walltime", default="24:00:00", help="time limit per run, H:MM:SS or D-HH:MM:SS (default 24:00:00)")
-    g.add_argument("--ngpus", type=_non_negative, default=0, help="GPUs per run (default 0)")
+    g.add_argument("--ngpus", type=non_negative_int, default=0, help="GPUs per run (default 0)")
     g.add_argument("--queue", default=None, help="PBS queue / Slurm partition")
     g.add_argument("--account", default=None, help="account / project to charge")
-    g.add_argument("--max-parallel", type=_positive, default=None, help="at most this many runs at once (array %%N)")
-    g.add_argument("--array-size", type=_positive, default=None,
+    g.add_argument("--max-parallel", type=positive_int, default=None, help="at most this many runs at once (array %%N)")
+    g.add_argument("--array-size", type=positive_int, default=None,
                    help="split into arrays of at most N tasks (default: slurm 1000, pbs 10000)")
     g.add_argument("--setup", action="append", default=[], metavar="LINE",
                    help="shell line to run before training, e.g. 'module load python' (repeatable)")
@@ -188,30 +205,13 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "Train or resume run number --index (0-based, games × agents × seeds order). Without --index, "
         "the index is $PBS_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID."))
     o.add_argument("dir", help="study directory")
-    o.add_argument("--index", type=_non_negative, default=None, help="run number (default: the scheduler's array index)")
-    o.add_argument("--threads", type=_positive, default=None, help="torch threads (default: 1 below 8 cores, else 2)")
-    o.add_argument("--retries", type=_non_negative, default=1, help="retry a failed run this many times (default 1)")
+    o.add_argument("--index", type=non_negative_int, default=None, help="run number (default: the scheduler's array index)")
+    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: 1 below 8 cores, else 2)")
+    o.add_argument("--retries", type=non_negative_int, default=1, help="retry a failed run this many times (default 1)")
 
     s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done")
     s.add_argument("dir", help="study directory")
     s.add_argument("--only", default=None, help="show only these states, e.g. failed,running (the summary counts all)")
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
 
 
 def _run_study(args: argparse.Namespace) -> int:

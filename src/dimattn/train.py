@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dimattn.cli import integer, positive_int
 from dimattn.config import RunConfig, build_config
 from dimattn.errors import DimattnError
 from dimattn.rundir import EVALUATIONS, new_run_dir, write_config
@@ -43,31 +44,14 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
     raise DimattnError(f"unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text))  # accept 1e6 as RL Zoo does
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The options that define a run (shared by ``train`` and ``study init``)."""
-    p.add_argument("-n", "--n-timesteps", type=_positive_int, default=None,
+    p.add_argument("-n", "--n-timesteps", type=positive_int, default=None,
                    help="total environment steps (default: the hyperparameters' n_timesteps, 10M)")
-    p.add_argument("--eval-freq", type=_int, default=200_000,
+    p.add_argument("--eval-freq", type=integer, default=200_000,
                    help="evaluate every N total environment steps, counted across all envs (<=0: never)")
-    p.add_argument("--eval-episodes", type=_positive_int, default=5, help="whole games per evaluation")
-    p.add_argument("--save-freq", type=_int, default=500_000,
+    p.add_argument("--eval-episodes", type=positive_int, default=5, help="whole games per evaluation")
+    p.add_argument("--save-freq", type=integer, default=500_000,
                    help="checkpoint every N total environment steps, counted across all envs (<=0: never)")
     p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                    help=f"training engine (default {DEFAULT_ENGINE}): sb3 = Stable-Baselines3's PPO, "
@@ -85,7 +69,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA or CWRCA (short for policy_kwargs' self_attn)")
     p.add_argument("-f", "--log-folder", default="logs", help="runs go to <log-folder>/ppo/<EnvId>_<n>[_<uuid>]")
     p.add_argument("-tb", "--tensorboard-log", default=None, help="TensorBoard log folder")
-    p.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=integer, default=0, help="random seed (default 0)")
     p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy",
                    help="SB3 engine: envs in this process (dummy) or one process each (subproc)")
     p.add_argument("--uuid", action="store_true", help="append a UUID to the run folder's name")
