@@ -56,7 +56,9 @@ class Speed:
 
     ``groups``: the envs are split into this many EnvPools stepped in turn, so one group's emulators
     run while the network acts for the other (2 = overlap env stepping with inference).
-    ``torch_threads``/``env_threads``: 0 = leave the library's default.
+    ``torch_threads``/``env_threads``: 0 = leave as they are. Torch threads are the caller's choice:
+    ``dimattn study`` sets them per run (1 is best when runs share the cores), a lone ``dimattn train``
+    keeps torch's default (2 threads beat 1 by ~27% on an idle 2-core machine).
     ``channels_last``: NHWC tensors for the convolutions. ``bf16``: bfloat16 autocast of the network's
     forward and backward on the CPU (losses, log-probabilities and Adam stay float32).
     ``compile``: ``torch.compile`` (measured slower; it also fails on the attention blocks in torch 2.13).
@@ -64,7 +66,7 @@ class Speed:
     """
 
     groups: int = 2
-    torch_threads: int = 1
+    torch_threads: int = 0
     env_threads: int = 1
     channels_last: bool = False  # +22% for NA alone, but with bf16 it makes the attention blocks 3x slower
     bf16: bool = False  # +44% (NA), but its two parity seeds learned below the SB3 seeds: opt-in for now
