@@ -78,19 +78,12 @@ def action_meanings(game: str) -> list[str]:
         env.close()
 
 
-def n_actions(game: str) -> int:
-    return len(action_meanings(game))
-
-
-def evaluate(
-    policy, game: str, n_episodes: int = 5, seed: int = 0, deterministic: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+def evaluate(policy, game: str, n_episodes: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Play ``n_episodes`` whole games with ``policy(obs (1,4,84,84) uint8) -> actions (1,)``.
 
     Returns (scores, lengths), each (n_episodes,): raw game scores and game lengths in emulator
     frames (SB3's Monitor sits under the frame skip, as in RL Zoo's ``ep_lengths``).
     """
-    del deterministic  # the policy decides; kept for a symmetric signature with SB3's evaluate_policy
     env = make_env(canonical_game(game), n_envs=1, seed=seed, training=False)
     scores, lengths = [], []
     try:

@@ -40,10 +40,10 @@ from dimattn.attention import AGENTS, check_agent
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_bytes
 from dimattn.games import canonical_game, v4_id
+from dimattn.rundir import CONFIG, EVALUATIONS
 
 COLUMNS: tuple[str, ...] = ("game", "agent", "seed", "timestep", "score")
 #: File names that mark a run directory.
-EVALUATIONS, CONFIG = "evaluations.npz", "config.yml"
 #: Suffixes read as a published results pickle.
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 

@@ -42,7 +42,7 @@ from dimattn.config import RunConfig, build_config
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.games import GAME_SETS, resolve_games, v4_id
-from dimattn.rundir import CONFIG, EVALUATIONS, checkpoints, final_model_path, read_config
+from dimattn.rundir import CONFIG, EVALUATIONS, EvalHistory, checkpoints, final_model_path, read_config
 from dimattn.train import DEFAULT_ENGINE, ENGINES, train
 
 SPEC = "study.yml"
@@ -355,17 +355,13 @@ def is_done(run: Run) -> bool:
 def progress_on_disk(run: Run) -> tuple[int, float | None, str]:
     """(steps, last evaluation's mean score, problem) from the run's checkpoints and ``evaluations.npz``."""
     steps = max((s for s, _ in checkpoints(run.dir)), default=0) if run.dir.is_dir() else 0
-    path = run.dir / EVALUATIONS
-    if not path.is_file():
-        return steps, None, ""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            timesteps, results = f["timesteps"], f["results"]
-    except Exception as exc:  # a torn file cannot happen (atomic writes); a foreign one can
-        return steps, None, f"{EVALUATIONS} unreadable ({type(exc).__name__})"
-    if len(timesteps) == 0:
+        history = EvalHistory.load(run.dir)  # empty if the run has not evaluated yet
+    except DimattnError:  # a torn file cannot happen (atomic writes); a foreign one can
+        return steps, None, f"{EVALUATIONS} unreadable"
+    if not history.timesteps:
         return steps, None, ""
-    return max(steps, int(timesteps[-1])), float(np.mean(results[-1])), ""
+    return max(steps, history.timesteps[-1]), float(np.mean(history.results[-1])), ""
 
 
 def run_status(study: Study, run: Run) -> RunStatus:
