@@ -171,3 +171,78 @@ def test_sb3_only_options_are_refused(tmp_path, hp):
     with pytest.raises(DimattnError, match="--engine sb3"):
         train_fast(tiny_config(**hp), tmp_path)
     assert not any(Path(tmp_path).iterdir())  # refused before anything was written
+
+
+LR, CLIP = 1e-3, 0.02  # large enough steps that the clip is active
+
+
+def _sb3_ppo(n_envs: int, n_steps: int, batch_size: int, n_epochs: int, agent: str):
+    """SB3's PPO (the reference learner) on stand-in spaces, with the study's network and SPEC §4 losses."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from dimattn.config import resolve_policy_kwargs
+    from dimattn.networks import observation_space as obs_space
+
+    class Spaces(gym.Env):
+        observation_space = obs_space()
+        action_space = gym.spaces.Discrete(4)
+
+    kwargs = {"features_extractor_class": "SelfAttnCNNPPO", "features_extractor_kwargs": {"self_attn": agent},
+              "net_arch": []}
+    return PPO("CnnPolicy", DummyVecEnv([Spaces] * n_envs), n_steps=n_steps, batch_size=batch_size,
+               n_epochs=n_epochs, learning_rate=LR, clip_range=CLIP, ent_coef=0.01, vf_coef=1.0,
+               max_grad_norm=0.5, gamma=0.99, gae_lambda=0.95, policy_kwargs=resolve_policy_kwargs(kwargs),
+               device="cpu", seed=0)
+
+
+@pytest.mark.parametrize("agent", ["NA", "CWCA"])
+def test_update_is_sb3_ppo_train(agent):
+    """Same weights, same rollout, same minibatch draws: our GAE and PPO update give SB3's advantages,
+    statistics and parameters (3 epochs x 2 minibatches, so Adam's state and the clip are exercised)."""
+    from dimattn.ppo import DEFAULT_SPEED, Rollout, update
+
+    T, N, B, E = 16, 4, 32, 3
+    sb3 = _sb3_ppo(N, T, B, E, agent)
+    ours = ActorCritic(4, agent)
+    ours.load_state_dict({k: v for k, v in sb3.policy.state_dict().items() if not k.startswith(("pi_", "vf_"))})
+    opt = torch.optim.Adam(ours.parameters(), lr=LR, eps=1e-5)
+
+    g = torch.Generator().manual_seed(1)
+    buf = Rollout.empty(T, N)
+    buf.obs[:] = torch.randint(0, 256, buf.obs.shape, generator=g, dtype=torch.uint8)
+    buf.rewards[:] = torch.randint(-1, 2, (T, N), generator=g).float()
+    with torch.no_grad():
+        for t in range(T):
+            logits, values = ours(buf.obs[t])
+            dist = torch.distributions.Categorical(logits=logits)
+            buf.actions[t] = torch.multinomial(dist.probs, 1, generator=g)[:, 0]
+            buf.logprobs[t], buf.values[t] = dist.log_prob(buf.actions[t]), values
+        buf.last_value[:] = ours(buf.obs[-1])[1]  # any bootstrap value
+    for t in range(T):
+        sb3.rollout_buffer.add(buf.obs[t].numpy(), buf.actions[t, :, None].numpy(), buf.rewards[t].numpy(),
+                               np.zeros(N, dtype=bool), buf.values[t], buf.logprobs[t])
+    sb3.rollout_buffer.compute_returns_and_advantage(buf.last_value, np.zeros(N, dtype=bool))
+    advantages = gae(buf.rewards, buf.values, buf.done, buf.trunc, buf.last_value, buf.last_done,
+                     buf.last_trunc, 0.99, 0.95)
+    np.testing.assert_allclose(advantages.numpy(), sb3.rollout_buffer.advantages, rtol=1e-5, atol=1e-6)
+
+    from stable_baselines3.common.logger import configure
+
+    sb3.set_logger(configure(None, []))  # in-memory: read back below
+    np.random.seed(7)
+    sb3._current_progress_remaining = 1.0
+    sb3.train()
+    np.random.seed(7)
+    hp = {"n_epochs": E, "batch_size": B, "ent_coef": 0.01, "vf_coef": 1.0, "max_grad_norm": 0.5}
+    stats = update(ours, opt, buf, advantages, hp, CLIP, DEFAULT_SPEED)
+
+    logged = sb3.logger.name_to_value
+    for ours_key, sb3_key in (("pg", "policy_gradient_loss"), ("value", "value_loss"), ("entropy", "entropy_loss"),
+                              ("kl", "approx_kl"), ("clipfrac", "clip_fraction")):
+        assert stats[ours_key] == pytest.approx(logged[f"train/{sb3_key}"], rel=1e-4, abs=1e-7), ours_key
+    assert logged["train/clip_fraction"] > 0  # the clip was active, so it is tested too
+    theirs = sb3.policy.state_dict()
+    for name, value in ours.state_dict().items():
+        torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -247,7 +247,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, done: torch.Tensor, trunc: 
 
 def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, advantages: torch.Tensor,
            hp: dict[str, Any], clip: float, speed: Speed) -> dict[str, float]:
-    """``n_epochs`` PPO passes over the rollout; returns SB3's ``train/*`` statistics."""
+    """``n_epochs`` PPO passes over the rollout; returns SB3's ``train/*`` statistics (means over all
+    minibatches; the approximate KL over the last epoch's, as SB3 logs it)."""
+    n_steps, n_envs = buf.actions.shape
     obs = buf.obs.flatten(0, 1)  # (T*N, 4, 84, 84)
     actions, old_logp = buf.actions.flatten(), buf.logprobs.flatten()  # (T*N,)
     returns = (advantages + buf.values).flatten()
@@ -256,7 +258,11 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
     n, batch_size = obs.shape[0], hp["batch_size"]
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clipfrac")}
     for _ in range(hp["n_epochs"]):
-        order = torch.randperm(n)
+        stats["kl"] = []  # SB3 logs the approximate KL of the last epoch only
+        # SB3's RolloutBuffer draws a permutation of its env-major (N*T) order; index i is env i // T,
+        # step i % T. Drawing the same way makes runs comparable step by step (tests/test_ppo.py).
+        order = torch.from_numpy(np.random.permutation(n))
+        order = (order % n_steps) * n_envs + order // n_steps  # -> our step-major (T*N) index
         for start in range(0, n, batch_size):
             mb = order[start:start + batch_size]
             mb = mb[is_transition[mb]]
