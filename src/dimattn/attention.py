@@ -40,18 +40,11 @@ def check_agent(kind: str) -> str:
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, norm_softmax: bool) -> torch.Tensor:
-    """Attention over the last two dims: (..., L, d) x3 -> (..., L, d); softmax(q kᵀ / √d) v.
-
-    On the CPU the matrices are tiny (L = 20, d = 16, thousands of them per minibatch), where a
-    plain batched matmul + softmax runs ~1.4× faster than ``scaled_dot_product_attention``
-    (benchmarks/attention.py); elsewhere SDPA, whose default scale is the same 1/√d.
-    """
-    if not norm_softmax:
-        return (q @ k.transpose(-2, -1)) @ v
-    if q.device.type != "cpu":
+    """Attention over the last two dims: (..., L, d) x3 -> (..., L, d)."""
+    if norm_softmax:
+        # softmax(q kᵀ / sqrt(d)) v, d = q.size(-1): exactly SDPA's default scale.
         return F.scaled_dot_product_attention(q, k, v)
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (..., L, L)
-    return torch.softmax(scores, dim=-1) @ v
+    return (q @ k.transpose(-2, -1)) @ v
 
 
 class DimensionalAttention(nn.Module):
@@ -84,24 +77,22 @@ class DimensionalAttention(nn.Module):
         if ada_attn in ("beta", "alpha_beta"):
             self.beta = nn.Parameter(torch.ones(1))
 
-    def qkv(self, h1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The three 1×1 projections in one matmul, channels last: (N, C, H, W) -> 3 × (N, H, W, C).
-
-        The same function as ``query(h1)``, ``key(h1)``, ``value(h1)`` (permuted), with one pass over h1.
-        """
-        c = h1.shape[1]
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight]).view(3 * c, c)  # (3C, C)
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])  # (3C,)
-        q, k, v = F.linear(h1.permute(0, 2, 3, 1), weight, bias).chunk(3, dim=-1)  # (N, H, W, 3C) -> 3 × (N, H, W, C)
-        return q, k, v
+    def _packed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The q, k, v projections stacked: weight (3C, C), bias (3C,) — one matmul instead of three."""
+        c = self.query.in_channels
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight]).view(3 * c, c)
+        return weight, torch.cat([self.query.bias, self.key.bias, self.value.bias])
 
     def attention(self, h1: torch.Tensor) -> torch.Tensor:
         """The attention term alone, before the residual: (N, C, H, W) -> (N, C, H, W)."""
-        q, k, v = self.qkv(h1)  # each (N, H, W, C)
+        weight, bias = self._packed()
         if self.kind == "SWA":
-            # (N, H, W, C) -> (N, C, H, W): per channel, rows of length W attend; weights (N, C, H, H)
-            out = _attend(*(t.permute(0, 3, 1, 2) for t in (q, k, v)), self.norm_softmax)
-            return out.contiguous()
+            # per channel, rows of length W attend: (N, C, H, W) as is; weights (N, C, H, H)
+            q, k, v = F.conv2d(h1, weight[:, :, None, None], bias).chunk(3, dim=1)  # 3 × (N, C, H, W)
+            return _attend(q, k, v, self.norm_softmax)
+        # channels last, so that each position's C-vector is contiguous for SDPA (~1.3x faster than
+        # attending over permuted (N, C, H, W) maps; benchmarks/attention.py): (N, H, W, C) @ (C, 3C)
+        q, k, v = F.linear(h1.permute(0, 2, 3, 1), weight, bias).chunk(3, dim=-1)  # 3 × (N, H, W, C)
         out: torch.Tensor | None = None  # (N, H, W, C)
         if self.kind in ("CWCA", "CWRCA"):
             # per row, the W positions attend over C-vectors; weights (N, H, W, W)

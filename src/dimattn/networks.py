@@ -124,7 +124,11 @@ class ActorCritic(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (N, 4, 84, 84) uint8 (or float in [0,255]) -> logits (N, n_actions), value (N,)."""
         features = self.features_extractor(obs.float() / 255.0)
-        return self.action_net(features), self.value_net(features).squeeze(-1)
+        # Under bf16 autocast (the fast engine's opt-in lever) the heads still run in float32: their
+        # outputs are the log-probabilities and values that PPO's ratios and losses compare.
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            return self.action_net(features), self.value_net(features).squeeze(-1)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
