@@ -31,14 +31,14 @@ from pathlib import Path
 
 #: Fast-engine variants measured by ``--levers``: name -> overrides of dimattn.ppo.Speed.
 LEVERS: dict[str, dict] = {
-    "plain: 2 groups, 1+1 threads, fp32": {"channels_last": False, "bf16": False},
-    "no overlap (1 EnvPool group), fp32": {"groups": 1, "channels_last": False, "bf16": False},
-    "torch threads 2, fp32": {"torch_threads": 2, "channels_last": False, "bf16": False},
-    "EnvPool threads 2, fp32": {"env_threads": 2, "channels_last": False, "bf16": False},
-    "channels-last": {"channels_last": True, "bf16": False},
-    "bf16 autocast (default)": {},
+    "default: 2 EnvPool groups (overlap), torch's threads, fp32": {},
+    "no overlap (1 EnvPool group)": {"groups": 1},
+    "1 torch thread": {"torch_threads": 1},
+    "EnvPool threads 2": {"env_threads": 2},
+    "channels-last": {"channels_last": True},
+    "bf16 autocast": {"bf16": True},
     "channels-last + bf16": {"channels_last": True, "bf16": True},
-    "torch.compile, fp32": {"compile": True, "channels_last": False, "bf16": False},  # compile time included
+    "torch.compile (compile time included)": {"compile": True},
 }
 
 
@@ -95,9 +95,44 @@ def measure_ceiling(game: str, steps: int, n_envs: int = 16) -> float:
     return rate
 
 
+def multiply_adds_per_step(agent: str, n_epochs: int = 3, batch: int = 64) -> float:
+    """The network's multiply-adds per env step in PPO: one forward to act, then ``n_epochs``
+    forward + backward passes over each observation (counted by ``torch.utils.flop_counter``)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dimattn.networks import ActorCritic
+
+    net, obs = ActorCritic(4, agent), torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8)
+
+    def count(backward: bool) -> float:
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # MATH: countable matmuls
+            logits, value = net(obs)
+            if backward:
+                (logits.sum() + value.sum()).backward()
+        return counter.get_total_flops() / 2 / batch
+
+    return count(False) + n_epochs * count(True)
+
+
+def matmul_peak() -> float:
+    """This machine's float32 matmul rate, GFLOP/s (torch.mm of 2048² matrices, torch's default threads)."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    t0, reps = time.perf_counter(), 10
+    for _ in range(reps):
+        torch.mm(a, b)
+    return 2 * 2048**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
 def child(spec: dict) -> float:
     if spec["kind"] == "ceiling":
         return measure_ceiling(spec["game"], spec["steps"])
+    if spec["kind"] == "matmul":
+        return matmul_peak()
     return measure_training(spec["engine"], spec["game"], spec["agent"], spec["steps"], spec.get("speed", {}),
                             spec.get("torch_threads", 0))
 
@@ -143,7 +178,21 @@ def engines_table(args: argparse.Namespace) -> str:
         na = rate.get(("fast", "NA"))
         rows.append(f"| {agent} | {sb3:,.0f} | {sb3_1:,.0f} | {fast:,.0f} | {fast / sb3:.2f} | {fast / sb3_1:.2f} "
                     f"| {fast / ceiling:.2f} | {f'{fast / na:.2f}' if na else '—'} |")
-    return f"EnvPool ceiling (random actions, 16 envs, all cores): {ceiling:,.0f} steps/s\n\n" + "\n".join(rows)
+    return (f"EnvPool ceiling (random actions, 16 envs, all cores): {ceiling:,.0f} steps/s\n\n" + "\n".join(rows)
+            + "\n\n" + bound_table(args.agents, rate, run_child({"kind": "matmul"})))
+
+
+def bound_table(agents: list[str], rate: dict, peak: float) -> str:
+    """What the network's arithmetic allows: both engines do the same multiply-adds per env step."""
+    rows = [f"Arithmetic bound (float32 matmul peak of this machine, torch.mm 2048², all cores: {peak:,.0f} GFLOP/s)",
+            "", "| agent | network multiply-adds per env step | fast engine GFLOP/s (share of peak) "
+            "| steps/s if the network ran at peak, nothing else | 3 × SB3 engine |", "|---|---|---|---|---|"]
+    for agent in agents:
+        m = multiply_adds_per_step(agent)
+        fast, sb3 = rate[("fast", agent)], rate[("sb3", agent)]
+        rows.append(f"| {agent} | {m / 1e6:.1f} M | {2 * m * fast / 1e9:.0f} ({2 * m * fast / 1e9 / peak:.0%}) "
+                    f"| {peak * 1e9 / (2 * m):,.0f} | {3 * sb3:,.0f} |")
+    return "\n".join(rows)
 
 
 def agents_table(args: argparse.Namespace) -> str:
