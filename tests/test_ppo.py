@@ -246,3 +246,42 @@ def test_update_is_sb3_ppo_train(agent):
     theirs = sb3.policy.state_dict()
     for name, value in ours.state_dict().items():
         torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_auto_engine_is_fast_where_it_can_run_and_records_it(tmp_path):
+    from dimattn.rundir import read_config
+    from dimattn.train import train
+
+    config = build_config("Breakout", agent="NA", seed=0, n_timesteps=256, eval_freq=0, save_freq=0,
+                          hyperparams={**TINY, "batch_size": 64})
+    assert config.engine == "auto"
+    final = train(config, tmp_path / "run")
+    assert read_config(tmp_path / "run").engine == "fast"
+    assert load_agent(final).meta["engine"] == "fast"
+
+
+@pytest.mark.parametrize("cause", ["no envpool", "target_kl"])
+def test_auto_engine_falls_back_to_sb3_and_says_why(monkeypatch, capsys, cause):
+    from dimattn.train import resolve_engine
+
+    if cause == "no envpool":
+        monkeypatch.setitem(sys.modules, "envpool", None)
+        config = build_config("Breakout", agent="NA")
+    else:
+        config = build_config("Breakout", agent="NA", hyperparams={"target_kl": 0.01})
+    assert resolve_engine(config).engine == "sb3"
+    note = capsys.readouterr().out
+    assert note.startswith("note: the fast engine cannot run this") and "using the SB3 engine" in note
+    assert resolve_engine(build_config("Breakout", engine="sb3")).engine == "sb3"  # an explicit choice stays
+
+
+def test_devices_are_resolved_or_refused():
+    from dimattn.ppo import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DimattnError, match="unknown device"):
+        resolve_device("gpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(DimattnError, match="no CUDA GPU"):
+            resolve_device("cuda")

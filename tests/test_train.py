@@ -21,7 +21,7 @@ TINY = ["n_envs:2", "n_steps:128", "batch_size:64"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    code = main(["train", "--algo", "ppo", "--env", "BreakoutNoFrameskip-v4", "--agent", "CWCA", "-n", "1024",
+    code = main(["train", "--engine", "sb3", "--algo", "ppo", "--env", "BreakoutNoFrameskip-v4", "--agent", "CWCA", "-n", "1024",
                  "--eval-freq", "512", "--eval-episodes", "1", "--save-freq", "512", "--seed", "3",
                  "--log-folder", str(root / "logs"), "--tensorboard-log", str(root / "tb"), "--uuid",
                  "--hyperparams", *TINY])
@@ -71,7 +71,7 @@ def test_checkpoints_reload(trained):
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path):
     config = build_config("Breakout", agent="NA", hyperparams=TINY, n_timesteps=256, eval_freq=256,
-                          eval_episodes=1, save_freq=256, seed=1)
+                          eval_episodes=1, save_freq=256, seed=1, engine="sb3")
     run_dir = tmp_path / "run"
     train(config, run_dir)
     first = load_agent(run_dir / "rl_model_256_steps.zip")

@@ -154,7 +154,7 @@ class RunConfig:
     eval_freq: int = 200_000
     eval_episodes: int = 5
     save_freq: int = 500_000
-    engine: str = "sb3"
+    engine: str = "auto"  # see dimattn.train.ENGINES
     device: str = "auto"
     vec_env: str = "dummy"
     hyperparams: dict[str, Any] = field(default_factory=default_hyperparams)

@@ -84,6 +84,7 @@ def check_supported(config: RunConfig) -> None:
     """Refuse, before anything is written, what the fast engine cannot run: no EnvPool, a game EnvPool
     lacks, or SB3 options outside SPEC §4's learner. Raises DimattnError naming ``--engine sb3``."""
     task_id(config.game)
+    resolve_device(config.device)
     hp = config.hyperparams
     for key in ("clip_range_vf", "target_kl"):
         if hp.get(key) is not None:
@@ -97,6 +98,19 @@ def check_supported(config: RunConfig) -> None:
         bad = ", ".join(sorted(unknown)) or "net_arch/share_features_extractor"
         raise DimattnError(f"the fast engine builds the study's network only (net_arch=[], one shared extractor, "
                            f"SB3's init); policy_kwargs {bad} is not supported; train with --engine sb3")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else the CPU (as SB3 resolves it); anything else as torch reads it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise DimattnError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DimattnError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    return resolved
 
 
 def _groups(n_envs: int, speed: Speed) -> list[slice]:
@@ -136,10 +150,10 @@ class Rollout:
     last_trunc: torch.Tensor  # (N,) bool
 
     @classmethod
-    def empty(cls, n_steps: int, n_envs: int) -> "Rollout":
-        z = lambda dtype: torch.zeros(n_steps, n_envs, dtype=dtype)  # noqa: E731
-        zn = lambda dtype: torch.zeros(n_envs, dtype=dtype)  # noqa: E731
-        return cls(torch.zeros(n_steps, n_envs, *OBS_SHAPE, dtype=torch.uint8), z(torch.int64),
+    def empty(cls, n_steps: int, n_envs: int, device: torch.device | str = "cpu") -> "Rollout":
+        z = lambda dtype: torch.zeros(n_steps, n_envs, dtype=dtype, device=device)  # noqa: E731
+        zn = lambda dtype: torch.zeros(n_envs, dtype=dtype, device=device)  # noqa: E731
+        return cls(torch.zeros(n_steps, n_envs, *OBS_SHAPE, dtype=torch.uint8, device=device), z(torch.int64),
                    z(torch.float32), z(torch.float32), z(torch.float32), z(torch.bool), z(torch.bool),
                    zn(torch.float32), zn(torch.bool), zn(torch.bool))
 
@@ -192,26 +206,28 @@ class Envs:
 
 
 def collect(envs: Envs, act: nn.Module, buf: Rollout, speed: Speed) -> None:
-    """Fill ``buf`` with one rollout. Group g's emulators step while the network acts for group g+1."""
-    n_steps = buf.obs.shape[0]
+    """Fill ``buf`` with one rollout. Group g's emulators step while the network acts for group g+1.
+    The envs live on the CPU; ``buf`` and the network on the network's device."""
+    n_steps, device = buf.obs.shape[0], buf.obs.device
     for t in range(n_steps + 1):
         for g, s in enumerate(envs.slices):
             if t > 0:  # the step sent at t-1 has come back
-                buf.rewards[t - 1, s] = envs.receive(g)
-            obs = envs.obs[s]  # (n_g, 4, 84, 84)
-            with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=speed.bf16):
+                buf.rewards[t - 1, s] = envs.receive(g).to(device)
+            obs = envs.obs[s].to(device)  # (n_g, 4, 84, 84)
+            done, trunc = envs.done[s].to(device), envs.trunc[s].to(device)
+            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=speed.bf16):
                 logits, value = act(obs.contiguous(memory_format=_memory_format(speed)))
             if t == n_steps:
-                buf.last_value[s], buf.last_done[s], buf.last_trunc[s] = value.float(), envs.done[s], envs.trunc[s]
+                buf.last_value[s], buf.last_done[s], buf.last_trunc[s] = value.float(), done, trunc
                 continue  # the bootstrap value; the next rollout acts with the updated policy
             dist = torch.distributions.Categorical(logits=logits.float())
             action = dist.sample()
-            envs.send(g, action)
+            envs.send(g, action.cpu())
             buf.obs[t, s] = obs
             buf.actions[t, s] = action
             buf.logprobs[t, s] = dist.log_prob(action)
             buf.values[t, s] = value.float()
-            buf.done[t, s], buf.trunc[t, s] = envs.done[s], envs.trunc[s]
+            buf.done[t, s], buf.trunc[t, s] = done, trunc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,7 +277,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
         stats["kl"] = []  # SB3 logs the approximate KL of the last epoch only
         # SB3's RolloutBuffer draws a permutation of its env-major (N*T) order; index i is env i // T,
         # step i % T. Drawing the same way makes runs comparable step by step (tests/test_ppo.py).
-        order = torch.from_numpy(np.random.permutation(n))
+        order = torch.from_numpy(np.random.permutation(n)).to(obs.device)
         order = (order % n_steps) * n_envs + order // n_steps  # -> our step-major (T*N) index
         for start in range(0, n, batch_size):
             mb = order[start:start + batch_size]
@@ -269,7 +285,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
             if len(mb) < 2:
                 continue
             x = obs[mb].contiguous(memory_format=_memory_format(speed))  # (B, 4, 84, 84)
-            with torch.autocast("cpu", torch.bfloat16, enabled=speed.bf16):
+            with torch.autocast(x.device.type, torch.bfloat16, enabled=speed.bf16):
                 logits, values = policy(x)
             dist = torch.distributions.Categorical(logits=logits.float())
             logp = dist.log_prob(actions[mb])
@@ -408,6 +424,8 @@ def train_fast(config: RunConfig, run_dir: Path, tensorboard_log: str | None = N
     kw = hp["policy_kwargs"].get("features_extractor_kwargs", {})
     policy = ActorCritic(envs.n_actions, config.agent, ada_attn=kw.get("ada_attn"),
                          norm_softmax=kw.get("norm_softmax", True), features_dim=kw.get("features_dim", 256))
+    device = resolve_device(config.device)
+    policy.to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr0, eps=1e-5)
     saver = Saver(config, policy, optimizer)
 
@@ -429,7 +447,7 @@ def train_fast(config: RunConfig, run_dir: Path, tensorboard_log: str | None = N
         from tqdm import tqdm
 
         bar = tqdm(total=config.n_timesteps, initial=start, unit="step", unit_scale=True, dynamic_ncols=True)
-    buf = Rollout.empty(n_steps, n_envs)
+    buf = Rollout.empty(n_steps, n_envs, device)
     next_eval, next_save = _next_multiple(start, config.eval_freq), _next_multiple(start, config.save_freq)
     steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
     try:

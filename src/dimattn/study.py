@@ -234,6 +234,8 @@ class Study:
                 bases[key] = self._build(run.game, run.agent)
             expected = dataclasses.replace(bases[key], seed=run.seed).to_dict()
             found = read_config(run.dir).to_dict()
+            if expected["engine"] == "auto":  # each run records the engine auto chose for it
+                expected["engine"] = found.get("engine")
             diff = sorted(k for k in expected if expected[k] != found.get(k))
             if diff:
                 raise DimattnError(

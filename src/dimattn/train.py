@@ -12,6 +12,7 @@ the CLI builds both from its arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from dimattn.cli import integer, positive_int
@@ -19,8 +20,24 @@ from dimattn.config import RunConfig, build_config
 from dimattn.errors import DimattnError
 from dimattn.rundir import EVALUATIONS, new_run_dir, write_config
 
-ENGINES = ("sb3", "fast")
-DEFAULT_ENGINE = "sb3"
+ENGINES = ("auto", "fast", "sb3")
+#: ``auto``: the fast engine where it can run the config (EnvPool installed, the game in EnvPool, SPEC §4
+#: options), else the SB3 engine. Both learn the same (docs/benchmarks.md, learning parity).
+DEFAULT_ENGINE = "auto"
+
+
+def resolve_engine(config: RunConfig) -> RunConfig:
+    """``config`` with ``engine: auto`` resolved to ``fast`` or ``sb3`` (saying why when it is sb3)."""
+    if config.engine != "auto":
+        return config
+    from dimattn.ppo import check_supported
+
+    try:
+        check_supported(config)
+    except DimattnError as exc:
+        print(f"note: the fast engine cannot run this ({exc}); using the SB3 engine", flush=True)
+        return dataclasses.replace(config, engine="sb3")
+    return dataclasses.replace(config, engine="fast")
 
 
 def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None,
@@ -29,7 +46,7 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
 
     Returns the path of the final model. ``run_dir`` ends up in the layout of :mod:`dimattn.rundir`.
     """
-    config = config.validated()
+    config = resolve_engine(config.validated())
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, config)
@@ -54,8 +71,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-freq", type=integer, default=500_000,
                    help="checkpoint every N total environment steps, counted across all envs (<=0: never)")
     p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
-                   help=f"training engine (default {DEFAULT_ENGINE}): sb3 = Stable-Baselines3's PPO, "
-                        "fast = our PPO on EnvPool")
+                   help=f"training engine (default {DEFAULT_ENGINE}): fast = our PPO on EnvPool, "
+                        "sb3 = Stable-Baselines3's PPO (the reference), auto = fast where it can run, else sb3")
     p.add_argument("-params", "--hyperparams", nargs="+", metavar="KEY:VALUE", default=None,
                    help="override hyperparameters, e.g. n_envs:8 learning_rate:lin_1e-4 "
                         "policy_kwargs:\"dict(features_extractor_kwargs=dict(self_attn='CWCA'))\" "
@@ -94,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def train_from_args(args: argparse.Namespace) -> Path:
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
-    config = config_from_args(args)  # every check happens before anything is written
+    config = resolve_engine(config_from_args(args))  # every check happens before anything is written
     if config.engine == "fast":
         from dimattn.ppo import check_supported
 
