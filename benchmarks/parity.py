@@ -73,6 +73,22 @@ def load_curves(out: Path, label: str) -> dict[int, tuple[np.ndarray, np.ndarray
     return curves
 
 
+def load_training_scores(out: Path, label: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{seed: (steps (U,), rollout/ep_rew_mean (U,))}: the mean raw score of the last 100 whole training
+    games after each update (TensorBoard), far denser than 10-game evaluations."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves = {}
+    for d in sorted((out / "tb").glob(f"*/{label}_seed*_1")):
+        acc = EventAccumulator(str(d), size_guidance={"scalars": 0})
+        acc.Reload()
+        if "rollout/ep_rew_mean" in acc.Tags()["scalars"]:
+            events = acc.Scalars("rollout/ep_rew_mean")
+            seed = int(d.name.rsplit("_seed", 1)[1].split("_")[0])
+            curves[seed] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
+    return curves
+
+
 def report(out: Path, window: float, upto: int | None = None) -> str:
     """Write parity.png and parity.md; return the Markdown table.
 
@@ -89,10 +105,11 @@ def report(out: Path, window: float, upto: int | None = None) -> str:
     if not runs:
         return "no evaluations yet"
     common = upto or min(int(steps.max()) for curves in runs.values() for steps, _ in curves.values())
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, ax_train) = plt.subplots(1, 2, figsize=(13, 4.2))
     rows = [f"Compared over the first {common:,} steps" + (" (reached by every run)." if upto is None else "."), "",
-            "| run | seeds | mean of all evaluations (per seed) | mean of the last {:.0%} (per seed) |".format(window),
-            "|---|---|---|---|"]
+            "| run | seeds | mean of all evaluations (per seed) | mean of the last {0:.0%} (per seed) "
+            "| training score, last {0:.0%} (per seed) |".format(window),
+            "|---|---|---|---|---|"]
     for i, (label, curves) in enumerate(runs.items()):
         color = COLORS.get(label, LEVER_COLORS[i % len(LEVER_COLORS)])
         whole, late = [], []
@@ -113,13 +130,28 @@ def report(out: Path, window: float, upto: int | None = None) -> str:
             mean = f"{np.mean(done):.2f}" if done else "—"
             return f"{mean} ({', '.join(f'{x:.2f}' if np.isfinite(x) else '—' for x in xs)})"
 
-        rows.append(f"| {label} | {len(curves)} | {fmt(whole)} | {fmt(late)} |")
+        train_late = []
+        for seed, (steps_t, score_t) in sorted(load_training_scores(out, label).items()):
+            keep = steps_t <= common
+            ax_train.plot(steps_t[keep], score_t[keep], color=color, alpha=0.8, lw=1,
+                          label=f"{label}" if seed == min(curves) else None)
+            in_window = keep & (steps_t >= common * (1 - window))
+            train_late.append(float(score_t[in_window].mean()) if in_window.any() else float("nan"))
+        rows.append(f"| {label} | {len(curves)} | {fmt(whole)} | {fmt(late)} | "
+                    f"{fmt(train_late) if train_late else '—'} |")
     ax.axvline(common, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation score (whole games, raw)")
-    ax.set_title("SB3 engine vs fast engine (same config, seeds, eval protocol)")
+    ax.set_title("evaluations: mean of 10 whole games (line: seed mean, band: min-max)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
+    ax_train.axvline(common, color="grey", lw=0.8, ls=":")
+    ax_train.set_xlabel("environment steps")
+    ax_train.set_ylabel("training score (last 100 whole games, raw)")
+    ax_train.set_title("training games: rollout/ep_rew_mean, one line per seed", fontsize=10)
+    ax_train.grid(alpha=0.3)
+    ax_train.legend()
+    fig.suptitle("NA on Breakout: SB3 engine vs fast engine (same config, seeds and evaluation protocol)")
     fig.tight_layout()
     fig.savefig(out / "parity.png", dpi=110)
     table = "\n".join(rows)
