@@ -92,7 +92,8 @@ def test_tensorboard_has_sb3_scalar_names_and_linear_schedules(tiny_run):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"train/value_loss", "train/policy_gradient_loss", "train/entropy_loss", "train/approx_kl",
-            "train/clip_fraction", "train/learning_rate", "train/clip_range", "time/fps",
+            "train/clip_fraction", "train/learning_rate", "train/clip_range", "time/fps", "train/loss",
+            "train/explained_variance",
             "eval/mean_reward"} <= tags
     lr = [(e.step, e.value) for e in acc.Scalars("train/learning_rate")]
     clip = [(e.step, e.value) for e in acc.Scalars("train/clip_range")]
@@ -240,7 +241,8 @@ def test_update_is_sb3_ppo_train(agent):
 
     logged = sb3.logger.name_to_value
     for ours_key, sb3_key in (("pg", "policy_gradient_loss"), ("value", "value_loss"), ("entropy", "entropy_loss"),
-                              ("kl", "approx_kl"), ("clipfrac", "clip_fraction")):
+                              ("kl", "approx_kl"), ("clipfrac", "clip_fraction"), ("loss", "loss"),
+                              ("explained_variance", "explained_variance")):
         assert stats[ours_key] == pytest.approx(logged[f"train/{sb3_key}"], rel=1e-4, abs=1e-7), ours_key
     assert logged["train/clip_fraction"] > 0  # the clip was active, so it is tested too
     theirs = sb3.policy.state_dict()

@@ -273,6 +273,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
     is_transition = ~buf.done.flatten()  # see the module docstring: EnvPool's reset steps are left out
     n, batch_size = obs.shape[0], hp["batch_size"]
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clipfrac")}
+    last_loss = float("nan")
     for _ in range(hp["n_epochs"]):
         stats["kl"] = []  # SB3 logs the approximate KL of the last epoch only
         # SB3's RolloutBuffer draws a permutation of its env-major (N*T) order; index i is env i // T,
@@ -307,7 +308,17 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
             stats["pg"].append(pg_loss.item())
             stats["value"].append(value_loss.item())
             stats["entropy"].append(entropy_loss.item())
-    return {k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()}
+            last_loss = loss.item()
+    out = {k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()}
+    out["loss"] = last_loss  # SB3 logs the last minibatch's total loss
+    out["explained_variance"] = explained_variance(buf.values.flatten()[is_transition], returns[is_transition])
+    return out
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) (population variances, as SB3 logs it); NaN if Var = 0."""
+    var = float(returns.var(unbiased=False))
+    return float("nan") if var == 0 else 1.0 - float((returns - values).var(unbiased=False)) / var
 
 
 # ----------------------------------------------------------------------------------------------
@@ -523,6 +534,7 @@ def _log(writer: Any, steps: int, envs: Envs, stats: dict[str, float], lr: float
     scalars = {"train/policy_gradient_loss": stats["pg"], "train/value_loss": stats["value"],
                "train/entropy_loss": stats["entropy"], "train/approx_kl": stats["kl"],
                "train/clip_fraction": stats["clipfrac"], "train/learning_rate": lr,
+               "train/loss": stats["loss"], "train/explained_variance": stats["explained_variance"],
                "train/clip_range": clip, "train/n_updates": n_updates, "time/fps": fps}
     if envs.finished:
         scalars["rollout/ep_rew_mean"] = float(np.mean([s for s, _ in envs.finished]))
