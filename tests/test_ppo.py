@@ -278,7 +278,7 @@ def test_auto_engine_falls_back_to_sb3_and_says_why(monkeypatch, capsys, cause):
 
 
 def test_devices_are_resolved_or_refused():
-    from dimattn.ppo import resolve_device
+    from dimattn.config import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")

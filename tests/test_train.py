@@ -103,6 +103,8 @@ def _cli(*args, cwd=None):
     (["--env", "Pong", "-n", "0"], "must be positive"),
     (["--env", "Pong", "-n", "-5"], "must be positive"),
     (["--env", "Pong", "--algo", "dqn"], "not supported"),
+    (["--env", "Pong", "--device", "tpu9"], "unknown device 'tpu9'"),
+    *([(["--env", "Pong", "--device", "cuda"], "torch sees no CUDA GPU")] if not torch.cuda.is_available() else []),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
     result = _cli("train", "--log-folder", str(tmp_path / "logs"), *args)

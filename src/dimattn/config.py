@@ -265,3 +265,19 @@ def resolve_policy_kwargs(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
         if key in out:
             out[key] = classes[out[key]]
     return out
+
+
+def resolve_device(device: str) -> "torch.device":
+    """``auto`` -> CUDA when torch sees a GPU, else the CPU (as SB3 resolves it); ``cpu``, ``cuda``,
+    ``cuda:N`` as torch reads them. A GPU that is not there is an error, not a silent CPU run."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise DimattnError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DimattnError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    return resolved

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from dimattn.checkpoints import read_checkpoint, save_sb3
-from dimattn.config import RunConfig, as_float_schedule, resolve_policy_kwargs
+from dimattn.config import RunConfig, as_float_schedule, resolve_device, resolve_policy_kwargs
 from dimattn.envpool_envs import FRAME_SKIP, make_pool, task_id
 from dimattn.envs import evaluate
 from dimattn.errors import DimattnError
@@ -98,19 +98,6 @@ def check_supported(config: RunConfig) -> None:
         bad = ", ".join(sorted(unknown)) or "net_arch/share_features_extractor"
         raise DimattnError(f"the fast engine builds the study's network only (net_arch=[], one shared extractor, "
                            f"SB3's init); policy_kwargs {bad} is not supported; train with --engine sb3")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU (as SB3 resolves it); anything else as torch reads it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise DimattnError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DimattnError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
-    return resolved
 
 
 def _groups(n_envs: int, speed: Speed) -> list[slice]:

@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 
 from dimattn.cli import integer, positive_int
-from dimattn.config import RunConfig, build_config
+from dimattn.config import RunConfig, build_config, resolve_device
 from dimattn.errors import DimattnError
 from dimattn.rundir import EVALUATIONS, new_run_dir, write_config
 
@@ -28,6 +28,7 @@ DEFAULT_ENGINE = "auto"
 
 def resolve_engine(config: RunConfig) -> RunConfig:
     """``config`` with ``engine: auto`` resolved to ``fast`` or ``sb3`` (saying why when it is sb3)."""
+    resolve_device(config.device)  # a bad device is an error for either engine, not a reason to switch
     if config.engine != "auto":
         return config
     from dimattn.ppo import check_supported
