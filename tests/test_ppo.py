@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import sys
@@ -275,6 +276,8 @@ def test_auto_engine_falls_back_to_sb3_and_says_why(monkeypatch, capsys, cause):
     note = capsys.readouterr().out
     assert note.startswith("note: the fast engine cannot run this") and "using the SB3 engine" in note
     assert resolve_engine(build_config("Breakout", engine="sb3")).engine == "sb3"  # an explicit choice stays
+    with pytest.raises(DimattnError, match="--engine sb3"):  # and an explicit fast is refused, not switched
+        resolve_engine(dataclasses.replace(config, engine="fast"))
 
 
 def test_devices_are_resolved_or_refused():

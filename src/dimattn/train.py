@@ -27,15 +27,18 @@ DEFAULT_ENGINE = "auto"
 
 
 def resolve_engine(config: RunConfig) -> RunConfig:
-    """``config`` with ``engine: auto`` resolved to ``fast`` or ``sb3`` (saying why when it is sb3)."""
+    """Check, before anything is written, that the engine can run ``config``; ``engine: auto`` becomes
+    ``fast`` or ``sb3`` (saying why when it is sb3). Raises DimattnError for ``fast`` it cannot run."""
     resolve_device(config.device)  # a bad device is an error for either engine, not a reason to switch
-    if config.engine != "auto":
+    if config.engine == "sb3":
         return config
     from dimattn.ppo import check_supported
 
     try:
         check_supported(config)
     except DimattnError as exc:
+        if config.engine == "fast":
+            raise
         print(f"note: the fast engine cannot run this ({exc}); using the SB3 engine", flush=True)
         return dataclasses.replace(config, engine="sb3")
     return dataclasses.replace(config, engine="fast")
@@ -113,10 +116,6 @@ def train_from_args(args: argparse.Namespace) -> Path:
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     config = resolve_engine(config_from_args(args))  # every check happens before anything is written
-    if config.engine == "fast":
-        from dimattn.ppo import check_supported
-
-        check_supported(config)
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
     print(f"training {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps, "
           f"{config.engine} engine) into {run_dir}", flush=True)
