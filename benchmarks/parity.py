@@ -139,18 +139,15 @@ def report(out: Path, window: float, upto: int | None = None) -> str:
             train_late.append(float(score_t[in_window].mean()) if in_window.any() else float("nan"))
         rows.append(f"| {label} | {len(curves)} | {fmt(whole)} | {fmt(late)} | "
                     f"{fmt(train_late) if train_late else '—'} |")
-    ax.axvline(common, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation score (whole games, raw)")
-    ax.set_title("evaluations: mean of 10 whole games (line: seed mean, band: min-max)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax_train.axvline(common, color="grey", lw=0.8, ls=":")
-    ax_train.set_xlabel("environment steps")
-    ax_train.set_ylabel("training score (last 100 whole games, raw)")
-    ax_train.set_title("training games: rollout/ep_rew_mean, one line per seed", fontsize=10)
-    ax_train.grid(alpha=0.3)
-    ax_train.legend()
+    for axis, ylabel, title in (
+            (ax, "evaluation score (whole games, raw)", "evaluations: mean score (line: seed mean, band: min-max)"),
+            (ax_train, "training score (last 100 whole games, raw)",
+             "training games: rollout/ep_rew_mean, one line per seed")):
+        axis.axvline(common, color="grey", lw=0.8, ls=":")
+        axis.set(xlabel="environment steps", ylabel=ylabel)
+        axis.set_title(title, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend()
     fig.suptitle("NA on Breakout: SB3 engine vs fast engine (same config, seeds and evaluation protocol)")
     fig.tight_layout()
     fig.savefig(out / "parity.png", dpi=110)
