@@ -9,16 +9,16 @@ Read top to bottom: configuration -> collect a rollout (EnvPool stepping overlap
   per minibatch; clipped surrogate with a linearly decaying clip range; unclipped value loss × vf_coef;
   entropy bonus × ent_coef; global grad-norm clip; Adam (eps 1e-5) with a linearly decaying LR.
   Both schedules use SB3's progress ``1 - steps/n_timesteps``, measured after each rollout;
-- the network is :class:`dimattn.networks.ActorCritic` (SB3's ``CnnPolicy`` with ``net_arch=[]``,
+- the network is :class:`dimattn.agents.networks.ActorCritic` (SB3's ``CnnPolicy`` with ``net_arch=[]``,
   same parameter names and orthogonal init).
 
 One thing EnvPool adds: the step after an episode end only resets that env (its action is ignored,
 reward 0). Those steps are not transitions of the game, so they are left out of the loss.
 
-Outputs match the SB3 engine (:mod:`dimattn.sb3_engine`): ``evaluations.npz``, SB3 ``.zip`` checkpoints
-(loadable by :func:`dimattn.checkpoints.load_agent` and by SB3's ``PPO.load``), TensorBoard scalars under
+Outputs match the SB3 engine (:mod:`dimattn.engines.sb3`): ``evaluations.npz``, SB3 ``.zip`` checkpoints
+(loadable by :func:`dimattn.agents.checkpoints.load_agent` and by SB3's ``PPO.load``), TensorBoard scalars under
 SB3's names. Evaluation plays whole games with raw scores and the stochastic policy on the Gymnasium +
-SB3 ``AtariWrapper`` env (:func:`dimattn.envs.evaluate`), i.e. the very protocol of the SB3 engine.
+SB3 ``AtariWrapper`` env (:func:`dimattn.envs.ale.evaluate`), i.e. the very protocol of the SB3 engine.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import io
 import math
 import re
 import time
-import warnings
 import zipfile
 from collections import deque
 from dataclasses import dataclass
@@ -38,16 +37,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from dimattn.checkpoints import read_checkpoint, save_sb3
-from dimattn.config import RunConfig, as_float_schedule, resolve_device, resolve_policy_kwargs
-from dimattn.envpool_envs import FRAME_SKIP, make_pool, task_id
-from dimattn.envs import evaluate
+from dimattn.agents.checkpoints import read_checkpoint, save_sb3
+from dimattn.agents.networks import OBS_SHAPE, ActorCritic
+from dimattn.engines.common import (
+    RNG_ENTRY,
+    checkpoint_meta,
+    eval_seed,
+    next_multiple,
+    record_evaluation,
+    resume_point,
+    rng_state_bytes,
+    sb3_ppo,
+    set_rng_state_bytes,
+)
+from dimattn.engines.config import PPOArgs
+from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
+from dimattn.envs.ale import evaluate
+from dimattn.envs.pool import FRAME_SKIP, make_pool, task_id
 from dimattn.errors import DimattnError
-from dimattn.networks import OBS_SHAPE, ActorCritic
-from dimattn.rundir import BEST_MODEL, EvalHistory, checkpoint_path, checkpoints, final_model_path
 
 STATE_ENTRY = "dimattn_fast_state.pt"  # not .pth: SB3 loads every .pth entry as parameters
-EVAL_SEED_OFFSET = 10_000  # evaluation games are seeded apart from the training envs (as in the SB3 engine)
 
 
 @dataclass(frozen=True)
@@ -80,18 +89,16 @@ DEFAULT_SPEED = Speed()
 # Configuration
 # ----------------------------------------------------------------------------------------------
 
-def check_supported(config: RunConfig) -> None:
+def check_supported(args: PPOArgs) -> None:
     """Refuse, before anything is written, what the fast engine cannot run: no EnvPool, a game EnvPool
     lacks, or SB3 options outside SPEC §4's learner. Raises DimattnError naming ``--engine sb3``."""
-    task_id(config.game)
-    resolve_device(config.device)
-    hp = config.hyperparams
+    task_id(args.game)
     for key in ("clip_range_vf", "target_kl"):
-        if hp.get(key) is not None:
+        if getattr(args, key) is not None:
             raise DimattnError(f"the fast engine does not implement {key}; train with --engine sb3")
-    if not hp.get("normalize_advantage", True):
+    if not args.normalize_advantage:
         raise DimattnError("the fast engine always normalises advantages; train with --engine sb3")
-    pk = hp["policy_kwargs"]
+    pk = args.raw_policy_kwargs
     unknown = set(pk) - {"features_extractor_class", "features_extractor_kwargs", "net_arch", "activation_fn",
                          "share_features_extractor"}  # activation_fn acts on the MLP that net_arch=[] omits
     if unknown or pk.get("net_arch", []) not in ([], None) or pk.get("share_features_extractor", True) is False:
@@ -137,7 +144,7 @@ class Rollout:
     last_trunc: torch.Tensor  # (N,) bool
 
     @classmethod
-    def empty(cls, n_steps: int, n_envs: int, device: torch.device | str = "cpu") -> "Rollout":
+    def empty(cls, n_steps: int, n_envs: int, device: torch.device | str = "cpu") -> Rollout:
         z = lambda dtype: torch.zeros(n_steps, n_envs, dtype=dtype, device=device)  # noqa: E731
         zn = lambda dtype: torch.zeros(n_envs, dtype=dtype, device=device)  # noqa: E731
         return cls(torch.zeros(n_steps, n_envs, *OBS_SHAPE, dtype=torch.uint8, device=device), z(torch.int64),
@@ -249,7 +256,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, done: torch.Tensor, trunc: 
 # ----------------------------------------------------------------------------------------------
 
 def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, advantages: torch.Tensor,
-           hp: dict[str, Any], clip: float, speed: Speed) -> dict[str, float]:
+           args: PPOArgs, clip: float, speed: Speed) -> dict[str, float]:
     """``n_epochs`` PPO passes over the rollout; returns SB3's ``train/*`` statistics (means over all
     minibatches; the approximate KL over the last epoch's, as SB3 logs it)."""
     n_steps, n_envs = buf.actions.shape
@@ -258,10 +265,10 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
     returns = (advantages + buf.values).flatten()
     advantages = advantages.flatten()
     is_transition = ~buf.done.flatten()  # see the module docstring: EnvPool's reset steps are left out
-    n, batch_size = obs.shape[0], hp["batch_size"]
+    n, batch_size = obs.shape[0], args.batch_size
     stats: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clipfrac")}
     last_loss = float("nan")
-    for _ in range(hp["n_epochs"]):
+    for _ in range(args.n_epochs):
         stats["kl"] = []  # SB3 logs the approximate KL of the last epoch only
         # SB3's RolloutBuffer draws a permutation of its env-major (N*T) order; index i is env i // T,
         # step i % T. Drawing the same way makes runs comparable step by step (tests/test_ppo.py).
@@ -283,10 +290,10 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
             pg_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean()
             value_loss = nn.functional.mse_loss(returns[mb], values.float())
             entropy_loss = -dist.entropy().mean()
-            loss = pg_loss + hp["ent_coef"] * entropy_loss + hp["vf_coef"] * value_loss
+            loss = pg_loss + args.ent_coef * entropy_loss + args.vf_coef * value_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(policy.parameters(), hp["max_grad_norm"])
+            nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
                 log_ratio = logp - old_logp[mb]
@@ -312,29 +319,6 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
 # Checkpoints: SB3 zips with the full training state
 # ----------------------------------------------------------------------------------------------
 
-def _sb3_model(config: RunConfig, n_actions: int) -> Any:
-    """An SB3 PPO with the run's spaces and hyperparameters, used only to write SB3 zips."""
-    import gymnasium as gym
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from dimattn.networks import observation_space as obs_space
-
-    class Spaces(gym.Env):
-        observation_space = obs_space()
-        action_space = gym.spaces.Discrete(n_actions)
-
-    hp = config.hyperparams
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # batch_size vs. this 1-env stand-in's buffer
-        return PPO("CnnPolicy", DummyVecEnv([Spaces]), n_steps=hp["n_steps"], batch_size=hp["batch_size"],
-                   n_epochs=hp["n_epochs"], gamma=hp["gamma"], gae_lambda=hp["gae_lambda"],
-                   learning_rate=as_float_schedule(hp["learning_rate"], "learning_rate")[0],
-                   clip_range=as_float_schedule(hp["clip_range"], "clip_range")[0],
-                   ent_coef=hp["ent_coef"], vf_coef=hp["vf_coef"], max_grad_norm=hp["max_grad_norm"],
-                   policy_kwargs=resolve_policy_kwargs(hp["policy_kwargs"]), seed=config.seed, device="cpu")
-
-
 def _state_bytes(steps: int, n_updates: int) -> bytes:
     buf = io.BytesIO()
     torch.save({"num_timesteps": torch.tensor(steps), "n_updates": torch.tensor(n_updates)}, buf)
@@ -344,13 +328,11 @@ def _state_bytes(steps: int, n_updates: int) -> bytes:
 class Saver:
     """Writes SB3 zips of the fast engine's policy, optimiser, step count and RNG states."""
 
-    def __init__(self, config: RunConfig, policy: ActorCritic, optimizer: torch.optim.Optimizer) -> None:
-        self.config, self.policy, self.optimizer = config, policy, optimizer
-        self.model = _sb3_model(config, policy.config["n_actions"])
+    def __init__(self, args: PPOArgs, policy: ActorCritic, optimizer: torch.optim.Optimizer) -> None:
+        self.args, self.policy, self.optimizer = args, policy, optimizer
+        self.model = sb3_ppo(args, n_actions=policy.config["n_actions"])
 
     def save(self, path: Path, steps: int, n_updates: int) -> Path:
-        from dimattn.sb3_engine import RNG_ENTRY, rng_state_bytes, checkpoint_meta
-
         ours = self.policy.state_dict()
         theirs = {k: ours[re.sub(r"^(pi_|vf_)features_extractor\.", "features_extractor.", k)]
                   for k in self.model.policy.state_dict()}  # SB3 aliases the shared extractor
@@ -358,20 +340,20 @@ class Saver:
         # SB3's optimiser holds the policy's parameters in our order, so the state transfers as is.
         self.model.policy.optimizer.load_state_dict(self.optimizer.state_dict())
         self.model.num_timesteps = steps
-        meta = checkpoint_meta(self.config, steps)
+        meta = checkpoint_meta(self.args, steps)
         extra = {RNG_ENTRY: rng_state_bytes(), STATE_ENTRY: _state_bytes(steps, n_updates)}
         return save_sb3(self.model, path, meta, extra=extra)
 
 
 def restore(path: Path, policy: ActorCritic, optimizer: torch.optim.Optimizer) -> tuple[int, int | None]:
     """Load policy, optimiser and RNG states from a checkpoint; returns (steps, n_updates or None)."""
-    from dimattn.sb3_engine import RNG_ENTRY, set_rng_state_bytes
-
     state, meta = read_checkpoint(path)
     try:
         policy.load_state_dict(state)
     except RuntimeError as exc:
-        raise DimattnError(f"cannot resume from {path}: it holds another network ({str(exc).splitlines()[0]})") from None
+        raise DimattnError(
+            f"cannot resume from {path}: it holds another network ({str(exc).splitlines()[0]})"
+        ) from None
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         if "policy.optimizer.pth" in names:
@@ -388,99 +370,88 @@ def restore(path: Path, policy: ActorCritic, optimizer: torch.optim.Optimizer) -
 # Training
 # ----------------------------------------------------------------------------------------------
 
-def _tb_writer(tensorboard_log: str | None, config: RunConfig, run_dir: Path) -> Any:
+def _tb_writer(tensorboard_log: str | None, args: PPOArgs, run_dir: Path) -> Any:
     if tensorboard_log is None:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(str(Path(tensorboard_log) / config.env_id / f"{Path(run_dir).name}_1"))
+    return SummaryWriter(str(Path(tensorboard_log) / args.env_id / f"{Path(run_dir).name}_1"))
 
 
-def _next_multiple(step: int, freq: int) -> int | None:
-    return (step // freq + 1) * freq if freq > 0 else None
-
-
-def train_fast(config: RunConfig, run_dir: Path, tensorboard_log: str | None = None,
+def train_fast(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
                progress: bool = False, verbose: int = 0, resume: bool = True,
                speed: Speed = DEFAULT_SPEED) -> Path:
     """Train (or resume) one run with the fast engine; returns the final model's path.
 
     ``speed`` picks how the CPU is used (never what is learned); the default is the measured best.
     """
-    hp, run_dir = config.hyperparams, Path(run_dir)
-    check_supported(config)
-    n_envs, n_steps = hp["n_envs"], hp["n_steps"]
-    rollout_size = n_envs * n_steps
-    lr0, lr_linear = as_float_schedule(hp["learning_rate"], "learning_rate")
-    clip0, clip_linear = as_float_schedule(hp["clip_range"], "clip_range")
+    run_dir = Path(run_dir)
+    check_supported(args)
     if speed.torch_threads:
         torch.set_num_threads(speed.torch_threads)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
 
-    envs = Envs(config.game, n_envs, config.seed, speed)
-    kw = hp["policy_kwargs"].get("features_extractor_kwargs", {})
-    policy = ActorCritic(envs.n_actions, config.agent, ada_attn=kw.get("ada_attn"),
-                         norm_softmax=kw.get("norm_softmax", True), features_dim=kw.get("features_dim", 256))
-    device = resolve_device(config.device)
-    policy.to(device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr0, eps=1e-5)
-    saver = Saver(config, policy, optimizer)
+    envs = Envs(args.game, args.n_envs, args.seed, speed)
+    policy = ActorCritic(envs.n_actions, args.agent, ada_attn=args.ada_attn, norm_softmax=args.norm_softmax,
+                         features_dim=args.features_dim)
+    policy.to(args.device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5)
+    saver = Saver(args, policy, optimizer)
 
-    start, n_updates, saved = 0, 0, checkpoints(run_dir) if resume else []
-    if saved:
-        start, restored_updates = restore(saved[-1][1], policy, optimizer)
-        n_updates = restored_updates if restored_updates is not None else start // rollout_size * hp["n_epochs"]
-        print(f"resuming {run_dir} from {saved[-1][1].name} (EnvPool restarts with fresh games)", flush=True)
-    history = EvalHistory.load(run_dir, up_to=start) if start else EvalHistory()
-    if start:
-        history.save(run_dir)  # drop evaluations made after the checkpoint we resume from
+    start, path, history = resume_point(run_dir, resume)
+    n_updates = 0
+    if path is not None:
+        start, restored_updates = restore(path, policy, optimizer)
+        n_updates = restored_updates if restored_updates is not None else start // args.rollout_size * args.n_epochs
+        history.save(run_dir)
+        print(f"resuming {run_dir} from {path.name} (EnvPool restarts with fresh games)", flush=True)
 
     net: nn.Module = policy.to(memory_format=torch.channels_last) if speed.channels_last else policy
     if speed.compile:
         net = torch.compile(net)
-    writer = _tb_writer(tensorboard_log, config, run_dir)
+    writer = _tb_writer(tensorboard_log, args, run_dir)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.n_timesteps, initial=start, unit="step", unit_scale=True, dynamic_ncols=True)
-    buf = Rollout.empty(n_steps, n_envs, device)
-    next_eval, next_save = _next_multiple(start, config.eval_freq), _next_multiple(start, config.save_freq)
+        bar = tqdm(total=args.n_timesteps, initial=start, unit="step", unit_scale=True, dynamic_ncols=True)
+    buf = Rollout.empty(args.n_steps, args.n_envs, args.device)
+    next_eval, next_save = next_multiple(start, args.eval_freq), next_multiple(start, args.save_freq)
     steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
     try:
-        while steps < config.n_timesteps:
+        while steps < args.n_timesteps:
             policy.train()
             collect(envs, net, buf, speed)
-            steps += rollout_size
+            steps += args.rollout_size
             # SB3 evaluates in the middle of a rollout, at the first step (a multiple of n_envs) past
             # each eval_freq; the policy does not change within a rollout, so evaluate it now.
             while next_eval is not None and next_eval <= steps:
-                at = math.ceil(next_eval / n_envs) * n_envs
-                _evaluate(config, policy, history, run_dir, at, saver, n_updates, writer)
-                next_eval = _next_multiple(at, config.eval_freq)
+                at = math.ceil(next_eval / args.n_envs) * args.n_envs
+                _evaluate(args, policy, history, run_dir, at, saver, n_updates, writer)
+                next_eval = next_multiple(at, args.eval_freq)
 
-            lr = linear_schedule(lr0, lr_linear, steps, config.n_timesteps)
-            clip = linear_schedule(clip0, clip_linear, steps, config.n_timesteps)
+            lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
+            clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             advantages = gae(buf.rewards, buf.values, buf.done, buf.trunc, buf.last_value, buf.last_done,
-                             buf.last_trunc, hp["gamma"], hp["gae_lambda"])
-            stats = update(net, optimizer, buf, advantages, hp, clip, speed)
-            n_updates += hp["n_epochs"]
+                             buf.last_trunc, args.gamma, args.gae_lambda)
+            stats = update(net, optimizer, buf, advantages, args, clip, speed)
+            n_updates += args.n_epochs
 
             fps = (steps - start) / (time.perf_counter() - t0)
             _log(writer, steps, envs, stats, lr, clip, fps, n_updates)
             if bar is not None:
-                bar.update(rollout_size)
+                bar.update(args.rollout_size)
                 bar.set_postfix_str(_score_text(envs).lstrip(", "), refresh=False)
             elif verbose and time.perf_counter() - last_status > 30:
                 last_status = time.perf_counter()
-                print(f"{steps:,}/{config.n_timesteps:,} steps, {fps:,.0f} steps/s{_score_text(envs)}", flush=True)
+                print(f"{steps:,}/{args.n_timesteps:,} steps, {fps:,.0f} steps/s{_score_text(envs)}", flush=True)
             if next_save is not None and steps >= next_save:
                 saver.save(checkpoint_path(run_dir, steps), steps, n_updates)
-                next_save = _next_multiple(steps, config.save_freq)
-        final = saver.save(final_model_path(run_dir, config.env_id), steps, n_updates)
+                next_save = next_multiple(steps, args.save_freq)
+        final = saver.save(final_model_path(run_dir, args.env_id), steps, n_updates)
     finally:
         envs.close()
         if bar is not None:
@@ -494,22 +465,14 @@ def _score_text(envs: Envs) -> str:
     return f", game score {np.mean([s for s, _ in envs.finished]):.1f}" if envs.finished else ""
 
 
-def _evaluate(config: RunConfig, policy: ActorCritic, history: EvalHistory, run_dir: Path, steps: int,
+def _evaluate(args: PPOArgs, policy: ActorCritic, history: EvalHistory, run_dir: Path, steps: int,
               saver: Saver, n_updates: int, writer: Any) -> None:
     """SPEC protocol: ``eval_episodes`` whole games, raw scores, stochastic policy, a separate env."""
-    best = history.best
     policy.eval()
-    scores, lengths = evaluate(policy.act, config.game, config.eval_episodes,
-                               seed=config.seed + EVAL_SEED_OFFSET + len(history.timesteps))
+    scores, lengths = evaluate(policy.act, args.game, args.eval_episodes,
+                               seed=eval_seed(args.seed, len(history.timesteps)))
     policy.train()
-    history.append(steps, scores, lengths)
-    history.save(run_dir)
-    mean = float(np.mean(scores))
-    if writer is not None:
-        writer.add_scalar("eval/mean_reward", mean, steps)
-        writer.add_scalar("eval/mean_ep_length", float(np.mean(lengths)), steps)
-    print(f"eval @ {steps:,} steps: score {mean:.2f} ± {np.std(scores):.2f} over {len(scores)} games", flush=True)
-    if mean > best:
+    if record_evaluation(history, run_dir, steps, scores, lengths, writer):
         saver.save(run_dir / BEST_MODEL, steps, n_updates)
 
 

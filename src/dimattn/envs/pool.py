@@ -6,7 +6,7 @@ last two frames, grey 84×84 (area interpolation), FIRE at reset, 4 frames stack
 (= 108,000 frames) per game. Training pools end an episode at a life loss and clip rewards; the raw
 reward and the game-over flag stay available in ``info["reward"]`` / ``info["terminated"]``.
 
-Known differences from the Gymnasium + SB3 ``AtariWrapper`` path (:mod:`dimattn.envs`), all at resets
+Known differences from the Gymnasium + SB3 ``AtariWrapper`` path (:mod:`dimattn.envs.ale`), all at resets
 (``tests/test_env_parity.py`` checks that stepping is otherwise the same; docs/benchmarks.md):
 
 - FIRE at reset is one emulator frame (SB3: FIRE for 4 frames, then action 2 for 4 frames).
