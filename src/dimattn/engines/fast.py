@@ -579,7 +579,8 @@ def train_fast(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
                 bar.set_postfix_str(_score_text(envs.finished[0]).lstrip(", "), refresh=False)
             elif verbose and time.perf_counter() - last_status > 30:
                 last_status = time.perf_counter()
-                print(f"{steps:,}/{args.n_timesteps:,} steps, {fps:,.0f} steps/s{_score_text(envs.finished[0])}", flush=True)
+                score = _score_text(envs.finished[0])
+                print(f"{steps:,}/{args.n_timesteps:,} steps, {fps:,.0f} steps/s{score}", flush=True)
             if next_save is not None and steps >= next_save:
                 saver.save(checkpoint_path(run_dir, steps), steps, n_updates)
                 next_save = next_multiple(steps, args.save_freq)

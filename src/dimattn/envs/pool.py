@@ -65,7 +65,8 @@ def make_pool(game: str, n_envs: int, seed: int | list[int], training: bool = Tr
         raise DimattnError(f"make_pool got {len(seed)} seeds for {n_envs} envs")
     return _envpool().make(
         task_id(game), env_type="gymnasium", num_envs=n_envs, batch_size=n_envs, num_threads=num_threads,
-        seed=[int(s) for s in seed] if isinstance(seed, (list, tuple)) else int(seed), episodic_life=training, reward_clip=training, noop_max=noop_max,
+        seed=[int(s) for s in seed] if isinstance(seed, (list, tuple)) else int(seed),
+        episodic_life=training, reward_clip=training, noop_max=noop_max,
         use_fire_reset=use_fire_reset, repeat_action_probability=0.0, full_action_space=False,
         max_episode_steps=MAX_EPISODE_FRAMES // FRAME_SKIP, stack_num=4, frame_skip=FRAME_SKIP,
         img_height=84, img_width=84, gray_scale=True, use_inter_area_resize=True,
