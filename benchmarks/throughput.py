@@ -64,7 +64,7 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
         else:
             from dimattn.engines.sb3 import train_sb3
 
-            train_sb3(config, root / "run", str(root / "tb"))
+            train_sb3(config.resolve(), root / "run", str(root / "tb"))
         wall = steps / (time.perf_counter() - t0)
         (events,) = (root / "tb" / config.env_id).iterdir()
         acc = EventAccumulator(str(events))

@@ -2,7 +2,8 @@
 
 - ``dimattn.json`` metadata and the RNG state stored in every checkpoint zip;
 - resuming: the newest checkpoint and the evaluation history cut back to it;
-- the evaluation schedule (every ``eval_freq`` / ``save_freq`` total steps) and one evaluation-seed scheme;
+- the evaluation schedule (every ``eval_freq`` / ``save_freq`` total steps) and one evaluation-seed scheme
+  (:func:`eval_seeds`; the games themselves are played by :func:`dimattn.envs.ale.evaluate`);
 - recording an evaluation: ``evaluations.npz``, TensorBoard, the "eval @" line, whether it is the best;
 - an SB3 ``PPO`` built from :class:`~dimattn.engines.config.PPOArgs` (the SB3 engine trains it, the
   fast engine uses it to write SB3 zips).
@@ -22,12 +23,15 @@ from dimattn.engines.config import PPOArgs
 from dimattn.engines.rundir import EvalHistory, checkpoints
 
 RNG_ENTRY = "dimattn_rng.pt"  # not .pth: SB3 loads every .pth entry as parameters
-EVAL_SEED_OFFSET = 10_000  # evaluation games are seeded apart from the training envs (seeds 0..n_envs-1)
+EVAL_SEED_OFFSET = 10_000  # a salt: evaluation games get seeds of their own (see eval_seeds)
 
 
-def eval_seed(seed: int, k: int) -> int:
-    """The seed of a run's ``k``-th evaluation (0-based), the same in both engines and after a resume."""
-    return seed + EVAL_SEED_OFFSET + k
+def eval_seeds(seed: int, k: int, episodes: int) -> list[int]:
+    """The seeds of the games of a run's ``k``-th evaluation (0-based): one per game, distinct from the
+    training envs' (``seed + i``) and from every other evaluation's and run's; the same in both engines,
+    in a pack and after a resume."""
+    state = np.random.SeedSequence([EVAL_SEED_OFFSET, seed, k]).generate_state(episodes)
+    return [int(s) % 2**31 for s in state]
 
 
 def next_multiple(step: int, freq: int) -> int | None:

@@ -44,7 +44,7 @@ from dimattn.agents.networks import OBS_SHAPE, ActorCritic
 from dimattn.engines.common import (
     RNG_ENTRY,
     checkpoint_meta,
-    eval_seed,
+    eval_seeds,
     next_multiple,
     record_evaluation,
     resume_point,
@@ -602,8 +602,8 @@ def _evaluate(args: PPOArgs, policy: ActorCritic, history: EvalHistory, run_dir:
               saver: Saver, n_updates: int, writer: Any) -> None:
     """SPEC protocol: ``eval_episodes`` whole games, raw scores, stochastic policy, a separate env."""
     policy.eval()
-    scores, lengths = evaluate(policy.act, args.game, args.eval_episodes,
-                               seed=eval_seed(args.seed, len(history.timesteps)))
+    seeds = eval_seeds(args.seed, len(history.timesteps), args.eval_episodes)
+    ((scores, lengths),) = evaluate(lambda obs: policy.act(obs[0])[None], args.game, [seeds])
     policy.train()
     if record_evaluation(history, run_dir, steps, scores, lengths, writer):
         saver.save(run_dir / BEST_MODEL, steps, n_updates)

@@ -16,13 +16,12 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
 
 from dimattn.agents.checkpoints import save_sb3
 from dimattn.engines.common import (
     RNG_ENTRY,
     checkpoint_meta,
-    eval_seed,
+    eval_seeds,
     next_multiple,
     record_evaluation,
     resume_point,
@@ -32,7 +31,7 @@ from dimattn.engines.common import (
 )
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
-from dimattn.envs.ale import make_env
+from dimattn.envs.ale import evaluate, make_env
 
 
 class StudyCallback(BaseCallback):
@@ -43,11 +42,7 @@ class StudyCallback(BaseCallback):
         self.args, self.run_dir, self.history = args, Path(run_dir), history
         self.next_eval = next_multiple(start, args.eval_freq)
         self.next_save = next_multiple(start, args.save_freq)
-        self.eval_env = None
 
-    def _on_training_start(self) -> None:
-        if self.next_eval is not None:
-            self.eval_env = make_env(self.args.game, 1, seed=eval_seed(self.args.seed, 0), training=False)
 
     def _on_step(self) -> bool:
         steps = self.num_timesteps
@@ -60,12 +55,12 @@ class StudyCallback(BaseCallback):
         return True
 
     def _evaluate(self, steps: int) -> None:
-        self.eval_env.seed(eval_seed(self.args.seed, len(self.history.timesteps)))  # applied at the next reset
-        scores, lengths = evaluate_policy(
-            self.model, self.eval_env, n_eval_episodes=self.args.eval_episodes,
-            deterministic=False, return_episode_rewards=True,
-        )
-        best = record_evaluation(self.history, self.run_dir, steps, np.asarray(scores), np.asarray(lengths))
+        def act(obs: np.ndarray) -> np.ndarray:  # (1, E, 4, 84, 84) -> (1, E), sampled as in training
+            return self.model.predict(obs[0], deterministic=False)[0][None]
+
+        seeds = eval_seeds(self.args.seed, len(self.history.timesteps), self.args.eval_episodes)
+        ((scores, lengths),) = evaluate(act, self.args.game, [seeds])
+        best = record_evaluation(self.history, self.run_dir, steps, scores, lengths)
         self.logger.record("eval/mean_reward", float(np.mean(scores)))
         self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
         self.logger.dump(steps)
@@ -75,9 +70,6 @@ class StudyCallback(BaseCallback):
     def save(self, path: Path, steps: int) -> None:
         save_sb3(self.model, path, checkpoint_meta(self.args, steps), extra={RNG_ENTRY: rng_state_bytes()})
 
-    def _on_training_end(self) -> None:
-        if self.eval_env is not None:
-            self.eval_env.close()
 
 
 def _restore(model: PPO, path: Path) -> None:
