@@ -87,6 +87,12 @@ def record_evaluation(history: EvalHistory, run_dir: Path, steps: int, scores: n
     return mean > best
 
 
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) (population variances, as SB3 logs it); NaN if Var = 0."""
+    var = float(returns.var(unbiased=False))
+    return float("nan") if var == 0 else 1.0 - float((returns - values).var(unbiased=False)) / var
+
+
 def sb3_ppo(args: PPOArgs, env: Any = None, n_actions: int | None = None, tensorboard_log: str | None = None,
             verbose: int = 0) -> Any:
     """SB3's ``PPO`` with the run's hyperparameters (SPEC §4) on ``env``, or, given ``n_actions`` instead,

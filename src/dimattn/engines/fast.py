@@ -45,6 +45,7 @@ from dimattn.engines.common import (
     RNG_ENTRY,
     checkpoint_meta,
     eval_seeds,
+    explained_variance,
     next_multiple,
     record_evaluation,
     resume_point,
@@ -416,12 +417,6 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
     keep = torch.from_numpy(is_transition).to(device)
     out["explained_variance"] = explained_variance(buf.values.flatten()[keep], returns[keep])
     return out
-
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
-    """1 - Var(returns - values) / Var(returns) (population variances, as SB3 logs it); NaN if Var = 0."""
-    var = float(returns.var(unbiased=False))
-    return float("nan") if var == 0 else 1.0 - float((returns - values).var(unbiased=False)) / var
 
 
 # ----------------------------------------------------------------------------------------------

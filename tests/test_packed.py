@@ -1,0 +1,127 @@
+"""Packed runs (dimattn.engines.packed): one packed update equals K separate updates, member by member."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from dimattn.agents.networks import ActorCritic
+from dimattn.engines.config import build_config
+from dimattn.engines.fast import DEFAULT_SPEED, Rollout, gae, update
+from dimattn.engines.packed import Pack, packed_update
+
+# 2 epochs x 2 minibatches of 32 per member: Adam's state carries over, the clip is active. (A third epoch
+# at this clip makes single samples sit on the clip's edge, where float rounding decides their gradient.)
+T, N, B, E, K, A = 16, 4, 32, 2, 3, 4
+LR, CLIP = 1e-3, 0.02  # large enough steps that the clip is active
+SEEDS = [3, 11, 5]
+
+
+def _args(agent: str):
+    return build_config("Breakout", agent=agent, hyperparams={"n_epochs": E, "batch_size": B, "ent_coef": 0.01,
+                                                             "vf_coef": 1.0, "max_grad_norm": 0.5}).resolve()
+
+
+def _rollouts(nets: list[ActorCritic], seed: int = 1) -> Rollout:
+    """A (T, K, N) rollout whose actions, log-probs and values come from each member's own network, with
+    EnvPool reset steps (done) sprinkled in, so the per-member masks are exercised."""
+    g = torch.Generator().manual_seed(seed)
+    buf = Rollout.empty(T, N, members=K)
+    buf.obs[:] = torch.randint(0, 256, buf.obs.shape, generator=g, dtype=torch.uint8)
+    buf.rewards[:] = torch.randint(-1, 2, (T, K, N), generator=g).float()
+    buf.done[:] = torch.rand(T, K, N, generator=g) < 0.1
+    buf.done[:, 2, :] |= torch.rand(T, N, generator=g) < 0.5  # member 2 has many reset steps
+    buf.trunc[:] = buf.done & (torch.rand(T, K, N, generator=g) < 0.3)
+    with torch.no_grad():
+        for k, net in enumerate(nets):
+            for t in range(T):
+                logits, values = net(buf.obs[t, k])
+                probs = torch.softmax(logits, -1)
+                buf.actions[t, k] = torch.multinomial(probs, 1, generator=g)[:, 0]
+                buf.logprobs[t, k] = torch.log(probs.gather(-1, buf.actions[t, k][:, None]))[:, 0]
+                buf.values[t, k] = values
+            buf.last_value[k] = net(buf.obs[-1, k])[1]
+    return buf
+
+
+def _alone(nets: list[ActorCritic], buf: Rollout, args) -> tuple[list, list, list[dict]]:
+    """The reference: each member trained alone by fast.update, NumPy's global RNG seeded with its seed."""
+    nets = [copy.deepcopy(n) for n in nets]
+    opts = [torch.optim.Adam(n.parameters(), lr=LR, eps=1e-5) for n in nets]
+    stats = []
+    for k, (net, opt) in enumerate(zip(nets, opts)):
+        run = buf.member(k)
+        adv = gae(run.rewards, run.values, run.done, run.trunc, run.last_value, run.last_done, run.last_trunc,
+                  0.99, 0.95)
+        np.random.seed(SEEDS[k])
+        stats.append(update(net, opt, run, adv, args, CLIP, DEFAULT_SPEED))
+    return nets, opts, stats
+
+
+def _packed(nets: list[ActorCritic], buf: Rollout, args) -> tuple[Pack, list[dict]]:
+    pack = Pack(nets, "cpu")
+    adv = gae(buf.rewards, buf.values, buf.done, buf.trunc, buf.last_value, buf.last_done, buf.last_trunc,
+              0.99, 0.95)
+    rngs = [np.random.RandomState(s) for s in SEEDS]
+    stats = packed_update(pack, buf.obs, buf.actions, buf.logprobs, buf.values, buf.done.numpy(), adv, args,
+                          LR, CLIP, rngs)
+    return pack, stats
+
+
+@pytest.mark.parametrize("agent", ["NA", "CWCA"])
+def test_packed_update_is_k_separate_updates(agent):
+    torch.manual_seed(0)
+    nets = [ActorCritic(A, agent) for _ in range(K)]
+    args = _args(agent)
+    buf = _rollouts(nets)
+    alone, opts, want = _alone(nets, buf, args)
+    pack, got = _packed(nets, buf, args)
+    for k in range(K):
+        for key in ("pg", "value", "entropy", "kl", "clipfrac", "loss", "explained_variance"):
+            assert got[k][key] == pytest.approx(want[k][key], rel=1e-4, abs=1e-6), (k, key)
+        for name, p in alone[k].named_parameters():
+            # vmapped convolutions sum in another order: gradients agree to ~1e-6 of their size
+            torch.testing.assert_close(pack.params[name][k], p.detach(), rtol=1e-4, atol=1e-6, msg=f"{k} {name}")
+            state = opts[k].state[p]
+            torch.testing.assert_close(pack.exp_avg[name][k], state["exp_avg"], rtol=1e-3, atol=1e-5)
+            torch.testing.assert_close(pack.exp_avg_sq[name][k], state["exp_avg_sq"], rtol=1e-3, atol=1e-9)
+            assert float(pack.adam_steps[k]) == float(state["step"])
+        moved = max(float((p.detach() - nets[k].state_dict()[n]).abs().max()) for n, p in alone[k].named_parameters())
+        assert moved > 1e-3  # the tolerance above is small beside how far the weights moved
+    assert want[0]["clipfrac"] > 0  # the clip was active
+    assert float(pack.adam_steps[0]) == E * (T * N // B)
+
+
+def test_changing_one_members_data_changes_only_that_member():
+    torch.manual_seed(0)
+    nets = [ActorCritic(A, "CWCA") for _ in range(K)]
+    args = _args("CWCA")
+    buf = _rollouts(nets)
+    base, _ = _packed(nets, buf, args)
+    buf.rewards[:, 1] += 1.0  # member 1 only
+    changed, _ = _packed(nets, buf, args)
+    for name in base.params:
+        assert torch.equal(base.params[name][0], changed.params[name][0])
+        assert torch.equal(base.params[name][2], changed.params[name][2])
+    assert any(not torch.equal(base.params[n][1], changed.params[n][1]) for n in base.params)
+
+
+def test_members_move_in_and_out_of_a_pack():
+    """export then load gives the member back: what a pack saves is the run's own checkpoint state."""
+    torch.manual_seed(0)
+    nets = [ActorCritic(A, "SWA") for _ in range(K)]
+    pack, _ = _packed(nets, _rollouts(nets), _args("SWA"))
+    solo = ActorCritic(A, "SWA")
+    opt = torch.optim.Adam(solo.parameters(), lr=LR, eps=1e-5)
+    pack.export(1, solo, opt)
+    other = Pack([ActorCritic(A, "SWA") for _ in range(K)], "cpu")
+    other.load(2, solo, opt)
+    for name in pack.params:
+        assert torch.equal(other.params[name][2], pack.params[name][1])
+        assert torch.equal(other.exp_avg_sq[name][2], pack.exp_avg_sq[name][1])
+    assert float(other.adam_steps[2]) == float(pack.adam_steps[1])
+    logits, values = other(torch.zeros(K, 2, 4, 84, 84, dtype=torch.uint8))
+    torch.testing.assert_close(logits[2], solo(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))[0])
