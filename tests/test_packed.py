@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -125,3 +127,79 @@ def test_members_move_in_and_out_of_a_pack():
     assert float(other.adam_steps[2]) == float(pack.adam_steps[1])
     logits, values = other(torch.zeros(K, 2, 4, 84, 84, dtype=torch.uint8))
     torch.testing.assert_close(logits[2], solo(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))[0])
+
+
+# ------------------------------------------------------------------ a pack trained end to end
+TINY = {"n_envs": 4, "n_steps": 32, "batch_size": 64}
+
+
+def _tiny(seed: int, n_timesteps: int = 512, **over):
+    return build_config("Breakout", agent="CWCA", seed=seed, n_timesteps=n_timesteps, engine="fast", eval_freq=256,
+                        eval_episodes=1, save_freq=256, hyperparams={**TINY, **over})
+
+
+@pytest.fixture(scope="module")
+def pack_run(tmp_path_factory):
+    from dimattn.engines.train import train_pack
+
+    root = tmp_path_factory.mktemp("pack")
+    dirs = [root / "seed0", root / "seed1"]
+    finals = train_pack([_tiny(0), _tiny(1)], dirs, tensorboard_log=str(root / "tb"))
+    return root, dirs, finals
+
+
+def test_a_pack_leaves_each_run_as_if_trained_alone(pack_run):
+    from stable_baselines3 import PPO
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dimattn.agents.checkpoints import load_agent
+    from dimattn.engines.rundir import EvalHistory, checkpoints, read_config
+
+    root, dirs, finals = pack_run
+    weights = []
+    for seed, run_dir, final in zip((0, 1), dirs, finals):
+        assert read_config(run_dir).seed == seed and read_config(run_dir).engine == "fast"
+        assert [s for s, _ in checkpoints(run_dir)] == [256, 512]
+        assert EvalHistory.load(run_dir).timesteps == [256, 512]
+        assert (run_dir / "best_model.zip").is_file() and final == run_dir / "BreakoutNoFrameskip-v4.zip"
+        agent = load_agent(final)
+        assert json.loads(zipfile.ZipFile(final).read("dimattn.json"))["seed"] == seed
+        assert agent.meta["num_timesteps"] == 512
+        PPO.load(final, device="cpu")
+        weights.append(agent.state_dict()["action_net.weight"])
+        (events,) = (root / "tb" / "BreakoutNoFrameskip-v4" / f"{run_dir.name}_1").iterdir()
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("train/approx_kl")] == [128, 256, 384, 512]
+    assert not torch.equal(weights[0], weights[1])  # two runs, not one run twice
+
+
+def test_a_pack_resumes_members_stopped_at_different_checkpoints(pack_run, tmp_path, capsys):
+    import shutil
+
+    from dimattn.engines.rundir import EvalHistory
+    from dimattn.engines.train import train_pack
+
+    _, dirs, _ = pack_run
+    copies = [tmp_path / d.name for d in dirs]
+    for d, c in zip(dirs, copies):
+        shutil.copytree(d, c)
+        (c / "BreakoutNoFrameskip-v4.zip").unlink()
+    (copies[1] / "rl_model_512_steps.zip").unlink()  # killed while saving: member 1 is one save behind
+    train_pack([_tiny(0, 768), _tiny(1, 768)], copies)
+    out = capsys.readouterr().out
+    assert "trained as a pack of their own" in out
+    for c in copies:
+        assert EvalHistory.load(c).timesteps == [256, 512, 768]  # continuous, nothing lost or doubled
+
+
+def test_a_pack_of_different_runs_is_refused_before_anything_is_written(tmp_path):
+    from dimattn.engines.train import train_pack
+    from dimattn.errors import DimattnError
+
+    other = build_config("Pong", agent="CWCA", seed=1, engine="fast", hyperparams=TINY)
+    with pytest.raises(DimattnError, match="differ only in their seeds"):
+        train_pack([_tiny(0), other], [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(DimattnError, match="different seeds"):
+        train_pack([_tiny(0), _tiny(0)], [tmp_path / "a", tmp_path / "b"])
+    assert not any(tmp_path.iterdir())

@@ -23,6 +23,7 @@ SB3 ``AtariWrapper`` env (:func:`dimattn.envs.ale.evaluate`), i.e. the very prot
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -54,6 +55,7 @@ from dimattn.engines.common import (
     set_rng_state_bytes,
 )
 from dimattn.engines.config import PPOArgs
+from dimattn.engines.packed import Pack, packed_update
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
 from dimattn.envs.ale import evaluate
 from dimattn.envs.pool import FRAME_SKIP, make_pool, task_id
@@ -436,7 +438,8 @@ class Saver:
         self.args, self.policy, self.optimizer = args, policy, optimizer
         self.model = sb3_ppo(args, n_actions=policy.config["n_actions"])
 
-    def save(self, path: Path, steps: int, n_updates: int) -> Path:
+    def save(self, path: Path, steps: int, n_updates: int, numpy_state: tuple | None = None) -> Path:
+        """``numpy_state``: the run's NumPy RNG state when it is not the global one (a pack member's)."""
         ours = self.policy.state_dict()
         theirs = {k: ours[re.sub(r"^(pi_|vf_)features_extractor\.", "features_extractor.", k)]
                   for k in self.model.policy.state_dict()}  # SB3 aliases the shared extractor
@@ -445,7 +448,7 @@ class Saver:
         self.model.policy.optimizer.load_state_dict(self.optimizer.state_dict())
         self.model.num_timesteps = steps
         meta = checkpoint_meta(self.args, steps)
-        extra = {RNG_ENTRY: rng_state_bytes(), STATE_ENTRY: _state_bytes(steps, n_updates)}
+        extra = {RNG_ENTRY: rng_state_bytes(numpy_state), STATE_ENTRY: _state_bytes(steps, n_updates)}
         return save_sb3(self.model, path, meta, extra=extra)
 
 
@@ -474,14 +477,220 @@ def restore(path: Path, policy: ActorCritic, optimizer: torch.optim.Optimizer) -
 # Training
 # ----------------------------------------------------------------------------------------------
 
-def _act_steps(net: nn.Module, envs: Envs, speed: Speed, device: torch.device) -> list[Callable]:
-    """One act step per env group for :func:`collect` (a CUDA graph each, with ``speed.cuda_graph``)."""
+@dataclass
+class Member:
+    """One run of a pack (or the run alone): its configuration, folder, files and learning state.
+
+    ``policy``/``optimizer`` are the run's own network and torch Adam: the ones that learn when the run
+    is alone, a CPU copy that checkpoints are written from and restored into in a pack.
+    """
+
+    args: PPOArgs
+    run_dir: Path
+    policy: ActorCritic
+    optimizer: torch.optim.Adam
+    saver: Saver
+    history: EvalHistory
+    rng: Any  # NumPy RNG of the minibatch draws: the global one alone (as SB3), a RandomState in a pack
+    start: int = 0
+    checkpoint: Path | None = None
+    n_updates: int = 0
+    writer: Any = None
+
+
+def train_fast(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
+               progress: bool = False, verbose: int = 0, resume: bool = True,
+               speed: Speed | None = None) -> Path:
+    """Train (or resume) one run with the fast engine; returns the final model's path.
+
+    ``speed`` picks how the machine is used (never what is learned); the default is the measured best
+    for the run's device (:func:`default_speed`), and the run's log says what was used.
+    """
+    return train_pack([args], [run_dir], tensorboard_log, progress=progress, verbose=verbose, resume=resume,
+                      speed=speed)[0]
+
+
+def train_pack(runs: list[PPOArgs], run_dirs: list[Path], tensorboard_log: str | None = None,
+               progress: bool = False, verbose: int = 0, resume: bool = True,
+               speed: Speed | None = None) -> list[Path]:
+    """Train (or resume) K runs of one game and agent together (:mod:`dimattn.engines.packed`); K = 1 is a
+    run alone. Returns each run's final model; each run's folder is exactly what it would be alone.
+
+    Members resume from their own newest checkpoints. A pack saves all members at the same steps, so
+    they normally agree; members that stopped at different checkpoints (a pack killed while saving,
+    or runs trained before apart) are resumed as sub-packs of equal step count, one after another.
+    """
+    check_pack(runs)
+    speed = default_speed(runs[0].device) if speed is None else speed
+    if speed.torch_threads:
+        torch.set_num_threads(speed.torch_threads)
+    torch.manual_seed(runs[0].seed)
+    np.random.seed(runs[0].seed)
+    print(f"fast engine on {runs[0].device}: {len(runs)} run(s), {speed.groups} EnvPool group(s), "
+          f"{speed.env_threads or 'all'} EnvPool thread(s) each, {torch.get_num_threads()} torch thread(s)"
+          + "".join(f", {k}" for k in ("bf16", "channels_last", "cuda_graph", "compile") if getattr(speed, k)),
+          flush=True)
+    members = [_member(a, Path(d), len(runs), resume) for a, d in zip(runs, run_dirs)]
+    finals: dict[int, Path] = {}
+    for start in sorted({m.start for m in members}):
+        group = [i for i, m in enumerate(members) if m.start == start]
+        if len(group) < len(members):
+            print(f"runs {', '.join(str(members[i].run_dir) for i in group)} resume at {start:,} steps "
+                  "(the others at another checkpoint): trained as a pack of their own", flush=True)
+        paths = _train_members([members[i] for i in group], tensorboard_log, progress, verbose, speed)
+        finals.update(zip(group, paths))
+    return [finals[i] for i in range(len(members))]
+
+
+def check_pack(runs: list[PPOArgs]) -> None:
+    """A pack shares envs and one forward pass: its runs differ only in their seeds (and folders)."""
+    if not runs:
+        raise DimattnError("a pack needs at least one run")
+    first = runs[0]
+    for a in runs:
+        check_supported(a)
+        mine = dataclasses.replace(a, seed=first.seed, config=first.config)
+        if mine != first:
+            diff = next(f.name for f in dataclasses.fields(a) if getattr(mine, f.name) != getattr(first, f.name))
+            raise DimattnError(f"runs of a pack must differ only in their seeds; {diff} differs "
+                               f"({getattr(a, diff)!r} vs {getattr(first, diff)!r}): train them in separate packs")
+    seeds = [a.seed for a in runs]
+    if len(set(seeds)) < len(seeds):
+        raise DimattnError(f"runs of a pack need different seeds, got {seeds}")
+
+
+def _member(args: PPOArgs, run_dir: Path, k: int, resume: bool) -> Member:
+    """A run's network, Adam and files, restored from its newest checkpoint (alone: on its device)."""
+    alone = k == 1
+    device = args.device if alone else torch.device("cpu")
+    policy = ActorCritic(_n_actions(args.game), args.agent, ada_attn=args.ada_attn,
+                         norm_softmax=args.norm_softmax, features_dim=args.features_dim).to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5,
+                                 fused=alone and device.type == "cuda")
+    rng = np.random if alone else np.random.RandomState(args.seed)
+    start, path, history = resume_point(run_dir, resume)
+    member = Member(args, run_dir, policy, optimizer, Saver(args, policy, optimizer), history, rng)
+    if path is not None:
+        steps, n_updates = restore(path, policy, optimizer)
+        if not alone:  # restore set NumPy's global RNG: that state is this member's stream
+            rng.set_state(np.random.get_state())
+        member.start, member.checkpoint = steps, path
+        member.n_updates = n_updates if n_updates is not None else steps // args.rollout_size * args.n_epochs
+        history.save(run_dir)
+    return member
+
+
+def _n_actions(game: str) -> int:
+    pool = make_pool(game, 1, 0, num_threads=1)
+    try:
+        return int(pool.action_space.n)
+    finally:
+        pool.close()
+
+
+def _train_members(members: list[Member], tensorboard_log: str | None, progress: bool, verbose: int,
+                   speed: Speed) -> list[Path]:
+    """The training loop of K members that resume at the same step: collect, evaluate, update, log, save."""
+    args, k = members[0].args, len(members)
+    device = args.device
+    envs = Envs(args.game, [m.args.seed for m in members], args.n_envs, speed, pin=device.type == "cuda")
+    if k == 1:
+        net = members[0].policy
+        net = net.to(memory_format=torch.channels_last) if speed.channels_last else net
+        net = torch.compile(net) if speed.compile else net
+        act = _flat_act(net, speed)
+    else:
+        pack = Pack([m.policy for m in members], device)
+        for i, m in enumerate(members):
+            pack.load(i, m.policy, m.optimizer)
+        act = pack
+    steps_fn = _act_steps(act, envs, speed, device)
+    for m in members:
+        m.writer = _tb_writer(tensorboard_log, m.args, m.run_dir)
+        if m.checkpoint is not None:
+            print(f"resuming {m.run_dir} from {m.checkpoint.name} (EnvPool restarts with fresh games)", flush=True)
+    start = members[0].start
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=k * args.n_timesteps, initial=k * start, unit="step", unit_scale=True, dynamic_ncols=True)
+    buf = Rollout.empty(args.n_steps, args.n_envs, device, members=k)
+    next_eval, next_save = next_multiple(start, args.eval_freq), next_multiple(start, args.save_freq)
+    steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
+
+    def save(path_of: Callable[[Member], Path]) -> list[Path]:
+        paths = []
+        for i, m in enumerate(members):
+            if k > 1:
+                pack.export(i, m.policy, m.optimizer)
+            paths.append(m.saver.save(path_of(m), steps, m.n_updates, None if k == 1 else m.rng.get_state()))
+        return paths
+
+    try:
+        while steps < args.n_timesteps:
+            collect(envs, steps_fn, buf)
+            steps += args.rollout_size
+            # SB3 evaluates in the middle of a rollout, at the first step (a multiple of n_envs) past
+            # each eval_freq; the policy does not change within a rollout, so evaluate it now.
+            while next_eval is not None and next_eval <= steps:
+                at = math.ceil(next_eval / args.n_envs) * args.n_envs
+                _evaluate(members, act, at, pack if k > 1 else None)
+                next_eval = next_multiple(at, args.eval_freq)
+
+            lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
+            clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
+            def on(x: torch.Tensor) -> torch.Tensor:  # rewards and flags move to the device once per rollout
+                return x.to(device, non_blocking=True)
+
+            advantages = gae(on(buf.rewards), buf.values, on(buf.done), on(buf.trunc), buf.last_value,
+                             on(buf.last_done), on(buf.last_trunc), args.gamma, args.gae_lambda)  # (T, K, N)
+            if k == 1:
+                for group in members[0].optimizer.param_groups:
+                    group["lr"] = lr
+                run = buf.member(0)
+                stats = [update(net, members[0].optimizer, run, advantages[:, 0], args, clip, speed)]
+            else:
+                stats = packed_update(pack, buf.obs, buf.actions, buf.logprobs, buf.values, buf.done.numpy(),
+                                      advantages, args, lr, clip, [m.rng for m in members])
+            fps = k * (steps - start) / (time.perf_counter() - t0)
+            for m, s, finished in zip(members, stats, envs.finished):
+                m.n_updates += args.n_epochs
+                _log(m.writer, steps, finished, s, lr, clip, fps / k, m.n_updates)
+            if bar is not None:
+                bar.update(k * args.rollout_size)
+                bar.set_postfix_str(_score_text(envs.finished[0]).lstrip(", "), refresh=False)
+            elif verbose and time.perf_counter() - last_status > 30:
+                last_status = time.perf_counter()
+                score = _score_text(envs.finished[0])
+                print(f"{steps:,}/{args.n_timesteps:,} steps, {fps:,.0f} steps/s{score}", flush=True)
+            if next_save is not None and steps >= next_save:
+                save(lambda m, at=steps: checkpoint_path(m.run_dir, at))
+                next_save = next_multiple(steps, args.save_freq)
+        finals = save(lambda m: final_model_path(m.run_dir, m.args.env_id))
+    finally:
+        envs.close()
+        if bar is not None:
+            bar.close()
+        for m in members:
+            if m.writer is not None:
+                m.writer.close()
+    return finals
+
+
+def _flat_act(net: nn.Module, speed: Speed) -> Callable:
+    """A run's network acting on (K=1, n, 4, 84, 84): logits (1, n, A), values (1, n)."""
     memory_format = _memory_format(speed)
 
     def act(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, value = net(obs.flatten(0, 1).contiguous(memory_format=memory_format))  # (K*n, ...)
         return logits.unflatten(0, obs.shape[:2]), value.unflatten(0, obs.shape[:2])  # (K, n, A), (K, n)
 
+    return act
+
+
+def _act_steps(act: Callable, envs: Envs, speed: Speed, device: torch.device) -> list[Callable]:
+    """One act step per env group for :func:`collect` (a CUDA graph each, with ``speed.cuda_graph``)."""
     step = acting(act, speed)
     if speed.cuda_graph and device.type == "cuda":
         return [cuda_graphed(step, obs.to(device)) for obs in envs.obs]
@@ -496,112 +705,26 @@ def _tb_writer(tensorboard_log: str | None, args: PPOArgs, run_dir: Path) -> Any
     return SummaryWriter(str(Path(tensorboard_log) / args.env_id / f"{Path(run_dir).name}_1"))
 
 
-def train_fast(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
-               progress: bool = False, verbose: int = 0, resume: bool = True,
-               speed: Speed | None = None) -> Path:
-    """Train (or resume) one run with the fast engine; returns the final model's path.
-
-    ``speed`` picks how the machine is used (never what is learned); the default is the measured best
-    for the run's device (:func:`default_speed`), and the run's log says what was used.
-    """
-    run_dir = Path(run_dir)
-    check_supported(args)
-    speed = default_speed(args.device) if speed is None else speed
-    if speed.torch_threads:
-        torch.set_num_threads(speed.torch_threads)
-    print(f"fast engine on {args.device}: {speed.groups} EnvPool group(s), "
-          f"{speed.env_threads or 'all'} EnvPool thread(s) each, {torch.get_num_threads()} torch thread(s)"
-          + "".join(f", {k}" for k in ("bf16", "channels_last", "cuda_graph", "compile") if getattr(speed, k)),
-          flush=True)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-
-    device = args.device
-    envs = Envs(args.game, [args.seed], args.n_envs, speed, pin=device.type == "cuda")
-    policy = ActorCritic(envs.n_actions, args.agent, ada_attn=args.ada_attn, norm_softmax=args.norm_softmax,
-                         features_dim=args.features_dim)
-    policy.to(device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5, fused=device.type == "cuda")
-    saver = Saver(args, policy, optimizer)
-
-    start, path, history = resume_point(run_dir, resume)
-    n_updates = 0
-    if path is not None:
-        start, restored_updates = restore(path, policy, optimizer)
-        n_updates = restored_updates if restored_updates is not None else start // args.rollout_size * args.n_epochs
-        history.save(run_dir)
-        print(f"resuming {run_dir} from {path.name} (EnvPool restarts with fresh games)", flush=True)
-
-    net: nn.Module = policy.to(memory_format=torch.channels_last) if speed.channels_last else policy
-    if speed.compile:
-        net = torch.compile(net)
-    steps_fn = _act_steps(net, envs, speed, device)
-    writer = _tb_writer(tensorboard_log, args, run_dir)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=args.n_timesteps, initial=start, unit="step", unit_scale=True, dynamic_ncols=True)
-    buf = Rollout.empty(args.n_steps, args.n_envs, device, members=1)
-    next_eval, next_save = next_multiple(start, args.eval_freq), next_multiple(start, args.save_freq)
-    steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
-    try:
-        while steps < args.n_timesteps:
-            policy.train()
-            collect(envs, steps_fn, buf)
-            run = buf.member(0)
-            steps += args.rollout_size
-            # SB3 evaluates in the middle of a rollout, at the first step (a multiple of n_envs) past
-            # each eval_freq; the policy does not change within a rollout, so evaluate it now.
-            while next_eval is not None and next_eval <= steps:
-                at = math.ceil(next_eval / args.n_envs) * args.n_envs
-                _evaluate(args, policy, history, run_dir, at, saver, n_updates, writer)
-                next_eval = next_multiple(at, args.eval_freq)
-
-            lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
-            clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            advantages = gae(run.rewards, run.values, run.done, run.trunc, run.last_value, run.last_done,
-                             run.last_trunc, args.gamma, args.gae_lambda)
-            stats = update(net, optimizer, run, advantages, args, clip, speed)
-            n_updates += args.n_epochs
-
-            fps = (steps - start) / (time.perf_counter() - t0)
-            _log(writer, steps, envs.finished[0], stats, lr, clip, fps, n_updates)
-            if bar is not None:
-                bar.update(args.rollout_size)
-                bar.set_postfix_str(_score_text(envs.finished[0]).lstrip(", "), refresh=False)
-            elif verbose and time.perf_counter() - last_status > 30:
-                last_status = time.perf_counter()
-                score = _score_text(envs.finished[0])
-                print(f"{steps:,}/{args.n_timesteps:,} steps, {fps:,.0f} steps/s{score}", flush=True)
-            if next_save is not None and steps >= next_save:
-                saver.save(checkpoint_path(run_dir, steps), steps, n_updates)
-                next_save = next_multiple(steps, args.save_freq)
-        final = saver.save(final_model_path(run_dir, args.env_id), steps, n_updates)
-    finally:
-        envs.close()
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-    return final
-
-
 def _score_text(finished: deque[tuple[float, int]]) -> str:
     return f", game score {np.mean([s for s, _ in finished]):.1f}" if finished else ""
 
 
-def _evaluate(args: PPOArgs, policy: ActorCritic, history: EvalHistory, run_dir: Path, steps: int,
-              saver: Saver, n_updates: int, writer: Any) -> None:
-    """SPEC protocol: ``eval_episodes`` whole games, raw scores, stochastic policy, a separate env."""
-    policy.eval()
-    seeds = eval_seeds(args.seed, len(history.timesteps), args.eval_episodes)
-    ((scores, lengths),) = evaluate(lambda obs: policy.act(obs[0])[None], args.game, [seeds])
-    policy.train()
-    if record_evaluation(history, run_dir, steps, scores, lengths, writer):
-        saver.save(run_dir / BEST_MODEL, steps, n_updates)
+def _evaluate(members: list[Member], act: Callable, steps: int, pack: Any) -> None:
+    """SPEC protocol: ``eval_episodes`` whole games per run, raw scores, stochastic policy, separate envs;
+    the games of all members are played together (one batched forward per step)."""
+    args = members[0].args
+    seeds = [eval_seeds(m.args.seed, len(m.history.timesteps), args.eval_episodes) for m in members]
+
+    def policy(obs: np.ndarray) -> np.ndarray:  # (K, E, 4, 84, 84) -> (K, E)
+        with torch.no_grad():
+            logits, _ = act(torch.as_tensor(obs, device=args.device))
+        return sample(logits)[0].cpu().numpy()
+
+    for i, (m, (scores, lengths)) in enumerate(zip(members, evaluate(policy, args.game, seeds))):
+        if record_evaluation(m.history, m.run_dir, steps, scores, lengths, m.writer):
+            if pack is not None:
+                pack.export(i, m.policy, m.optimizer)
+            m.saver.save(m.run_dir / BEST_MODEL, steps, m.n_updates, None if pack is None else m.rng.get_state())
 
 
 def _log(writer: Any, steps: int, finished: deque[tuple[float, int]], stats: dict[str, float], lr: float,

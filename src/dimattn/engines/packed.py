@@ -19,6 +19,7 @@ each run's learning stays its own, so every member learns exactly as it would al
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ from dimattn.engines.common import explained_variance
 from dimattn.engines.config import PPOArgs
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO: Adam with eps 1e-5, torch's betas
+# vmap runs SDPA member by member where torch has no batching rule for it (the CPU kernels): correct,
+# and said once per process by torch as a warning; the pack's speed is measured in benchmarks/.
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
 
 
 class Pack:

@@ -52,3 +52,25 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
     from dimattn.engines.fast import train_fast
 
     return train_fast(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
+
+
+def train_pack(configs: list[RunConfig], run_dirs: list[str | Path], tensorboard_log: str | None = None,
+               progress: bool = False, verbose: int = 0, resume: bool = True) -> list[Path]:
+    """Train runs of one game and agent that differ only in their seeds together, in this process
+    (:func:`dimattn.engines.fast.train_pack`). Each run's folder ends up as :func:`train` leaves it.
+
+    Every check happens before anything is written; a pack needs the fast engine.
+    """
+    from dimattn.engines.fast import check_pack, train_pack as train_fast_pack
+
+    configs = [resolve_engine(dataclasses.replace(c, engine="fast" if c.engine == "auto" else c.engine))
+               for c in configs]  # auto means fast here: a pack has no SB3 fallback
+    if any(c.engine != "fast" for c in configs):
+        raise DimattnError("packed runs need the fast engine; give engine fast or auto (or train runs one by one)")
+    args = [c.resolve() for c in configs]
+    check_pack(args)
+    dirs = [Path(d) for d in run_dirs]
+    for config, run_dir in zip(configs, dirs):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, config)
+    return train_fast_pack(args, dirs, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
