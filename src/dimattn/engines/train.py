@@ -61,7 +61,8 @@ def train_pack(configs: list[RunConfig], run_dirs: list[str | Path], tensorboard
 
     Every check happens before anything is written; a pack needs the fast engine.
     """
-    from dimattn.engines.fast import check_pack, train_pack as train_fast_pack
+    from dimattn.engines.fast import check_pack
+    from dimattn.engines.fast import train_pack as train_fast_pack
 
     configs = [resolve_engine(dataclasses.replace(c, engine="fast" if c.engine == "auto" else c.engine))
                for c in configs]  # auto means fast here: a pack has no SB3 fallback
