@@ -8,6 +8,8 @@ a table. Runs are resumable: rerun the same command after an interruption.
     PYTHONPATH=src python benchmarks/parity.py --steps 500000 --seeds 0 1 --eval-freq 50000
     PYTHONPATH=src python benchmarks/parity.py --engines fast --seeds 0  # one engine (e.g. in parallel)
     PYTHONPATH=src python benchmarks/parity.py --plot-only           # figure + table from what exists
+    PYTHONPATH=src python benchmarks/parity.py --engines fast --pack 2 --seeds 0 1   # a pack of 2 (fast-pack2)
+    PYTHONPATH=src python benchmarks/parity.py --engines fast --label fast-h100      # name the machine
 
 Outputs under ``--out`` (default benchmarks/out/parity): one run folder per (engine, seed),
 ``parity.png`` and ``parity.md``.
@@ -36,7 +38,7 @@ def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
 
     config = build_config(args.game, agent=args.agent, seed=seed, n_timesteps=args.steps, engine=engine,
                           eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, save_freq=args.save_freq)
-    label = engine
+    label = args.label or engine
     print(f"== {engine} seed {seed}: {args.agent} on {args.game}, {args.steps:,} steps", flush=True)
     if engine == "fast" and args.fast_levers:
         # the fast engine with non-default CPU levers (e.g. bf16), to check they keep the learning
@@ -56,6 +58,20 @@ def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
         return
     train(config, run_dir(args.out, label, seed), tensorboard_log=str(args.out / "tb"), progress=args.progress,
           verbose=1)
+
+
+def train_pack(args: argparse.Namespace, seeds: list[int]) -> None:
+    """``seeds`` trained together as one pack (dimattn.engines.train.train_pack), label fast-pack<K>."""
+    from dimattn.engines.config import build_config
+    from dimattn.engines.train import train_pack
+
+    label = args.label or f"fast-pack{args.pack}"
+    configs = [build_config(args.game, agent=args.agent, seed=s, n_timesteps=args.steps, engine="fast",
+                            eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, save_freq=args.save_freq)
+               for s in seeds]
+    print(f"== pack of seeds {seeds}: {args.agent} on {args.game}, {args.steps:,} steps each", flush=True)
+    train_pack(configs, [run_dir(args.out, label, s) for s in seeds], tensorboard_log=str(args.out / "tb"),
+               progress=args.progress, verbose=1)
 
 
 def labels(out: Path) -> list[str]:
@@ -176,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast-levers", nargs="+", choices=("bf16", "channels_last", "compile"), default=[],
                    help="train the fast engine with these CPU levers on (run label fast+<levers>)")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--label", default=None, help="run label (default: the engine, or fast-pack<K>)")
+    p.add_argument("--pack", type=int, default=0, help="train the seeds in packs of K (fast engine)")
     p.add_argument("--upto", type=int, default=None,
                    help="compare over the first N steps (default: the steps every run has reached)")
     args = p.parse_args(argv)
@@ -184,9 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-        for seed in args.seeds:
-            for engine in args.engines:
-                train_one(args, engine, seed)
+        if args.pack:
+            for i in range(0, len(args.seeds), args.pack):
+                train_pack(args, args.seeds[i:i + args.pack])
+        else:
+            for seed in args.seeds:
+                for engine in args.engines:
+                    train_one(args, engine, seed)
     print(report(args.out, args.window, args.upto))
     print(f"figure: {args.out / 'parity.png'}")
     return 0

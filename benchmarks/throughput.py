@@ -9,6 +9,7 @@ so thread settings cannot leak between them. Prints steps/s and the ratios side 
     PYTHONPATH=src python benchmarks/throughput.py --steps 16384 --agents NA CWCA SWA CWRA CWRCA
     PYTHONPATH=src python benchmarks/throughput.py --levers              # the fast engine's CPU levers
     PYTHONPATH=src python benchmarks/throughput.py --fast-agents --agents NA SWA CWRA CWCA CWRCA
+    PYTHONPATH=src python benchmarks/throughput.py --packed --steps 16384   # a pack of 2 vs two runs at once
 
 steps/s is each engine's own ``time/fps`` TensorBoard scalar at the end of the run (steps over the
 time since its training loop started; building envs and model is left out, for both engines alike).
@@ -42,8 +43,10 @@ LEVERS: dict[str, dict] = {
 }
 
 
-def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict, torch_threads: int = 0) -> float:
-    """steps/s of one training run (in this process): the engine's last ``time/fps`` scalar."""
+def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict, torch_threads: int = 0,
+                     k: int = 1) -> float:
+    """steps/s of one training run, or of a pack of ``k`` (all members), in this process: the engine's
+    last ``time/fps`` scalar (a pack member's, times k)."""
     import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -55,7 +58,13 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
     root = Path(tempfile.mkdtemp(prefix="dimattn-throughput-"))
     try:
         t0 = time.perf_counter()
-        if engine == "fast":
+        if k > 1:
+            from dimattn.engines.fast import DEFAULT_SPEED, train_pack
+
+            train_pack([dataclasses.replace(config, seed=s).resolve() for s in range(k)],
+                       [root / f"run{s}" for s in range(k)], str(root / "tb"),
+                       speed=dataclasses.replace(DEFAULT_SPEED, **speed))
+        elif engine == "fast":
             from dimattn.engines.fast import DEFAULT_SPEED, train_fast
 
             train_fast(
@@ -66,12 +75,12 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
 
             train_sb3(config.resolve(), root / "run", str(root / "tb"))
         wall = steps / (time.perf_counter() - t0)
-        (events,) = (root / "tb" / config.env_id).iterdir()
+        events = sorted((root / "tb" / config.env_id).iterdir())[0]
         acc = EventAccumulator(str(events))
         acc.Reload()
         fps = acc.Scalars("time/fps")[-1].value
-        print(f"wall clock incl. setup: {wall:,.0f} steps/s", file=sys.stderr)
-        return float(fps)
+        print(f"wall clock incl. setup: {k * wall:,.0f} steps/s", file=sys.stderr)
+        return k * float(fps)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -136,7 +145,7 @@ def child(spec: dict) -> float:
     if spec["kind"] == "matmul":
         return matmul_peak()
     return measure_training(spec["engine"], spec["game"], spec["agent"], spec["steps"], spec.get("speed", {}),
-                            spec.get("torch_threads", 0))
+                            spec.get("torch_threads", 0), spec.get("k", 1))
 
 
 def run_child(spec: dict) -> float:
@@ -217,6 +226,28 @@ def levers_table(args: argparse.Namespace) -> str:
     return "\n".join(rows)
 
 
+def packed_table(args: argparse.Namespace) -> str:
+    """A pack of 2 runs in one process vs the same 2 runs as separate processes at once (aggregate
+    steps/s), and one run alone; each process with 1 torch thread, as a study runs them side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    agent = args.agents[0]
+    one = {"kind": "train", "engine": "fast", "game": args.game, "agent": agent, "steps": args.steps,
+           "torch_threads": 1}
+    rates: dict[str, list[float]] = {"one run alone": [], "two runs at once (2 processes)": [], "a pack of 2": []}
+    for rep in range(args.repeats):
+        rates["one run alone"].append(run_child(one))
+        with ThreadPoolExecutor(2) as pool:
+            rates["two runs at once (2 processes)"].append(sum(pool.map(run_child, [one, one])))
+        rates["a pack of 2"].append(run_child({**one, "k": 2}))
+        print(f"[{rep + 1}/{args.repeats}] " + ", ".join(f"{k}: {v[-1]:,.0f}" for k, v in rates.items()), flush=True)
+    med = {k: float(statistics.median(v)) for k, v in rates.items()}
+    base = med["two runs at once (2 processes)"]
+    rows = [f"| {agent}, fast engine | steps/s (all runs) | / two processes |", "|---|---|---|"]
+    rows += [f"| {k} | {v:,.0f} | {v / base:.2f} |" for k, v in med.items()]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--game", default="Breakout")
@@ -225,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="interleaved repetitions; the median is shown")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--levers", action="store_true", help="measure the fast engine's CPU levers instead")
+    mode.add_argument("--packed", action="store_true", help="a pack of 2 vs two separate runs at once")
     mode.add_argument("--fast-agents", action="store_true",
                       help="fast engine only: each of --agents relative to NA (give NA among them)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
@@ -233,12 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(child(json.loads(args.child)))
         return 0
-    table = levers_table(args) if args.levers else agents_table(args) if args.fast_agents else engines_table(args)
+    table = (levers_table(args) if args.levers else agents_table(args) if args.fast_agents
+             else packed_table(args) if args.packed else engines_table(args))
     header = (f"{args.game}, {args.steps:,} steps per run, agents {' '.join(args.agents)}; "
               f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`".strip())
     print("\n" + header + "\n\n" + table)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "levers.md" if args.levers else "agents.md" if args.fast_agents else "throughput.md"
+    name = ("levers.md" if args.levers else "agents.md" if args.fast_agents else "packed.md" if args.packed
+            else "throughput.md")
     (args.out / name).write_text(header + "\n\n" + table + "\n")
     return 0
 
