@@ -210,9 +210,12 @@ def main() -> None:
     dev, cores, t_start = a.device, os.cpu_count() or 1, time.perf_counter()
     raw: dict[str, dict] = {}
 
+    a.out.mkdir(parents=True, exist_ok=True)
+
     def measure(key: str, spec: dict) -> dict:
         raw[key] = run_child(spec)
         print(f"  {key}: {raw[key]} ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
+        (a.out / "gpu.json").write_text(json.dumps(raw, indent=1))  # what is measured survives a time-out
         return raw[key]
 
     train = {"kind": "train", "device": dev}
@@ -241,7 +244,6 @@ def main() -> None:
 
     report = render(raw, a, cores)
     print(report)
-    a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "gpu.md").write_text(report)
     (a.out / "gpu.json").write_text(json.dumps(raw, indent=1))
     print(f"({time.perf_counter() - t_start:.0f} s in all)", file=sys.stderr)
