@@ -16,7 +16,7 @@ SRC = Path(dimattn.__file__).parent
 LAYER = {"errors": 0, "fileio": 0, "games": 1, "agents": 2, "envs": 2, "networks": 3, "engines": 3,
          "study": 4, "analysis": 4, "interpret": 4, "axes": 4, "cli": 5, "__main__": 6, "__init__": 6}
 #: Sideways arrows between packages of one layer that are part of the design.
-ALLOWED = {("analysis", "engines"), ("axes", "analysis"), ("axes", "interpret")}
+ALLOWED = {("analysis", "engines"), ("axes", "analysis"), ("axes", "interpret"), ("fileio", "errors")}
 
 
 def _imports() -> dict[str, set[str]]:

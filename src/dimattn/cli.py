@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from dimattn.engines.config import (
     DEFAULT_ENGINE,
@@ -24,6 +25,7 @@ from dimattn.engines.config import (
 from dimattn.engines.rundir import EVALUATIONS, new_run_dir
 from dimattn.engines.train import resolve_engine, train
 from dimattn.errors import DimattnError
+from dimattn.fileio import check_writable_dir, writing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +72,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--eval-episodes", type=positive_int, default=DEFAULT_EVAL_EPISODES, help="whole games per evaluation"
     )
     p.add_argument("--save-freq", type=integer, default=DEFAULT_SAVE_FREQ,
-                   help="checkpoint every N total environment steps, counted across all envs (<=0: never)")
+                   help="checkpoint every N total environment steps, counted across all envs (<=0: never). "
+                        "A checkpoint is written where training next stops to look, so its step count is "
+                        "rounded up: to a rollout (n_envs*n_steps, 2,048 steps by default) in the fast engine, "
+                        "e.g. --save-freq 25000 writes rl_model_26624_steps.zip; to n_envs steps in the SB3 "
+                        "engine (rl_model_25008_steps.zip)")
     p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                    help=f"training engine (default {DEFAULT_ENGINE}): fast = our PPO on EnvPool, "
                         "sb3 = Stable-Baselines3's PPO (the reference), auto = fast where it can run, else sb3")
@@ -89,7 +95,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-tb", "--tensorboard-log", default=None, help="TensorBoard log folder")
     p.add_argument("--seed", type=integer, default=0, help="random seed (default 0)")
     p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy",
-                   help="SB3 engine: envs in this process (dummy) or one process each (subproc)")
+                   help="SB3 engine: envs in this process (dummy) or one process each (subproc); the fast "
+                        "engine always steps an EnvPool (config.yml records vec_env: envpool)")
     p.add_argument("--uuid", action="store_true", help="append a UUID to the run folder's name")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ...")
     p.add_argument("-P", "--progress", action="store_true", help="show a progress bar")
@@ -113,10 +120,13 @@ def _train_from_args(args: argparse.Namespace) -> None:
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     config = resolve_engine(_config_from_args(args))  # every check happens before anything is written
+    if args.tensorboard_log:  # probed before the run folder exists, so a refusal leaves nothing behind
+        check_writable_dir(args.tensorboard_log, "TensorBoard folder", "--tensorboard-log")
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
     print(f"training {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps, "
           f"{config.engine} engine) into {run_dir}", flush=True)
-    final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose)
+    with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
+        final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose)
     print(f"done.\n  run folder:   {run_dir}\n  evaluations:  {run_dir / EVALUATIONS}\n"
           f"  final model:  {final}\n  checkpoints:  {run_dir}/rl_model_*_steps.zip, {run_dir}/best_model.zip")
     if args.tensorboard_log:
@@ -160,8 +170,9 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 def _run_explain(args: argparse.Namespace) -> int:
     from dimattn.interpret.explain import explain_command
 
-    explain_command(checkpoints=args.compare or [args.checkpoint], agent=args.agent, obs_files=args.obs,
-                    game=args.env, n_obs=args.n_obs, every=args.every, seed=args.seed, out=args.out)
+    with writing(args.out, "output folder", "--out"):
+        explain_command(checkpoints=args.compare or [args.checkpoint], agent=args.agent, obs_files=args.obs,
+                        game=args.env, n_obs=args.n_obs, every=args.every, seed=args.seed, out=args.out)
     return 0
 
 
@@ -180,15 +191,18 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="environment and policy seed (default 0)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each episode after this many agent steps")
     p.add_argument("--fps", type=int, default=15, help="frames per second; 15 is real time (default 15)")
-    p.add_argument("--scale", type=int, default=2, help="integer upscaling of the 210x160 screen (default 2)")
+    p.add_argument("--scale", type=int, default=2,
+                   help="integer upscaling of the 210x160 screen, 1 to 8 (default 2)")
 
 
 def _run_record(args: argparse.Namespace) -> int:
     from dimattn.interpret.record import record_command
 
-    record_command(checkpoint=args.checkpoint, agent=args.agent, game=args.env, episodes=args.episodes,
-                   out=args.out, saliency=args.saliency, deterministic=args.deterministic, seed=args.seed,
-                   max_steps=args.max_steps, fps=args.fps, scale=args.scale)
+    with writing(args.out, "video", "--out"):
+        record_command(checkpoint=args.checkpoint, agent=args.agent, game=args.env, episodes=args.episodes,
+                       out=args.out, saliency=args.saliency, deterministic=args.deterministic, seed=args.seed,
+                       max_steps=args.max_steps, fps=args.fps, scale=args.scale)
+    return 0
 
 
 # --------------------------------------------------------------------------- report
@@ -214,8 +228,9 @@ def _run_report(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # files only, never a window
     from dimattn.analysis.report import build_report
 
-    report = build_report(args.input, args.out, use_last=args.use_last, se=args.se, reps=args.reps,
-                          seed=args.seed, progress=not args.quiet)
+    with writing(args.out, "report folder", "--out"):
+        report = build_report(args.input, args.out, use_last=args.use_last, se=args.se, reps=args.reps,
+                              seed=args.seed, progress=not args.quiet)
     for text in report.notes:
         print(f"dimattn report: note: {text}", file=sys.stderr)
     wins = ", ".join(f"{a} {n}" for a, n in report.wins.items())
@@ -291,7 +306,12 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--retries", type=non_negative_int, default=1, help="retry a failed run this many times (default 1)")
 
-    s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done")
+    s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done",
+                      description=(
+        "One row per run: its state (pending, running, done, failed), the steps a resume would keep (its "
+        "newest checkpoint; an evaluation made after it is shown apart, as its work is redone on resume), "
+        "the last evaluation's score, and who holds a running run's lock or why a run failed. Exit status 0 "
+        "only when every run is done, 1 otherwise."))
     s.add_argument("dir", help="study directory")
     s.add_argument("--only", default=None, help="show only these states, e.g. failed,running (the summary counts all)")
 
@@ -308,7 +328,8 @@ def _study_init(args: argparse.Namespace) -> int:
                              n_timesteps=args.n_timesteps, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
                              save_freq=args.save_freq, engine=args.engine, hyperparams=args.hyperparams,
                              conf_file=args.conf_file)
-    study, created = init_study(args.dir, spec, conf_file=args.conf_file)
+    with writing(args.dir, "study folder"):
+        study, created = init_study(args.dir, spec, conf_file=args.conf_file)
     s = study.spec
     n_games = len(s.game_list)
     verb = "wrote" if created else "unchanged (same spec):"
@@ -323,6 +344,8 @@ def _study_run(args: argparse.Namespace) -> int:
 
     study = Study.load(args.dir)  # every configuration is checked before anything starts
     study.check_unchanged()
+    # A study that cannot be written (read-only, full) is refused here in one line, not by every worker.
+    check_writable_dir(study.root, "study folder")
     if args.backend in ("pbs", "slurm"):
         return _study_jobscripts(args, study)
     from dimattn.study.launch import print_report, run_local, run_ray
@@ -362,6 +385,8 @@ def _study_jobscripts(args: argparse.Namespace, study) -> int:
 def _study_run_one(args: argparse.Namespace) -> int:
     from dimattn.study.execute import default_threads, run_one
 
+    if Path(args.dir).is_dir():  # a missing study is run_one's to explain
+        check_writable_dir(args.dir, "study folder")
     outcome = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries)
     return 1 if outcome.state == "failed" else 0
 
@@ -397,9 +422,12 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dimattn import __version__
+
     parser = _Parser(prog="dimattn", description=(
         "Self-attention over dimensions of a CNN feature map in visual deep RL: train agents, run "
         "studies, analyse results and look inside trained agents."))
+    parser.add_argument("--version", action="version", version=f"dimattn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for _, add, _ in COMMANDS:

@@ -1,15 +1,23 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+And :func:`writing`: an ``OSError`` met while writing (read-only file system, a file where a folder is
+expected, a full disk) becomes one :class:`DimattnError` line naming the path and the cause.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from dimattn.errors import DimattnError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -60,4 +68,62 @@ def atomic_savefig(fig, path: str | Path, dpi: int = 110, crop: bool = True) -> 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if crop else None,
                     metadata={"Date": None} if fmt == "svg" else None)
+    return path
+
+
+#: The causes of a failed write that the user can fix, in words; other OSErrors are not ours to explain.
+WRITE_CAUSES = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "not a directory (a file stands where a folder is expected)",
+    errno.EEXIST: "a file stands where a folder is expected",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.ENAMETOOLONG: "file name too long",
+}
+
+
+def write_error(exc: OSError, path: str | Path, what: str, option: str | None = None) -> DimattnError | None:
+    """The one-line error for ``exc``, met while writing ``what`` at ``path``; None if it is not a
+    write problem the user can fix (then the caller re-raises it)."""
+    cause = WRITE_CAUSES.get(exc.errno)
+    if cause is None:
+        return None
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free some space or choose another location"
+    else:
+        todo = f"choose another {option}" if option else "choose another location"
+    return DimattnError(f"cannot write {what} {path}: {cause}{where}; {todo}")
+
+
+@contextmanager
+def writing(path: str | Path, what: str, option: str | None = None) -> Iterator[None]:
+    """Turn an OSError of the ``with`` body that comes from writing into one line naming ``path``
+    (``what``: "log folder", "report folder", ...; ``option``: the flag that chose it, for the advice).
+
+    Files already written stay as they were: every writer here is atomic.
+    """
+    try:
+        yield
+    except OSError as exc:
+        error = write_error(exc, path, what, option)
+        if error is None:
+            raise
+        raise error from None
+
+
+def check_writable_dir(path: str | Path, what: str, option: str | None = None) -> Path:
+    """Create folder ``path`` if needed and write (then delete) a probe file in it, so that a folder that
+    cannot be written is refused before any work starts. Returns ``path``."""
+    path = Path(path)
+    # mkdir of an existing folder succeeds even on a read-only file system: the probe is what tells
+    with writing(path, what, option):
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
     return path

@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,21 @@ def _map_key(key: str) -> str | None:
     return key
 
 
+def load_tensors(raw: bytes, what: str) -> Any:
+    """``torch.load(weights_only=True)`` of ``raw``, with our one line for a file holding anything else.
+
+    torch's own message (and, in some versions, a warning) advises loading the file with
+    ``weights_only=False``, i.e. running whatever code it holds: never pass that on to users.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise DimattnError(f"{what} holds objects other than tensors and was refused (loading them could "
+                               "run code); use a checkpoint written by dimattn or Stable-Baselines3") from None
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict in :class:`ActorCritic` names, metadata) of an SB3 zip, without running its code.
 
@@ -70,12 +87,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             names = set(zf.namelist())
             if "policy.pth" not in names:
                 raise DimattnError(f"{path} holds no policy.pth; it is not an SB3 model checkpoint")
-            raw = torch.load(io.BytesIO(zf.read("policy.pth")), map_location="cpu", weights_only=True)
+            raw = load_tensors(zf.read("policy.pth"), f"checkpoint {path}")
             data = json.loads(zf.read("data")) if "data" in names else {}
             ours = json.loads(zf.read(META_NAME)) if META_NAME in names else {}
     except DimattnError:
         raise
-    except Exception as exc:  # corrupt zip, truncated tensor file, bad JSON, hostile pickle
+    except Exception as exc:  # corrupt zip, truncated tensor file, bad JSON
         raise DimattnError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     if not isinstance(raw, dict) or "action_net.weight" not in raw:
         raise DimattnError(f"{path} does not hold an actor-critic policy (no action_net); wrong checkpoint")

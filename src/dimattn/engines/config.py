@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -48,17 +50,54 @@ PPO_KEYS = (
 )
 
 
+#: Caps on a ``--hyperparams`` value, checked before parsing: the longest real one (policy_kwargs with
+#: every option) is ~200 characters and 3 levels deep. Without them, e.g. 50,000 unary minus signs
+#: exhaust Python's parser (MemoryError) or our recursive walk (RecursionError).
+MAX_VALUE_CHARS = 2_000
+MAX_VALUE_DEPTH = 20
+_OPENERS = re.compile(r"[-+(\[{]")
+
+
+def _short(text: str) -> str:
+    """``text`` for an error message: long values are cut, so the message stays one readable line."""
+    return repr(text) if len(text) <= 80 else f"{text[:60]!r}... ({len(text):,} characters)"
+
+
 def parse_value(text: str) -> Any:
     """Parse one ``--hyperparams`` value: ``0.1``, ``'lin_2.5e-4'``, ``lin_2.5e-4``, ``[64, 64]``,
     ``dict(a=1, b=dict(c='x'))``, ``SelfAttnCNNPPO``, ``nn.ReLU``. Raises DimattnError otherwise."""
     text = text.strip()
     if _SCHEDULE.match(text):
         return text
+    if len(text) > MAX_VALUE_CHARS:
+        raise DimattnError(f"hyperparameter value {_short(text)} is longer than {MAX_VALUE_CHARS:,} characters; "
+                           "give a shorter value")
+    # Every level of nesting needs an opening bracket or a sign, so counting them bounds the depth
+    # before Python's parser (which recurses in C) ever sees the text.
+    if len(_OPENERS.findall(text)) > MAX_VALUE_DEPTH and _depth_bound(text) > MAX_VALUE_DEPTH:
+        raise DimattnError(f"hyperparameter value {_short(text)} is nested more than {MAX_VALUE_DEPTH} levels "
+                           "deep; give a plain value")
     try:
         tree = ast.parse(text, mode="eval")
+        return _literal(tree.body, text)
     except SyntaxError:
-        raise DimattnError(f"cannot parse hyperparameter value {text!r}: not a Python literal") from None
-    return _literal(tree.body, text)
+        raise DimattnError(f"cannot parse hyperparameter value {_short(text)}: not a Python literal") from None
+    except (RecursionError, MemoryError):
+        raise DimattnError(f"hyperparameter value {_short(text)} is too deeply nested; give a plain value") from None
+
+
+def _depth_bound(text: str) -> int:
+    """An upper bound of the nesting depth of ``text``: brackets open, plus the longest run of signs
+    (``--+-1`` is 4 unary operators deep). Brackets inside strings count too: a safe overestimate."""
+    depth = deepest = run = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        run = run + 1 if ch in "+-" else 0 if not ch.isspace() else run
+        deepest = max(deepest, depth + run)
+    return deepest
 
 
 def _literal(node: ast.AST, text: str) -> Any:
@@ -75,17 +114,17 @@ def _literal(node: ast.AST, text: str) -> Any:
             return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
         if any(kw.arg is None for kw in node.keywords):
-            raise DimattnError(f"cannot parse {text!r}: dict(**...) is not allowed")
+            raise DimattnError(f"cannot parse {_short(text)}: dict(**...) is not allowed")
         return {kw.arg: _literal(kw.value, text) for kw in node.keywords}
     if isinstance(node, (ast.Name, ast.Attribute)):
         name = ast.unparse(node)
         if name in KNOWN_NAMES:
             return name
         raise DimattnError(
-            f"unknown name {name!r} in hyperparameter value {text!r}; known names: {', '.join(KNOWN_NAMES)}"
+            f"unknown name {name!r} in hyperparameter value {_short(text)}; known names: {', '.join(KNOWN_NAMES)}"
         )
     raise DimattnError(
-        f"cannot parse hyperparameter value {text!r}: only literals, dict(...), lin_<x> and known names "
+        f"cannot parse hyperparameter value {_short(text)}: only literals, dict(...), lin_<x> and known names "
         f"are allowed (never code)"
     )
 
@@ -163,7 +202,71 @@ DEFAULT_SAVE_FREQ = 500_000
 #: ``auto``: the fast engine where it can run the config (EnvPool installed, the game in EnvPool, SPEC §4
 #: options), else the SB3 engine. Both learn the same (docs/benchmarks.md, learning parity).
 ENGINES = ("auto", "fast", "sb3")
+#: How a run's training envs are vectorised: SB3's dummy / subproc, or (the fast engine) EnvPool.
+VEC_ENVS = ("dummy", "subproc", "envpool")
 DEFAULT_ENGINE = "auto"
+
+
+#: Above this many steps a number is a typo (``-n 1e30``), not a plan: 1e12 steps is ~30 years of
+#: training at 1,000 steps/s.
+MAX_STEPS = 10**12
+#: Seeds stay below 2**31 with room for the evaluation seeds (seed + 10,000 + k) and the envs (seed + i).
+MAX_SEED = 2**31 - 2**20
+#: SPEC §4 values' ranges: name -> (low, high, low excluded). Checked once, by RunConfig.validated.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, 1.0, True),
+    "clip_range": (0.0, 10.0, True),
+    "clip_range_vf": (0.0, 1e6, True),
+    "target_kl": (0.0, 1e6, True),
+    "gamma": (0.0, 1.0, False),
+    "gae_lambda": (0.0, 1.0, False),
+    "vf_coef": (0.0, 1e6, False),
+    "ent_coef": (0.0, 1e6, False),
+    "max_grad_norm": (0.0, 1e9, True),
+}
+OPTIONAL = ("clip_range_vf", "target_kl")  # None: not used
+#: Bytes of one stacked observation (4 × 84 × 84 uint8).
+OBS_BYTES = 4 * 84 * 84
+
+
+def _check_range(name: str, value: Any, low: float, high: float, low_open: bool) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise DimattnError(f"{name} must be a finite number, got {value!r}")
+    if value > high or value < low or (low_open and value == low):
+        bounds = f"{'above' if low_open else 'at least'} {low:g} and at most {high:g}"
+        raise DimattnError(f"{name} must be {bounds}, got {value!r}")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux' MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def rollout_memory(n_envs: int, n_steps: int, batch_size: int, engine: str) -> int:
+    """Bytes a rollout needs: its observations (uint8 in the fast engine; SB3's buffer stores float32),
+    a minibatch of them as float32 through the network (~3 copies: input, activations, gradients),
+    and a fixed ~0.5 GiB for torch, the envs and the network."""
+    per_obs = 4 * OBS_BYTES if engine == "sb3" else OBS_BYTES
+    return n_envs * n_steps * per_obs + 3 * batch_size * 4 * OBS_BYTES + 2**29
+
+
+def check_rollout_memory(n_envs: int, n_steps: int, batch_size: int, engine: str) -> None:
+    """Refuse, from the arithmetic and before anything is allocated, a rollout that cannot fit in memory."""
+    need, have = rollout_memory(n_envs, n_steps, batch_size, engine), available_memory()
+    if have is not None and need > have:
+        raise DimattnError(
+            f"a rollout of n_envs*n_steps = {n_envs * n_steps:,} observations (batch_size {batch_size:,}) needs "
+            f"{need / 2**30:,.1f} GiB of memory and this machine has {have / 2**30:,.1f} GiB available; "
+            "lower n_envs, n_steps or batch_size")
 
 
 @dataclass
@@ -205,19 +308,37 @@ class RunConfig:
             value = getattr(self, name, None) if name in ("n_timesteps", "eval_episodes") else hp.get(name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise DimattnError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("n_timesteps", "eval_freq", "save_freq"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise DimattnError(f"{name.replace('_', '-')} must be an integer, got {value!r}")
+            if value > MAX_STEPS:
+                raise DimattnError(f"{name.replace('_', '-')} {value:.3g} is above the limit of {MAX_STEPS:.0e} "
+                                   "environment steps (the published study trains 1e7); give a smaller number")
         if (hp["n_envs"] * hp["n_steps"]) % hp["batch_size"]:
             raise DimattnError(
                 f"batch_size {hp['batch_size']} must divide the rollout n_envs*n_steps = {hp['n_envs'] * hp['n_steps']}"
             )
-        for name in ("learning_rate", "clip_range"):
-            as_float_schedule(hp[name], name)
+        for name, (low, high, low_open) in RANGES.items():
+            value = hp.get(name)
+            if value is None and name in OPTIONAL:
+                continue
+            if name in ("learning_rate", "clip_range"):
+                value = as_float_schedule(value, name)[0]
+            _check_range(name, value, low, high, low_open)
+        if not isinstance(hp.get("normalize_advantage", True), bool):
+            raise DimattnError(f"normalize_advantage must be true or false, got {hp['normalize_advantage']!r}")
+        check_rollout_memory(hp["n_envs"], hp["n_steps"], hp["batch_size"], self.engine)
         kw = hp["policy_kwargs"]["features_extractor_kwargs"]
         if kw.get("ada_attn") not in (None, *ADA_ATTN):
             raise DimattnError(f"unknown ada_attn {kw['ada_attn']!r}; choose one of {', '.join(ADA_ATTN)}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise DimattnError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise DimattnError(f"seed must be an integer from 0 to {MAX_SEED:,}, got {self.seed!r}")
         if self.engine not in ENGINES:
             raise DimattnError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.vec_env not in VEC_ENVS or (self.vec_env == "envpool" and self.engine == "sb3"):
+            raise DimattnError(f"unknown vec_env {self.vec_env!r}; choose dummy or subproc (SB3 engine), "
+                               "or envpool (fast engine)")
         return self
 
     def resolve(self) -> PPOArgs:

@@ -22,7 +22,7 @@ import yaml
 
 from dimattn.engines.config import RunConfig
 from dimattn.errors import DimattnError
-from dimattn.fileio import atomic_savez, atomic_write_text
+from dimattn.fileio import atomic_savez, atomic_write_text, check_writable_dir, writing
 
 CONFIG = "config.yml"
 EVALUATIONS = "evaluations.npz"
@@ -33,20 +33,14 @@ _CHECKPOINT = re.compile(r"^rl_model_(\d+)_steps\.zip$")
 def new_run_dir(log_folder: str | Path, env_id: str, algo: str = "ppo", uuid: bool = False) -> Path:
     """``<log_folder>/<algo>/<env_id>_<n>[_<uuid>]`` with n one more than the highest present; created."""
     root = Path(log_folder) / algo
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{uuidlib.uuid4().hex}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise DimattnError(
-            f"cannot write to log folder {log_folder}: {exc.strerror}; choose another --log-folder"
-        ) from None
-    pattern = re.compile(rf"^{re.escape(env_id)}_(\d+)(?:_[0-9a-f-]+)?$")
-    taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
-    name = f"{env_id}_{max(taken, default=0) + 1}" + (f"_{uuidlib.uuid4()}" if uuid else "")
-    run_dir = root / name
-    run_dir.mkdir()
+    with writing(log_folder, "log folder", "--log-folder"):
+        check_writable_dir(log_folder, "log folder", "--log-folder")  # refused here, before a run folder exists
+        root.mkdir(exist_ok=True)
+        pattern = re.compile(rf"^{re.escape(env_id)}_(\d+)(?:_[0-9a-f-]+)?$")
+        taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
+        name = f"{env_id}_{max(taken, default=0) + 1}" + (f"_{uuidlib.uuid4()}" if uuid else "")
+        run_dir = root / name
+        run_dir.mkdir()
     return run_dir
 
 

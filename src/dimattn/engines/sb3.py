@@ -8,16 +8,14 @@ up to that checkpoint come back. Checkpoints are read back with ``torch.load(wei
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dimattn.agents.checkpoints import save_sb3
+from dimattn.agents.checkpoints import load_tensors, save_sb3
 from dimattn.engines.common import (
     RNG_ENTRY,
     checkpoint_meta,
@@ -75,9 +73,8 @@ class StudyCallback(BaseCallback):
 def _restore(model: PPO, path: Path) -> None:
     """Policy, optimiser and RNG from one of our checkpoints, without unpickling anything."""
     with zipfile.ZipFile(path) as zf:
-        model.policy.load_state_dict(torch.load(io.BytesIO(zf.read("policy.pth")), weights_only=True))
-        model.policy.optimizer.load_state_dict(
-            torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), weights_only=True))
+        model.policy.load_state_dict(load_tensors(zf.read("policy.pth"), f"checkpoint {path}"))
+        model.policy.optimizer.load_state_dict(load_tensors(zf.read("policy.optimizer.pth"), f"checkpoint {path}"))
         if RNG_ENTRY in zf.namelist():
             set_rng_state_bytes(zf.read(RNG_ENTRY))
 

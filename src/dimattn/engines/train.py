@@ -30,8 +30,12 @@ def resolve_engine(config: RunConfig) -> RunConfig:
         if config.engine == "fast":
             raise
         print(f"note: the fast engine cannot run this ({exc}); using the SB3 engine", flush=True)
-        return dataclasses.replace(config, engine="sb3")
-    return dataclasses.replace(config, engine="fast")
+        return dataclasses.replace(config, engine="sb3").validated()  # SB3's rollout needs more memory
+    if config.vec_env == "subproc":
+        print("note: --vec-env subproc applies to the SB3 engine; the fast engine steps its envs in EnvPool's "
+              "threads (config.yml records vec_env: envpool)", flush=True)
+    # config.yml records what ran: the fast engine's envs are an EnvPool whatever --vec-env said
+    return dataclasses.replace(config, engine="fast", vec_env="envpool")
 
 
 def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None,

@@ -20,6 +20,20 @@ from dimattn.fileio import atomic_path
 from dimattn.interpret.play import check_game_fits, play
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
+#: Upscaling beyond 8 (1680×1280 frames) only costs memory: --scale 10000 once tried to allocate terabytes.
+MAX_SCALE = 8
+
+
+def check_options(out: str | Path, episodes: int = 1, fps: int = 15, scale: int = 2,
+                  max_steps: int | None = None) -> None:
+    """Refuse bad video options in one line, before a checkpoint is loaded or a frame allocated."""
+    if Path(out).suffix.lower() not in VIDEO_SUFFIXES:
+        raise DimattnError(f"cannot write {Path(out).name}: the output must end in .gif or .mp4")
+    if episodes < 1 or fps < 1 or scale < 1 or (max_steps is not None and max_steps < 1):
+        raise DimattnError("--episodes, --fps, --scale and --max-steps must be at least 1")
+    if scale > MAX_SCALE:
+        raise DimattnError(f"--scale {scale} is above the limit of {MAX_SCALE} ({210 * MAX_SCALE}×{160 * MAX_SCALE} "
+                           "frames); give a smaller --scale")
 
 
 # --------------------------------------------------------------------------- frames
@@ -71,10 +85,7 @@ def record(model: ActorCritic, game: str, out: str | Path, episodes: int = 1, se
 
     out = Path(out)
     suffix = out.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise DimattnError(f"cannot write {out.name}: the output must end in .gif or .mp4")
-    if episodes < 1 or fps < 1 or scale < 1 or (max_steps is not None and max_steps < 1):
-        raise DimattnError("--episodes, --fps, --scale and --max-steps must be at least 1")
+    check_options(out, episodes, fps, scale, max_steps)
     scores: list[float] = []
     with atomic_path(out) as tmp:
         video = tmp.with_name(tmp.stem + suffix)  # imageio picks the format from the suffix
@@ -116,8 +127,7 @@ def record_command(checkpoint: str | Path, out: str | Path, agent: str | None = 
     from dimattn.agents.checkpoints import load_agent
     from dimattn.games import canonical_game
 
-    if Path(out).suffix.lower() not in VIDEO_SUFFIXES:
-        raise DimattnError(f"cannot write {Path(out).name}: the output must end in .gif or .mp4")
+    check_options(out, episodes, kwargs.get("fps", 15), kwargs.get("scale", 2), kwargs.get("max_steps"))
     model = load_agent(checkpoint, agent)
     game = game or model.meta.get("game")
     if not game:

@@ -37,6 +37,7 @@ from dimattn.engines.config import (
     DEFAULT_N_TIMESTEPS,
     DEFAULT_SAVE_FREQ,
     ENGINES,
+    MAX_SEED,
     RunConfig,
     build_config,
     parse_hyperparams,
@@ -52,7 +53,8 @@ RUNS = "runs"
 TRAIN_LOG = "train.log"
 ERROR_LOG = "error.log"
 ERROR_TAIL = 20  # lines of the failing attempt's output kept in error.log
-_SEEDS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+_SEEDS = re.compile(r"^\s*(\d{1,12})\s*(?:-\s*(\d{1,12})\s*)?$")
+MAX_SEEDS = 1000  # seeds per study: more is a typo (a range of 10^8 seeds used to hang `study init`)
 
 
 # --------------------------------------------------------------------------- the spec
@@ -94,7 +96,8 @@ def parse_seeds(text: str | int | list) -> list[int]:
         text = [text]
     if isinstance(text, list):
         if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in text):
-            raise DimattnError(f"seeds must be non-negative integers, got {text!r}")
+            raise DimattnError(f"seeds must be non-negative integers, got {str(text)[:60]}")
+        _check_seeds(len(text), max(text, default=0), text)
         return list(dict.fromkeys(text))
     seeds: list[int] = []
     for part in str(text).split(","):
@@ -106,8 +109,18 @@ def parse_seeds(text: str | int | list) -> list[int]:
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise DimattnError(f"seed range {part.strip()!r} runs backwards; write {hi}-{lo}")
+        # checked before the range is expanded: "0-100000000" must not build a list of 10^8 seeds
+        _check_seeds(len(seeds) + hi - lo + 1, hi, text)
         seeds.extend(range(lo, hi + 1))
     return list(dict.fromkeys(seeds))
+
+
+def _check_seeds(count: int, highest: int, text: object) -> None:
+    if count > MAX_SEEDS:
+        raise DimattnError(f"seeds {str(text)[:60]!r} make {count:,} seeds; a study takes at most {MAX_SEEDS:,} "
+                           "(the published one has 5)")
+    if highest > MAX_SEED:
+        raise DimattnError(f"seed {highest:,} is above the largest seed, {MAX_SEED:,}")
 
 
 def _agents(value: str | list) -> list[str]:
@@ -239,6 +252,8 @@ class Study:
             found = read_config(run.dir).to_dict()
             if expected["engine"] == "auto":  # each run records the engine auto chose for it
                 expected["engine"] = found.get("engine")
+            if found.get("engine") == "fast":  # and the fast engine records its EnvPool (older runs: dummy)
+                expected["vec_env"] = found.get("vec_env")
             diff = sorted(k for k in expected if expected[k] != found.get(k))
             if diff:
                 raise DimattnError(
