@@ -63,10 +63,32 @@ def set_rng_state_bytes(raw: bytes) -> None:
     np.random.set_state(("MT19937", s["np_key"].numpy().astype(np.uint32), pos, has_gauss, float(s["np_gauss"])))
 
 
+#: What a write killed half-way leaves in a run folder: ``fileio.atomic_path``'s ``.<name>.<random>.tmp``,
+#: the ``.<name>.<random>.zip`` that ``save_sb3`` writes beside it, and ``.write-test-*`` probes.
+LEFTOVERS = (".*.tmp", ".*.zip", ".write-test-*")
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of writes that were killed; returns what was removed. Only the
+    process that trains the run calls it (under the study's run lock), so no write is in flight."""
+    removed = []
+    for pattern in LEFTOVERS:
+        for path in Path(run_dir).glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def resume_point(run_dir: Path, resume: bool) -> tuple[int, Path | None, EvalHistory]:
     """(steps, checkpoint or None, evaluation history) to start from. The history is cut back to the
     checkpoint (evaluations made after it will be made again); the engine writes it back once the
-    checkpoint has loaded, so a corrupt checkpoint leaves the files as they were."""
+    checkpoint has loaded, so a corrupt checkpoint leaves the files as they were. Leftovers of killed
+    writes are removed first (both engines start here)."""
+    removed = remove_leftovers(run_dir)
+    if removed:
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted write: "
+              + ", ".join(p.name for p in removed[:3]) + (" ..." if len(removed) > 3 else ""), flush=True)
     saved = checkpoints(run_dir) if resume else []
     if not saved:
         return 0, None, EvalHistory()

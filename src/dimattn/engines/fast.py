@@ -56,6 +56,7 @@ from dimattn.engines.common import (
 )
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.packed import Pack, packed_update
+from dimattn.engines.progress import ProgressBar
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
 from dimattn.envs.ale import evaluate
 from dimattn.envs.pool import FRAME_SKIP, make_pool, task_id
@@ -610,11 +611,7 @@ def _train_members(members: list[Member], tensorboard_log: str | None, progress:
         if m.checkpoint is not None:
             print(f"resuming {m.run_dir} from {m.checkpoint.name} (EnvPool restarts with fresh games)", flush=True)
     start = members[0].start
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=k * args.n_timesteps, initial=k * start, unit="step", unit_scale=True, dynamic_ncols=True)
+    bar = ProgressBar(k * args.n_timesteps, k * start) if progress else None
     buf = Rollout.empty(args.n_steps, args.n_envs, device, members=k)
     next_eval, next_save = next_multiple(start, args.eval_freq), next_multiple(start, args.save_freq)
     steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
@@ -658,8 +655,7 @@ def _train_members(members: list[Member], tensorboard_log: str | None, progress:
                 m.n_updates += args.n_epochs
                 _log(m.writer, steps, finished, s, lr, clip, fps / k, m.n_updates)
             if bar is not None:
-                bar.update(k * args.rollout_size)
-                bar.set_postfix_str(_score_text(envs.finished[0]).lstrip(", "), refresh=False)
+                bar.update_to(k * steps, [s for s, _ in envs.finished[0]])
             elif verbose and time.perf_counter() - last_status > 30:
                 last_status = time.perf_counter()
                 score = _score_text(envs.finished[0])

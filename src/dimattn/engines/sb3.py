@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from dimattn.agents.checkpoints import load_tensors, save_sb3
 from dimattn.engines.common import (
@@ -28,6 +28,7 @@ from dimattn.engines.common import (
     set_rng_state_bytes,
 )
 from dimattn.engines.config import PPOArgs
+from dimattn.engines.progress import sb3_progress_callback
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
 from dimattn.envs.ale import evaluate, make_env
 
@@ -92,12 +93,14 @@ def train_sb3(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
         history.save(run_dir)
         print(f"resuming {run_dir} from {path.name}", flush=True)
     callback = StudyCallback(args, run_dir, history, start)
+    # our bar, not SB3's progress_bar=True, so that both engines show the same one
+    callbacks = CallbackList([callback, sb3_progress_callback(args.n_timesteps)]) if progress else callback
     try:
         if start < args.n_timesteps:
             # With reset_num_timesteps=False SB3 schedules over num_timesteps + total_timesteps,
             # so passing the remainder keeps the LR/clip schedules on the original 0 -> n_timesteps axis.
-            model.learn(total_timesteps=args.n_timesteps - start, callback=callback,
-                        progress_bar=progress, reset_num_timesteps=start == 0,
+            model.learn(total_timesteps=args.n_timesteps - start, callback=callbacks,
+                        progress_bar=False, reset_num_timesteps=start == 0,
                         tb_log_name=Path(run_dir).name)
         final = final_model_path(run_dir, args.env_id)
         callback.save(final, model.num_timesteps)

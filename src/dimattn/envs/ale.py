@@ -25,8 +25,12 @@ VEC_ENVS = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv}
 
 
 def _register() -> None:
+    """ale-py's ids into Gymnasium, and its C++ logger down to errors: at Info it prints its banner
+    ("A.L.E: Arcade Learning Environment ... [Powered by Stella]") to stdout at every env creation,
+    which broke into the progress bar and every run's train.log. Called in SubprocVecEnv workers too."""
     import ale_py
 
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     gym.register_envs(ale_py)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,12 @@ from dimattn.interpret.panels import orientation_figure, state_representation_fi
 
 #: An orientation above +SIDE_MARGIN is called horizontal, below -SIDE_MARGIN vertical.
 SIDE_MARGIN = 0.1
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def natural_key(text: str) -> list[object]:
+    """Sort key that orders numbers by value: pong_2 before pong_10 (a shell's glob sorts them as text)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 # --------------------------------------------------------------------------- observations
@@ -31,11 +38,18 @@ def load_observations(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str
 
     Each file holds uint8 of shape (4, 84, 84) or (n, 4, 84, 84). Returns (N, 4, 84, 84) uint8 and
     one name per observation (the file stem, with ``_<i>`` appended for files holding several).
+    Files are taken in natural order of their paths (pong_1, pong_2, pong_10).
     """
     arrays, names = [], []
-    for p in map(Path, paths):
+    for p in sorted(map(Path, paths), key=lambda q: natural_key(str(q))):
         if not p.is_file():
             raise DimattnError(f"observation file {p} does not exist; give .npy files of stacked frames")
+        with open(p, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+        if head != _NPY_MAGIC:  # e.g. a Markdown file: say so, rather than pass on NumPy's pickle error
+            what = " (it is a zip archive, e.g. .npz)" if head.startswith(b"PK") else ""
+            raise DimattnError(f"observation file {p} is not a NumPy .npy file{what}; "
+                               "give uint8 .npy files of stacked frames")
         try:
             a = np.load(p, allow_pickle=False)
         except Exception as exc:  # not a .npy, truncated, or an object array (needs pickle)
@@ -125,6 +139,25 @@ def markdown_table(names: Sequence[str], explanations: Sequence[Explanation]) ->
 
 
 # --------------------------------------------------------------------------- the `dimattn explain` command
+def check_same_game(checkpoints: Sequence[str | Path], models: Sequence[ActorCritic]) -> None:
+    """Refuse to compare agents trained on different games: their maps of one observation do not compare
+    (each sees a game it never learned). Checkpoints that do not record their game are let through."""
+    from dimattn.games import canonical_game
+
+    games = {}
+    for c, m in zip(checkpoints, models):
+        game = m.meta.get("game")
+        if game:
+            try:
+                games.setdefault(canonical_game(str(game)), Path(c).name)
+            except DimattnError:
+                games.setdefault(str(game), Path(c).name)
+    if len(games) > 1:
+        listed = ", ".join(f"{name} ({game})" for game, name in games.items())
+        raise DimattnError(f"--compare takes agents of one game, but these were trained on different games: "
+                           f"{listed}; compare the agents of one game at a time")
+
+
 def _unique(labels: Sequence[str]) -> list[str]:
     """Make labels unique by numbering repeats: [CWCA, CWCA, NA] -> [CWCA-1, CWCA-2, NA]."""
     out = []
@@ -165,6 +198,7 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
     if agent is not None and len(checkpoints) > 1:
         raise DimattnError("--agent applies to a single --checkpoint; --compare reads each agent from its file")
     models = [load_agent(c, agent) for c in checkpoints]
+    check_same_game(checkpoints, models)
     if game is not None:
         game = canonical_game(game)
         for c, m in zip(checkpoints, models):
@@ -185,8 +219,10 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
     save_arrays(out / "explain.npz", obs, names, explanations)
     write_measures_csv(out / "measures.csv", names, explanations)
     atomic_write_text(out / "orientation.md", markdown_table(names, explanations))
+    written = ["explain.npz", "measures.csv", "orientation.md"]
     if any(e.agent != "NA" for e in explanations):
         orientation_figure(names, explanations, out / "orientation.png")
+        written.append("orientation.png")
 
     table = Table(title=f"Attention orientation and complementarity on {len(names)} observation(s)")
     for col in ("agent", "O mean", "O min", "O max", "side", "r mean"):
@@ -197,5 +233,8 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
                       _fmt(s["complementarity"]))
     console.print(table)
     console.print("O: +1 horizontal, -1 vertical, 0 as H1; r < 0: cold H1 regions are hot in the attention map.")
-    console.print(f"wrote {len(names)} figure(s), explain.npz, measures.csv, orientation.md to {out}")
+    console.print(f"wrote {len(names)} figure(s), {', '.join(written)} to {out}")
+    if "orientation.png" not in written:
+        console.print("no orientation.png: NA has no attention block, so it has no orientation to plot; "
+                      "compare it with an attention agent (--compare NA.zip CWCA.zip)")
     return explanations

@@ -9,10 +9,13 @@ makes, read from what the runs write to disk (checkpoints and evaluations), so i
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import multiprocessing.connection
+import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -144,27 +147,47 @@ class _Queue:
 
 
 # --------------------------------------------------------------------------- local pool
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the parent dies, so killing ``study run`` never leaves orphans training."""
+def _die_with_runner(lifeline: multiprocessing.connection.Connection) -> None:
+    """Make this worker die with the ``study run`` process, however that dies (SIGKILL included).
+
+    ``lifeline`` is the read end of a pipe whose write end only the runner holds; the kernel closes it
+    when the runner dies, so a thread blocked reading it wakes up (EOF) and kills this process. The
+    kernel then releases the run's lock, and the next ``study run`` resumes the run. A parent-death
+    signal alone is not enough: forkserver workers are children of the fork server, which outlives
+    the runner as long as a worker holds its pipe. It is set too (SIGKILL), for the spawn context.
+    """
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
 
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv_bytes()  # the runner never writes: this returns only at EOF (its death)
+        os.kill(os.getpid(), signal.SIGKILL)
 
-def _child(root: str, index: int, threads: int, attempt: str) -> None:
+    # started at once: a runner that died before this point gives EOF right away
+    threading.Thread(target=watch, name="dimattn-lifeline", daemon=True).start()
+
+
+def _child(root: str, index: int, threads: int, attempt: str,
+           lifeline: multiprocessing.connection.Connection | None = None) -> None:
     """A local worker process: one attempt at one run; the exit status tells the parent how it went."""
-    _die_with_parent()
+    if lifeline is not None:
+        _die_with_runner(lifeline)
     try:
         study = Study.load(root, validate=False)
         outcome = execute_run(study, index, threads, attempt=attempt)
     except BaseException as exc:  # noqa: BLE001 - e.g. the study directory vanished
         traceback.print_exc()
-        record_failure(
-            Study.load(root, validate=False).run(index), f"attempt {attempt} failed: {type(exc).__name__}: {exc}"
-        )
+        try:
+            record_failure(Study.load(root, validate=False).run(index),
+                           f"attempt {attempt} failed: {type(exc).__name__}: {exc}")
+        except Exception as again:  # noqa: BLE001 - e.g. the study became read-only: say it once, in one line
+            print(f"dimattn: cannot record the failure of run {index}: {type(again).__name__}: {again}",
+                  file=sys.stderr)
         sys.exit(1)
     sys.exit({"done": 0, "busy": EXIT_BUSY}.get(outcome.state, 1))
 
@@ -210,12 +233,14 @@ def run_local(study: Study, workers: int | None = None, threads: int | None = No
     workers = workers or max(1, usable_cores() // threads)
     queue, ctx = _Queue(study, retries), _context()
     active: dict[int, tuple[Run, str, mp.process.BaseProcess]] = {}
+    # The workers' lifeline: they hold the read end, only this process the write end (see _die_with_runner).
+    lifeline, alive = ctx.Pipe(duplex=False)
     with Board(study, console) as board:
         try:
             while True:
                 while len(active) < workers and (nxt := queue.next()) is not None:
                     run, attempt = nxt
-                    proc = ctx.Process(target=_child, args=(str(study.root), run.index, threads, attempt),
+                    proc = ctx.Process(target=_child, args=(str(study.root), run.index, threads, attempt, lifeline),
                                        name=f"dimattn-run-{run.index}")
                     proc.start()
                     active[run.index] = (run, attempt, proc)
@@ -232,6 +257,8 @@ def run_local(study: Study, workers: int | None = None, threads: int | None = No
                 proc.terminate()
             for _, _, proc in active.values():
                 proc.join(timeout=30)
+            lifeline.close()
+            alive.close()
     return queue.report
 
 
@@ -323,15 +350,18 @@ def print_report(study: Study, report: RunSummary, write: Callable[[str], None] 
 
 
 def status_table(study: Study, rows: list[RunStatus]) -> Table:
-    """One line per run: state, steps reached / total, last evaluation's mean score, and a note."""
+    """One line per run: state, steps a resume keeps (the newest checkpoint) / total, the last evaluation's
+    step and mean score, and a note. An evaluation past the checkpoint is work a resume redoes."""
     table = Table(title=f"study {study.spec.name} ({study.root})", title_justify="left")
     for name, justify in (("#", "right"), ("game", "left"), ("agent", "left"), ("seed", "right"),
-                          ("state", "left"), ("steps", "right"), ("last score", "right"), ("note", "left")):
+                          ("state", "left"), ("steps kept", "right"), ("last eval", "right"),
+                          ("last score", "right"), ("note", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     colour = {"done": "green", "running": "cyan", "failed": "red", "pending": "white"}
     for s in rows:
         table.add_row(str(s.run.index), s.run.game, s.run.agent, str(s.run.seed),
                       f"[{colour[s.state]}]{s.state}[/]", f"{s.steps:,}/{study.spec.n_timesteps:,}",
+                      "" if s.eval_steps is None else f"{s.eval_steps:,}",
                       "" if s.last_score is None else f"{s.last_score:.2f}", s.note)
     return table
 
