@@ -50,9 +50,21 @@ def aggregates_figure(agg: pd.DataFrame, xlabel: str = "Human-normalised score")
     cells = agg.set_index(["agent", "metric"])
     points = {a: np.array([cells.loc[(a, m), "estimate"] for m in METRICS]) for a in agents}  # (4,)
     cis = {a: np.array([[cells.loc[(a, m), k] for m in METRICS] for k in ("low", "high")]) for a in agents}  # (2, 4)
-    fig, _ = plot_utils.plot_interval_estimates(points, cis, metric_names=list(METRICS), algorithms=agents,
-                                                colors=agent_colors(), xlabel=xlabel, xlabel_y_coordinate=-0.14,
-                                                subfigure_width=3.6, row_height=0.6)
+    from matplotlib.ticker import MaxNLocator
+
+    # rliable places the x label at a fixed fraction of the figure's height; the figure is 0.6 in per agent,
+    # so with few agents that fraction fell on the tick labels. Keep it ~0.45 in below the axes instead.
+    height = 0.6 * len(agents)
+    fig, axes = plot_utils.plot_interval_estimates(points, cis, metric_names=list(METRICS), algorithms=agents,
+                                                   colors=agent_colors(), xlabel=xlabel,
+                                                   xlabel_y_coordinate=-0.45 / height, subfigure_width=3.6,
+                                                   row_height=0.6, wspace=0.2)  # room between panels' tick labels
+    for ax in np.atleast_1d(axes):
+        low, high = ax.get_xlim()
+        if high - low < 0.05:  # one seed, one game: a zero-width interval would get a crowded, tiny axis
+            middle = (low + high) / 2
+            ax.set_xlim(middle - 0.05, middle + 0.05)
+        ax.xaxis.set_major_locator(MaxNLocator(3))  # 3.6 in panels: more ticks overlap
     return fig
 
 
@@ -125,6 +137,7 @@ def learning_curves_figure(curves: pd.DataFrame, ncols: int = 8) -> Figure:
         ax.set_title(game, fontsize=9, pad=2)
         ax.tick_params(labelsize=7, pad=1)
         ax.yaxis.set_major_locator(MaxNLocator(3))
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # a 2.4 in panel holds ~4 step labels without overlap
         ax.grid(alpha=0.25)
     for ax in axes.flat[len(games):]:
         ax.set_visible(False)
@@ -146,7 +159,8 @@ def alignment_figure(align: pd.DataFrame) -> Figure:
     wide = align.pivot(index="group", columns="agent", values="share").loc[groups, agents]  # (groups, agents)
     wins = align.pivot(index="group", columns="agent", values="wins").loc[groups, agents]
     n = align.groupby("group")["n_games"].first().loc[groups]
-    fig, ax = plt.subplots(figsize=(1.2 * len(agents) + 3.2, 0.6 * len(groups) + 1.4))
+    # at least 2.6 in tall: the colour bar's label runs along it and must not reach the x label
+    fig, ax = plt.subplots(figsize=(1.2 * len(agents) + 3.2, max(0.6 * len(groups) + 1.4, 2.6)))
     im = ax.imshow(wide.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
     for i, g in enumerate(groups):
         for j, a in enumerate(agents):
@@ -156,6 +170,6 @@ def alignment_figure(align: pd.DataFrame) -> Figure:
     ax.set_xticks(range(len(agents)), agents)
     ax.set_yticks(range(len(groups)), [f"{g} ({int(n[g])})" for g in groups])
     ax.set_xlabel("Agent (bias: SWA, CWRA vertical; CWCA horizontal; CWRCA both)")
-    fig.colorbar(im, ax=ax, label="Share of the group's games won")
+    fig.colorbar(im, ax=ax, label="Share of games won")
     fig.tight_layout()
     return fig

@@ -69,6 +69,9 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
         df = align_steps(load_results(source))
         for text in coverage_notes(df):
             note(text)
+        if df.groupby(["game", "agent"])["seed"].nunique().max() == 1:
+            note("every game and agent has a single seed: standard errors are 0 and the confidence intervals "
+                 "show no seed-to-seed variation; train more seeds (the published study has 5) to compare agents")
         files, sections, wins = _write_all(df, out, use_last=use_last, se=se, reps=reps, seed=seed,
                                            progress=progress)
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
@@ -133,15 +136,16 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     align = stats.alignment(won, agents)
     lists = stats.win_lists(won, agents)
 
-    t_agg = tables.aggregates_table(agg, f"{what}, {len(games)} games, {reps} bootstrap replicates")
-    t_poi = tables.improvement_table(poi, reps)
+    t_agg = tables.aggregates_table(agg, f"{what}, {len(games)} game{'' if len(games) == 1 else 's'}, {reps} bootstrap replicates")
+    t_poi = tables.improvement_table(poi, reps) if len(poi) else None
     t_align = tables.alignment_table(align) if len(align) else None
     t_lists = tables.win_list_table(lists)
     learning = stats.learning_curves(df, se)
 
     files += _write_table(t_game, tdir / "per_game", per_game)
     files += _write_table(t_agg, tdir / "aggregates", agg)
-    files += _write_table(t_poi, tdir / "probability_of_improvement", poi)
+    if t_poi is not None:
+        files += _write_table(t_poi, tdir / "probability_of_improvement", poi)
     if t_align is not None:
         files += _write_table(t_align, tdir / "alignment", align)
     files += _write_table(t_lists, tdir / "wins_per_agent",
@@ -176,32 +180,41 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     files.append(out / "data" / "post_processed_results.pkl")
 
     sections = _sections(pngs, t_game, t_agg, t_poi, t_align, t_lists, what=what, reps=reps, n_games=len(games),
-                         steps=steps)
+                         steps=steps, agents=agents)
     return files, sections, stats.win_counts(per_game)
 
 
 def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_lists, *, what: str, reps: int,
-              n_games: int, steps: np.ndarray) -> list[Section]:
-    """The page, in reading order."""
+              n_games: int, steps: np.ndarray, agents: list[str]) -> list[Section]:
+    """The page, in reading order. A section with nothing to show says why, in place."""
     def fig(name: str, caption: str) -> list[tuple[Path, str]]:
         return [(pngs[name], caption)] if name in pngs else []
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}" + ("" if n == 1 else "s")
+
+    poi_text = ("How likely a run of each attention agent beats a run of NA on a game, averaged over games; 0.5 "
+                "means no difference.")
+    if t_poi is None:
+        poi_text += (" Not computed here: it needs runs of NA and of at least one attention agent, and the input "
+                     f"holds {', '.join(agents)} only.")
 
     return [
         Section("Per-game scores", "One score per seed, then mean ± standard error over seeds for each game and "
                 "agent, as in the published study's table.",
                 tables=[t_game]),
         Section("Aggregate metrics", f"rliable's median, interquartile mean (IQM), mean and optimality gap of "
-                f"human-normalised scores over {n_games} games ({what}); bars are 95% stratified-bootstrap "
+                f"human-normalised scores over {plural(n_games, 'game')} ({what}); bars are 95% stratified-bootstrap "
                 f"confidence intervals from {reps} replicates.",
                 fig("aggregates", "Aggregate human-normalised scores with 95% CIs (higher is better, "
                     "except the optimality gap)."), [t_agg]),
-        Section("Probability of improvement", "How likely a run of each attention agent beats a run of NA on a "
-                "game, averaged over games; 0.5 means no difference.",
-                fig("probability_of_improvement", "P(X > NA) with 95% CIs; the dotted line marks 0.5."), [t_poi]),
+        Section("Probability of improvement", poi_text,
+                fig("probability_of_improvement", "P(X > NA) with 95% CIs; the dotted line marks 0.5."),
+                [t for t in (t_poi,) if t is not None]),
         Section("Performance profiles", "For every threshold τ, the fraction of runs (over all games and seeds) "
                 "whose human-normalised score exceeds τ.",
                 fig("performance_profiles", "Score-distribution performance profiles with 95% CIs.")),
-        Section("Sample efficiency", f"IQM of human-normalised scores at each of the {len(steps)} evaluation steps.",
+        Section("Sample efficiency", f"IQM of human-normalised scores at each of the {plural(len(steps), 'evaluation step')}.",
                 fig("sample_efficiency", "IQM human-normalised score against environment steps, 95% CIs.")),
         Section("Alignment of biases", "Games won by each agent within each axis-of-dynamics group: an agent "
                 "whose attention axis matches a game's main axis of dynamics should win more of that group.",
@@ -216,8 +229,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em} caption{caption-side:top;text-align:left;
-padding:.3em 0;color:#444} th,td{border:1px solid #ddd;padding:.25em .6em}
+table{border-collapse:collapse;margin:.3em 0 1em;font-size:.9em} .caption{color:#444;font-size:.9em;
+max-width:60em;margin:1em 0 .2em} th,td{border:1px solid #ddd;padding:.25em .6em}
 .r{text-align:right} .l{text-align:left} tfoot td{font-weight:600;background:#f6f6f6}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;font-size:.9em} .notes{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}

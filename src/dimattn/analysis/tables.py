@@ -73,8 +73,10 @@ class TextTable:
         head = tr(self.header, "th")
         body = "".join(tr(r) for r in self._cells("\0%s\1")).replace("\0", "<strong>").replace("\1", "</strong>")
         foot = "".join(tr(r) for r in self.footer)
-        return (f"<table><caption>{e(self.caption)}</caption><thead>{head}</thead>"
-                f"<tbody>{body}</tbody>" + (f"<tfoot>{foot}</tfoot>" if foot else "") + "</table>")
+        # The caption sits above the table, not in it: a <caption> is as narrow as its table, which
+        # squeezed it into a ~150 px column beside the small tables of a small study.
+        return (f'<div class="table"><p class="caption">{e(self.caption)}</p><table><thead>{head}</thead>'
+                f"<tbody>{body}</tbody>" + (f"<tfoot>{foot}</tfoot>" if foot else "") + "</table></div>")
 
 
 def _num(x: float, digits: int = 2) -> str:
