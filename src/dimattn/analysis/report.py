@@ -136,7 +136,8 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     align = stats.alignment(won, agents)
     lists = stats.win_lists(won, agents)
 
-    t_agg = tables.aggregates_table(agg, f"{what}, {len(games)} game{'' if len(games) == 1 else 's'}, {reps} bootstrap replicates")
+    n_games = f"{len(games)} game" + ("" if len(games) == 1 else "s")
+    t_agg = tables.aggregates_table(agg, f"{what}, {n_games}, {reps} bootstrap replicates")
     t_poi = tables.improvement_table(poi, reps) if len(poi) else None
     t_align = tables.alignment_table(align) if len(align) else None
     t_lists = tables.win_list_table(lists)
@@ -214,7 +215,8 @@ def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_lists, *, 
         Section("Performance profiles", "For every threshold τ, the fraction of runs (over all games and seeds) "
                 "whose human-normalised score exceeds τ.",
                 fig("performance_profiles", "Score-distribution performance profiles with 95% CIs.")),
-        Section("Sample efficiency", f"IQM of human-normalised scores at each of the {plural(len(steps), 'evaluation step')}.",
+        Section("Sample efficiency",
+                f"IQM of human-normalised scores at each of the {plural(len(steps), 'evaluation step')}.",
                 fig("sample_efficiency", "IQM human-normalised score against environment steps, 95% CIs.")),
         Section("Alignment of biases", "Games won by each agent within each axis-of-dynamics group: an agent "
                 "whose attention axis matches a game's main axis of dynamics should win more of that group.",
