@@ -1,4 +1,4 @@
-# make demo: set up .venv, train a short default run (CWCA on Breakout, ~50k steps), report it.
+# make demo: set up .venv, train NA and CWCA on Breakout (30k steps each), report the two side by side.
 # make test: set up .venv with the test extras and run the test suite.
 # make lint: ruff, as configured in pyproject.toml (CI runs it before the tests).
 PYTHON ?= python3
@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU wheel of torch; with a GPU, install your own torch into .venv first and it is kept.
 TORCH ?= torch==2.13.0
-DEMO_ARGS ?= --agent CWCA --env Breakout -n 50000 --eval-freq 25000 --eval-episodes 2 --save-freq 25000 --log-folder demo-logs --tensorboard-log demo-logs/tb --progress
+DEMO_AGENTS ?= NA CWCA
+DEMO_ARGS ?= --env Breakout -n 30000 --eval-freq 10000 --eval-episodes 2 --save-freq 10000 --log-folder demo-logs --tensorboard-log demo-logs/tb --progress
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-all lint bench clean
@@ -21,8 +22,9 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/dimattn train $(DEMO_ARGS)
+	for agent in $(DEMO_AGENTS); do $(VENV)/bin/dimattn train --agent $$agent $(DEMO_ARGS) || exit 1; done
 	$(VENV)/bin/dimattn report demo-logs --out demo-logs/report --reps 200 --quiet
+	@echo "next: source $(VENV)/bin/activate   (puts dimattn on your PATH), then e.g. dimattn --help"
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -345,7 +345,7 @@ def _study_run(args: argparse.Namespace) -> int:
     study = Study.load(args.dir)  # every configuration is checked before anything starts
     study.check_unchanged()
     # A study that cannot be written (read-only, full) is refused here in one line, not by every worker.
-    check_writable_dir(study.root, "study folder")
+    check_writable_dir(study.root / "runs", "study's runs folder")
     if args.backend in ("pbs", "slurm"):
         return _study_jobscripts(args, study)
     from dimattn.study.launch import print_report, run_local, run_ray
@@ -385,8 +385,8 @@ def _study_jobscripts(args: argparse.Namespace, study) -> int:
 def _study_run_one(args: argparse.Namespace) -> int:
     from dimattn.study.execute import default_threads, run_one
 
-    if Path(args.dir).is_dir():  # a missing study is run_one's to explain
-        check_writable_dir(args.dir, "study folder")
+    if (Path(args.dir) / "study.yml").is_file():  # a missing study is run_one's to explain
+        check_writable_dir(Path(args.dir) / "runs", "study's runs folder")
     outcome = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries)
     return 1 if outcome.state == "failed" else 0
 
