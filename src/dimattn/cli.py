@@ -333,8 +333,12 @@ def _study_init(args: argparse.Namespace) -> int:
     s = study.spec
     n_games = len(s.game_list)
     verb = "wrote" if created else "unchanged (same spec):"
-    print(f"{verb} {study.root / 'study.yml'}: {len(study.runs)} runs = {n_games} games × {len(s.agents)} agents "
-          f"({','.join(s.agents)}) × {len(s.seeds)} seeds, {s.n_timesteps:,} steps each, {s.engine} engine\n"
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}" + ("" if n == 1 else "s")
+
+    print(f"{verb} {study.root / 'study.yml'}: {count(len(study.runs), 'run')} = {count(n_games, 'game')} × "
+          f"{count(len(s.agents), 'agent')} ({','.join(s.agents)}) × {count(len(s.seeds), 'seed')}, "
+          f"{s.n_timesteps:,} steps each, {s.engine} engine\n"
           f"next: dimattn study run {study.root}")
     return 0
 
