@@ -244,7 +244,7 @@ def test_load_observations_accepts_single_and_batched_files(tmp_path):
     np.save(tmp_path / "many.npy", np.stack([one, one[::-1]]))
     obs, names = load_observations([tmp_path / "one.npy", tmp_path / "many.npy"])
     assert obs.shape == (3, 4, 84, 84) and obs.dtype == np.uint8
-    assert names == ["one", "many_0", "many_1"]
+    assert names == ["many_0", "many_1", "one"]  # files in natural order of their paths
 
 
 @pytest.mark.parametrize("array,message", [
