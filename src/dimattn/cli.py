@@ -8,6 +8,8 @@ line and exits 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -349,7 +351,7 @@ def _study_run(args: argparse.Namespace) -> int:
     study = Study.load(args.dir)  # every configuration is checked before anything starts
     study.check_unchanged()
     # A study that cannot be written (read-only, full) is refused here in one line, not by every worker.
-    check_writable_dir(study.root / "runs", "study's runs folder")
+    _check_study_writable(study.root)
     if args.backend in ("pbs", "slurm"):
         return _study_jobscripts(args, study)
     from dimattn.study.launch import print_report, run_local, run_ray
@@ -362,6 +364,16 @@ def _study_run(args: argparse.Namespace) -> int:
         report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries)
     print_report(study, report)
     return 1 if report.failed else 0
+
+
+def _check_study_writable(root: Path) -> None:
+    """Refuse, in one line, a study whose folder cannot be written or whose ``runs`` is not a folder.
+    Creates nothing: the study folder exists, and its probe file is deleted."""
+    check_writable_dir(root, "study folder")
+    runs = root / "runs"
+    with writing(runs, "study's runs folder"):
+        if runs.exists() and not runs.is_dir():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(runs))
 
 
 def _study_jobscripts(args: argparse.Namespace, study) -> int:
@@ -390,7 +402,7 @@ def _study_run_one(args: argparse.Namespace) -> int:
     from dimattn.study.execute import default_threads, run_one
 
     if (Path(args.dir) / "study.yml").is_file():  # a missing study is run_one's to explain
-        check_writable_dir(Path(args.dir) / "runs", "study's runs folder")
+        _check_study_writable(Path(args.dir))
     outcome = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries)
     return 1 if outcome.state == "failed" else 0
 

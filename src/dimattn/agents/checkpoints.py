@@ -67,8 +67,8 @@ def load_tensors(raw: bytes, what: str) -> Any:
         try:
             return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            raise DimattnError(f"{what} holds objects other than tensors and was refused (loading them could "
-                               "run code); use a checkpoint written by dimattn or Stable-Baselines3") from None
+            raise DimattnError(f"cannot read {what}: it holds objects other than tensors, refused (loading them "
+                               "could run code); use a checkpoint written by dimattn or Stable-Baselines3") from None
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
