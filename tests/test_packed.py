@@ -202,4 +202,6 @@ def test_a_pack_of_different_runs_is_refused_before_anything_is_written(tmp_path
         train_pack([_tiny(0), other], [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(DimattnError, match="different seeds"):
         train_pack([_tiny(0), _tiny(0)], [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(DimattnError, match="needs 2 TensorBoard folders, got 1"):  # one per run, or one for all
+        train_pack([_tiny(0), _tiny(1)], [tmp_path / "a", tmp_path / "b"], tensorboard_log=[str(tmp_path / "tb")])
     assert not any(tmp_path.iterdir())

@@ -63,6 +63,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def gpu_share(text: str) -> float:
+    """``1``, ``0.5`` (a share of a GPU, as Ray's ``num_gpus`` takes it) -> float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 # --------------------------------------------------------------------------- train
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The options that define a run (shared by ``train`` and ``study init``)."""
@@ -279,13 +290,21 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--ray-address", default=None, help="ray: the cluster to join, e.g. auto (default: start a local Ray)"
     )
+    r.add_argument("--pack", type=positive_int, default=1, metavar="K",
+                   help="train up to K seeds of one game and agent together in one process (fast engine): a "
+                        "local worker, Ray task or array task trains a pack; --workers then counts packs "
+                        "(default 1: each run alone)")
+    r.add_argument("--gpus", type=gpu_share, default=None, metavar="G",
+                   help="GPUs per run, or per pack with --pack: Ray num_gpus per task (fractions share a GPU, "
+                        "e.g. 0.3; default 0); pbs/slurm: the same as --ngpus (whole GPUs)")
     g = r.add_argument_group("pbs / slurm")
     g.add_argument("--submit", action="store_true", help="submit the script(s) with qsub / sbatch")
     g.add_argument("--mem", default="8gb", help="memory per run, e.g. 8gb (default 8gb)")
     g.add_argument(
         "--walltime", default="24:00:00", help="time limit per run, H:MM:SS or D-HH:MM:SS (default 24:00:00)"
     )
-    g.add_argument("--ngpus", type=non_negative_int, default=0, help="GPUs per run (default 0)")
+    g.add_argument("--ngpus", type=non_negative_int, default=0,
+                   help="GPUs per array task: per run, or per pack with --pack (default 0; --gpus is the same)")
     g.add_argument("--queue", default=None, help="PBS queue / Slurm partition")
     g.add_argument("--account", default=None, help="account / project to charge")
     g.add_argument("--max-parallel", type=positive_int, default=None, help="at most this many runs at once (array %%N)")
@@ -301,8 +320,12 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "the index is $PBS_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID."))
     o.add_argument("dir", help="study directory")
     o.add_argument(
-        "--index", type=non_negative_int, default=None, help="run number (default: the scheduler's array index)"
+        "--index", type=non_negative_int, default=None,
+        help="run number, or pack number with --pack (default: the scheduler's array index)"
     )
+    o.add_argument("--pack", type=positive_int, default=1, metavar="K",
+                   help="train pack --index of the study's packs of up to K seeds of one game and agent, together "
+                        "(as `study run --pack K` forms them; default 1: one run)")
     o.add_argument(
         "--threads", type=positive_int, default=None, help="torch threads (default: 1 below 8 cores, else 2)"
     )
@@ -349,17 +372,20 @@ def _study_run(args: argparse.Namespace) -> int:
     from dimattn.study.spec import Study
 
     study = Study.load(args.dir)  # every configuration is checked before anything starts
-    study.check_unchanged()
+    _check_gpus(args)
     # A study that cannot be written (read-only, full) is refused here in one line, not by every worker.
     _check_study_writable(study.root)
+    if args.pack > 1:
+        return _study_run_packs(args, study)
+    study.check_unchanged()
     if args.backend in ("pbs", "slurm"):
         return _study_jobscripts(args, study)
     from dimattn.study.launch import print_report, run_local, run_ray
 
     if args.backend == "ray":
         report = run_ray(
-            study, address=args.ray_address, workers=args.workers, threads=args.threads, retries=args.retries
-        )
+            study, address=args.ray_address, workers=args.workers, threads=args.threads, retries=args.retries,
+            gpus=args.gpus or 0)
     else:
         report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries)
     print_report(study, report)
@@ -376,6 +402,39 @@ def _check_study_writable(root: Path) -> None:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(runs))
 
 
+def _check_gpus(args: argparse.Namespace) -> None:
+    """``--gpus``: Ray's num_gpus per task; for pbs/slurm the same as ``--ngpus``; not for local workers."""
+    if args.gpus is None:
+        return
+    if args.backend == "local":
+        raise DimattnError("--gpus is for the ray, pbs and slurm backends; local workers use the device the runs' "
+                           "configuration names (device auto: the GPU when there is one)")
+    if args.backend in ("pbs", "slurm"):
+        if not float(args.gpus).is_integer():
+            raise DimattnError(f"--gpus {args.gpus:g}: {args.backend} gives whole GPUs to a task; give an integer")
+        if args.ngpus and args.ngpus != int(args.gpus):
+            raise DimattnError(f"--gpus {args.gpus:g} and --ngpus {args.ngpus} disagree; give one of them")
+        args.ngpus = int(args.gpus)
+
+
+def _study_run_packs(args: argparse.Namespace, study) -> int:
+    """``study run --pack K``: checked before anything is written, then packs instead of runs."""
+    from dimattn.study.packs import check_packable, run_local_packs, run_ray_packs
+
+    check_packable(study, args.pack)  # the engine, and a spec edited after runs started
+    if args.backend in ("pbs", "slurm"):
+        return _study_jobscripts(args, study)
+    from dimattn.study.launch import print_report
+
+    if args.backend == "ray":
+        report = run_ray_packs(study, args.pack, address=args.ray_address, workers=args.workers,
+                               threads=args.threads, gpus=args.gpus or 0, retries=args.retries)
+    else:
+        report = run_local_packs(study, args.pack, workers=args.workers, threads=args.threads, retries=args.retries)
+    print_report(study, report)
+    return 1 if report.failed else 0
+
+
 def _study_jobscripts(args: argparse.Namespace, study) -> int:
     import sys
 
@@ -384,7 +443,7 @@ def _study_jobscripts(args: argparse.Namespace, study) -> int:
     res = JobResources(ncpus=args.threads or 2, mem=args.mem, walltime=args.walltime, ngpus=args.ngpus,
                        queue=args.queue, account=args.account, max_parallel=args.max_parallel,
                        array_size=args.array_size, setup=args.setup, python=args.python or sys.executable)
-    paths = write_scripts(study, args.backend, res, retries=args.retries)
+    paths = write_scripts(study, args.backend, res, retries=args.retries, pack=getattr(args, "pack", 1))
     tool = "qsub" if args.backend == "pbs" else "sbatch"
     for path in paths:
         print(f"wrote {path}")
@@ -403,6 +462,12 @@ def _study_run_one(args: argparse.Namespace) -> int:
 
     if (Path(args.dir) / "study.yml").is_file():  # a missing study is run_one's to explain
         _check_study_writable(Path(args.dir))
+    if args.pack > 1:
+        from dimattn.study.packs import run_one_pack
+
+        outcomes = run_one_pack(args.dir, args.pack, index=args.index, threads=args.threads or default_threads(),
+                                retries=args.retries)
+        return 1 if any(o.state == "failed" for o in outcomes) else 0
     outcome = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries)
     return 1 if outcome.state == "failed" else 0
 

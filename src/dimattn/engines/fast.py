@@ -31,7 +31,7 @@ import re
 import time
 import zipfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -511,17 +511,22 @@ def train_fast(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
                       speed=speed)[0]
 
 
-def train_pack(runs: list[PPOArgs], run_dirs: list[Path], tensorboard_log: str | None = None,
+def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
+               tensorboard_log: str | Sequence[str | None] | None = None,
                progress: bool = False, verbose: int = 0, resume: bool = True,
                speed: Speed | None = None) -> list[Path]:
     """Train (or resume) K runs of one game and agent together (:mod:`dimattn.engines.packed`); K = 1 is a
     run alone. Returns each run's final model; each run's folder is exactly what it would be alone.
+
+    ``tensorboard_log``: one TensorBoard root for every run (each logs under ``<root>/<EnvId>/<run
+    folder's name>_1``), or a list with each run's own root (None: that run logs nothing).
 
     Members resume from their own newest checkpoints. A pack saves all members at the same steps, so
     they normally agree; members that stopped at different checkpoints (a pack killed while saving,
     or runs trained before apart) are resumed as sub-packs of equal step count, one after another.
     """
     check_pack(runs)
+    tb_roots = pack_tb_roots(tensorboard_log, len(runs))
     speed = default_speed(runs[0].device) if speed is None else speed
     if speed.torch_threads:
         torch.set_num_threads(speed.torch_threads)
@@ -538,7 +543,7 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path], tensorboard_log: str |
         if len(group) < len(members):
             print(f"runs {', '.join(str(members[i].run_dir) for i in group)} resume at {start:,} steps "
                   "(the others at another checkpoint): trained as a pack of their own", flush=True)
-        paths = _train_members([members[i] for i in group], tensorboard_log, progress, verbose, speed)
+        paths = _train_members([members[i] for i in group], [tb_roots[i] for i in group], progress, verbose, speed)
         finals.update(zip(group, paths))
     return [finals[i] for i in range(len(members))]
 
@@ -589,7 +594,17 @@ def _n_actions(game: str) -> int:
         pool.close()
 
 
-def _train_members(members: list[Member], tensorboard_log: str | None, progress: bool, verbose: int,
+def pack_tb_roots(tensorboard_log: str | Sequence[str | None] | None, k: int) -> list[str | None]:
+    """Each run's TensorBoard root: the one root for all, or the list given (checked to have k entries)."""
+    if tensorboard_log is None or isinstance(tensorboard_log, (str, os.PathLike)):
+        return [tensorboard_log] * k
+    roots = list(tensorboard_log)
+    if len(roots) != k:
+        raise DimattnError(f"a pack of {k} runs needs {k} TensorBoard folders, got {len(roots)}")
+    return roots
+
+
+def _train_members(members: list[Member], tb_roots: list[str | None], progress: bool, verbose: int,
                    speed: Speed) -> list[Path]:
     """The training loop of K members that resume at the same step: collect, evaluate, update, log, save."""
     args, k = members[0].args, len(members)
@@ -606,8 +621,8 @@ def _train_members(members: list[Member], tensorboard_log: str | None, progress:
             pack.load(i, m.policy, m.optimizer)
         act = pack
     steps_fn = _act_steps(act, envs, speed, device)
-    for m in members:
-        m.writer = _tb_writer(tensorboard_log, m.args, m.run_dir)
+    for m, tb_root in zip(members, tb_roots):
+        m.writer = _tb_writer(tb_root, m.args, m.run_dir)
         if m.checkpoint is not None:
             print(f"resuming {m.run_dir} from {m.checkpoint.name} (EnvPool restarts with fresh games)", flush=True)
     start = members[0].start

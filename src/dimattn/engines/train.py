@@ -8,6 +8,7 @@ Every check happens before anything is written; then the configuration is resolv
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from dimattn.engines.config import RunConfig, resolve_device
@@ -58,14 +59,18 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
     return train_fast(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
 
 
-def train_pack(configs: list[RunConfig], run_dirs: list[str | Path], tensorboard_log: str | None = None,
+def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
+               tensorboard_log: str | Sequence[str | None] | None = None,
                progress: bool = False, verbose: int = 0, resume: bool = True) -> list[Path]:
     """Train runs of one game and agent that differ only in their seeds together, in this process
     (:func:`dimattn.engines.fast.train_pack`). Each run's folder ends up as :func:`train` leaves it.
 
+    ``tensorboard_log``: one root for every run, or a list of each run's own root (e.g. each run's
+    ``<run>/tb``, as a study gives), so each run logs where :func:`train` would have logged it.
+
     Every check happens before anything is written; a pack needs the fast engine.
     """
-    from dimattn.engines.fast import check_pack
+    from dimattn.engines.fast import check_pack, pack_tb_roots
     from dimattn.engines.fast import train_pack as train_fast_pack
 
     configs = [resolve_engine(dataclasses.replace(c, engine="fast" if c.engine == "auto" else c.engine))
@@ -74,6 +79,7 @@ def train_pack(configs: list[RunConfig], run_dirs: list[str | Path], tensorboard
         raise DimattnError("packed runs need the fast engine; give engine fast or auto (or train runs one by one)")
     args = [c.resolve() for c in configs]
     check_pack(args)
+    pack_tb_roots(tensorboard_log, len(configs))  # a list must give every run its root
     dirs = [Path(d) for d in run_dirs]
     for config, run_dir in zip(configs, dirs):
         run_dir.mkdir(parents=True, exist_ok=True)

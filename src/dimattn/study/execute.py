@@ -55,12 +55,15 @@ def log_tail(run: Run, n: int = ERROR_TAIL) -> list[str]:
     return path.read_text(errors="replace").splitlines()[-n:] if path.is_file() else []
 
 
-def record_failure(run: Run, summary: str) -> None:
-    """Write ``error.log``: a one-line summary, then the last lines of the run's output."""
+def record_failure(run: Run, summary: str, output_of: Run | None = None) -> None:
+    """Write ``error.log``: a one-line summary, then the last lines of the run's output (of ``output_of``'s
+    ``train.log`` where another run's log holds it: a pack writes its output into its first member's)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    source = output_of or run
+    where = TRAIN_LOG if source == run else str(source.dir / TRAIN_LOG)
     text = (
-        f"{summary} ({stamp}, {socket.gethostname()})\n--- last lines of {TRAIN_LOG} ---\n"
-        + "\n".join(log_tail(run))
+        f"{summary} ({stamp}, {socket.gethostname()})\n--- last lines of {where} ---\n"
+        + "\n".join(log_tail(source))
         + "\n"
     )
     atomic_write_text(run.dir / ERROR_LOG, text)

@@ -1,9 +1,11 @@
-"""PBS Pro and Slurm job-array scripts for a study: one array index per run.
+"""PBS Pro and Slurm job-array scripts for a study: one array index per run (or per pack, with ``--pack K``).
 
 Each array task runs ``dimattn study run-one <study> --index <offset + array index>``, which trains or
 resumes that run under its lock (:func:`dimattn.study.spec.run_one`), so resubmitting the same script after
-a failure redoes only what is unfinished. Large studies are split into several arrays of at most
-``array_size`` tasks each (Slurm's default ``MaxArraySize`` is 1001; some PBS sites allow far fewer).
+a failure redoes only what is unfinished. With ``pack`` > 1 each task trains one pack of up to K seeds of a
+game and agent (``run-one --pack K --index N``, :mod:`dimattn.study.packs`). Large studies are split into
+several arrays of at most ``array_size`` tasks each (Slurm's default ``MaxArraySize`` is 1001; some PBS
+sites allow far fewer).
 """
 
 from __future__ import annotations
@@ -123,8 +125,9 @@ def _directives(scheduler: str, study: Study, res: JobResources, count: int, log
     return lines
 
 
-def render(scheduler: str, study: Study, res: JobResources, offset: int, count: int, retries: int, path: Path) -> str:
-    """The text of the script running runs ``offset .. offset+count-1``."""
+def render(scheduler: str, study: Study, res: JobResources, offset: int, count: int, retries: int, path: Path,
+           pack: int = 1) -> str:
+    """The text of the script running runs (with ``pack`` > 1: packs) ``offset .. offset+count-1``."""
     logs = study.root / LOGS
     var = INDEX_VAR[scheduler]
     index = (
@@ -135,9 +138,13 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
     submit = (f"cd {shlex.quote(str(logs))} && qsub {shlex.quote(str(path))}" if scheduler == "pbs"
               else f"sbatch {shlex.quote(str(path))}")
     command = [res.python, "-m", "dimattn", "study", "run-one", str(study.root)]
+    units = f"runs {offset}-{offset + count - 1} of {len(study.runs)}"
+    if pack > 1:
+        units = (f"packs {offset}-{offset + count - 1} of {_unit_count(study, pack)} (--pack {pack}: up to {pack} "
+                 "seeds of one game and agent, trained together)")
     return "\n".join([
         "#!/bin/bash",
-        f"# dimattn study {study.spec.name!r}: runs {offset}-{offset + count - 1} of {len(study.runs)}, one "
+        f"# dimattn study {study.spec.name!r}: {units}, one "
         f"{'PBS Pro subjob' if scheduler == 'pbs' else 'Slurm array task'} each.",
         f"# Written by `dimattn study run --backend {scheduler}`. Submit: {submit}",
         "# Resubmitting after a failure is safe: finished runs are skipped, unfinished ones resume.",
@@ -148,23 +155,35 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
         "set -u",
         f"export OMP_NUM_THREADS={res.ncpus}",
         f"INDEX=$(( {offset} + {index} ))",
-        f'exec {shlex.join(command)} --index "$INDEX" --threads {res.ncpus} --retries {retries}',
+        f'exec {shlex.join(command)} --index "$INDEX" --threads {res.ncpus} --retries {retries}'
+        + (f" --pack {pack}" if pack > 1 else ""),
         "",
     ])
 
 
-def write_scripts(study: Study, scheduler: str, res: JobResources, retries: int = 1) -> list[Path]:
-    """Write ``<study>/jobs/<scheduler>.sh`` (or ``<scheduler>-<k>.sh`` when split); returns their paths."""
+def _unit_count(study: Study, pack: int) -> int:
+    """Array tasks the study needs: one per run, or one per pack of ``pack`` runs."""
+    if pack <= 1:
+        return len(study.runs)
+    from dimattn.study.packs import form_packs
+
+    return len(form_packs(study, pack))
+
+
+def write_scripts(study: Study, scheduler: str, res: JobResources, retries: int = 1, pack: int = 1) -> list[Path]:
+    """Write ``<study>/jobs/<scheduler>.sh`` (or ``<scheduler>-<k>.sh`` when split); returns their paths.
+    With ``pack`` > 1, one array task per pack (:mod:`dimattn.study.packs`) instead of one per run."""
     if scheduler not in SCHEDULERS:
         raise DimattnError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     res.checked()
     size = res.array_size or ARRAY_SIZE[scheduler]
-    chunks = [(lo, min(size, len(study.runs) - lo)) for lo in range(0, len(study.runs), size)]
+    total = _unit_count(study, pack)
+    chunks = [(lo, min(size, total - lo)) for lo in range(0, total, size)]
     (study.root / LOGS).mkdir(parents=True, exist_ok=True)
     paths = []
     for k, (offset, count) in enumerate(chunks):
         path = study.root / JOBS / (f"{scheduler}.sh" if len(chunks) == 1 else f"{scheduler}-{k}.sh")
-        atomic_write_text(path, render(scheduler, study, res, offset, count, retries, path))
+        atomic_write_text(path, render(scheduler, study, res, offset, count, retries, path, pack=pack))
         path.chmod(0o755)
         paths.append(path)
     return paths

@@ -21,6 +21,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -268,35 +269,47 @@ def _ray_task(root: str, index: int, threads: int, attempt: str) -> Outcome:
     return execute_run(Study.load(root, validate=False), index, threads, attempt=attempt)
 
 
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise DimattnError("the ray backend needs Ray: pip install 'dimattn[ray]' (or ray[default])") from None
+    return ray
+
+
+def connect_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
+    """Join the Ray cluster at ``address``, or start a local Ray with ``num_cpus`` CPUs (None: all);
+    a Ray already initialised in this process is used as is. True if this call started it."""
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise DimattnError(
+            f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0].rstrip('.')}; start the "
+            "cluster with `ray start --head`, or leave out --ray-address for a local Ray"
+        ) from None
+    return True
+
+
 def run_ray(study: Study, address: str | None = None, workers: int | None = None, threads: int | None = None,
-            retries: int = 1, console: Console | None = None) -> RunSummary:
-    """Run every unfinished run of ``study`` as a Ray task needing ``threads`` CPUs.
+            retries: int = 1, console: Console | None = None, gpus: float = 0) -> RunSummary:
+    """Run every unfinished run of ``study`` as a Ray task needing ``threads`` CPUs (and ``gpus`` GPUs).
 
     Connects to the Ray cluster at ``address`` (``auto``: the one this node belongs to), or starts a
     local Ray with ``workers × threads`` CPUs (default: all). A Ray already initialised in this process
     is used as is. ``workers`` also caps the tasks in flight.
     """
-    try:
-        import ray
-    except ImportError:
-        raise DimattnError("the ray backend needs Ray: pip install 'dimattn[ray]' (or ray[default])") from None
+    ray = import_ray()
     threads = threads or default_threads()
     queue = _Queue(study, retries)
     if not queue.todo:
         return queue.report
-    started = not ray.is_initialized()
-    if started:
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers * threads if workers else None, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise DimattnError(
-                f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0].rstrip('.')}; start the "
-                "cluster with `ray start --head`, or leave out --ray-address for a local Ray"
-            ) from None
-    remote = ray.remote(_ray_task).options(num_cpus=threads, max_retries=0)  # retries are ours, counted per run
+    started = connect_ray(ray, address, workers * threads if workers else None)
+    remote = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=gpus, max_retries=0)  # retries: ours, per run
     refs: dict[object, tuple[Run, str]] = {}
     try:
         with Board(study, console, running_label="in flight") as board:
