@@ -82,8 +82,12 @@ def foreground(frames: np.ndarray) -> np.ndarray:
     n = len(frames) // PAIR * PAIR
     # the median of a subsample is enough for the background and costs a fraction
     background = np.median(frames[:: max(1, n // 400)], axis=0).astype(frames.dtype)  # (H, W)
-    fg = frames[:n] != background  # (n, H, W)
-    return fg.reshape(n // PAIR, PAIR, *frames.shape[1:]).any(axis=1)  # (n/PAIR, H, W)
+    fg = np.empty((n // PAIR, *frames.shape[1:]), bool)  # (n/PAIR, H, W)
+    chunk = 512 * PAIR  # bounded temporary memory
+    for start in range(0, n, chunk):
+        part = frames[start:min(start + chunk, n)] != background  # (c, H, W)
+        fg[start // PAIR:(start + len(part)) // PAIR] = part.reshape(-1, PAIR, *frames.shape[1:]).any(axis=1)
+    return fg
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from dimattn.axes.figures import axes_figure, save_png
 from dimattn.axes.measure import AxisMeasure, measure
 from dimattn.axes.play import Play, load_policy, play
@@ -68,7 +70,7 @@ def measure_game(game: str, steps: int, seed: int = 0, policy=None) -> GameAxis:
     start = time.perf_counter()
     played = play(game, steps, seed=seed, policy=policy)
     m = measure(played.frames, seed=seed)
-    played.frames = played.frames[:0]  # (0, 210, 160): free the frames, keep the rest
+    played.frames = np.empty((0, *played.frames.shape[1:]), np.uint8)  # (0, 210, 160): free the frames
     return GameAxis(played.game, m, played, time.perf_counter() - start)
 
 
