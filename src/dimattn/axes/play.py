@@ -27,11 +27,11 @@ FRAME_SKIP = 4
 
 @dataclass
 class Play:
-    """What playing produced: frames (T, 210, 160) uint8 palette indices and one RGB screen to draw on."""
+    """What playing produced: frames (T, H, W) uint8 palette indices and one RGB screen (H, W, 3) to draw on."""
 
     game: str
     frames: np.ndarray
-    screen: np.ndarray   # (210, 160, 3) uint8, the middle of the run
+    screen: np.ndarray   # (H, W, 3) uint8 (210×160 for most games), the middle of the run
     steps: int
     episodes: int        # games started (1 + resets after game over)
     policy: str          # "random" or the checkpoint's agent
@@ -52,7 +52,7 @@ def load_policy(checkpoint: str, game: str, agent: str | None = None) -> torch.n
 
 
 def _observation(last_two: list[np.ndarray]) -> np.ndarray:
-    """The step's last two grey frames (210, 160) -> the study's 84×84 frame (max-pooled, area resize)."""
+    """The step's last two grey frames (H, W) -> the study's 84×84 frame (max-pooled, area resize)."""
     return cv2.resize(np.maximum(*last_two), (84, 84), interpolation=cv2.INTER_AREA)
 
 
@@ -67,10 +67,11 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
     env = gym.make(v4_id(game), repeat_action_probability=0.0, full_action_space=False)
     ale, actions = env.unwrapped.ale, env.unwrapped._action_set
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    frames = np.empty((steps * FRAME_SKIP, 210, 160), np.uint8)
     screen, episodes, stack = None, 1, None
     try:
         env.reset(seed=seed)
+        height, width = ale.getScreen().shape  # 210×160 for most games, not all (Pooyan: 220×160)
+        frames = np.empty((steps * FRAME_SKIP, height, width), np.uint8)
         for step in range(steps):
             if policy is None:
                 a = int(rng.integers(len(actions)))
