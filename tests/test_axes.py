@@ -169,3 +169,23 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(breakout_checkpoint, tm
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
     assert not Path(out).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_report_has_the_alignment_with_measured_axes_beside_the_seeds(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis_fixtures import write_study
+
+    from dimattn.report import build_report
+
+    study = write_study(tmp_path / "study", games=("Pong", "Breakout", "Boxing"), seeds=(0, 1))
+    out = tmp_path / "report"
+    build_report(study, out, reps=5, seed=0, progress=False)
+    seeds = list(csv.DictReader((out / "tables" / "alignment.csv").open()))
+    measured = list(csv.DictReader((out / "tables" / "alignment_measured.csv").open()))
+    labels = measured_labels()
+    assert {r["group"] for r in measured} == {labels[g] for g in ("Pong", "Breakout", "Boxing")}
+    for rows in (seeds, measured):  # every game counted once per table
+        assert sum(int(n) for n in {r["group"]: r["n_games"] for r in rows}.values()) == 3
+    assert "axes measured by dimattn axes" in (out / "index.html").read_text()
