@@ -3,7 +3,7 @@
 For each agent, on one PPO minibatch (256 observations, one torch thread, forward + backward):
 
 - the block alone: the textbook formulation (three 1×1 convs, permutes, ``scaled_dot_product_attention``)
-  vs :class:`dimattn.attention.DimensionalAttention` (one fused projection, channels last,
+  vs :class:`dimattn.agents.attention.DimensionalAttention` (one fused projection, channels last,
   matmul + softmax), checked to give the same output;
 - the whole network (``ActorCritic``) and its ratio to NA, beside the ratio of their arithmetic
   (multiply-adds counted by ``torch.utils.flop_counter``): an agent whose network does 1.23× NA's
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from dimattn.attention import AGENTS, DimensionalAttention
-from dimattn.networks import ActorCritic
+from dimattn.agents.attention import AGENTS, DimensionalAttention
+from dimattn.agents.networks import ActorCritic
 
 
 def sdpa_block(block: DimensionalAttention, h1: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,8 @@ def run_dir(out: Path, label: str, seed: int) -> Path:
 
 
 def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
-    from dimattn.config import build_config
-    from dimattn.train import train
+    from dimattn.engines.config import build_config
+    from dimattn.engines.train import train
 
     config = build_config(args.game, agent=args.agent, seed=seed, n_timesteps=args.steps, engine=engine,
                           eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, save_freq=args.save_freq)
@@ -42,15 +42,17 @@ def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
         # the fast engine with non-default CPU levers (e.g. bf16), to check they keep the learning
         import dataclasses
 
-        from dimattn.ppo import DEFAULT_SPEED, train_fast
-        from dimattn.rundir import write_config
+        from dimattn.engines.fast import DEFAULT_SPEED, train_fast
+        from dimattn.engines.rundir import write_config
 
         label = "fast+" + "+".join(args.fast_levers)
         speed = dataclasses.replace(DEFAULT_SPEED, **{name: True for name in args.fast_levers})
         out = run_dir(args.out, label, seed)
         out.mkdir(parents=True, exist_ok=True)
         write_config(out, config)
-        train_fast(config, out, tensorboard_log=str(args.out / "tb"), progress=args.progress, verbose=1, speed=speed)
+        train_fast(
+            config.resolve(), out, tensorboard_log=str(args.out / "tb"), progress=args.progress, verbose=1, speed=speed
+        )
         return
     train(config, run_dir(args.out, label, seed), tensorboard_log=str(args.out / "tb"), progress=args.progress,
           verbose=1)
@@ -107,13 +109,13 @@ def report(out: Path, window: float, upto: int | None = None) -> str:
     common = upto or min(int(steps.max()) for curves in runs.values() for steps, _ in curves.values())
     fig, (ax, ax_train) = plt.subplots(1, 2, figsize=(13, 4.2))
     rows = [f"Compared over the first {common:,} steps" + (" (reached by every run)." if upto is None else "."), "",
-            "| run | seeds | mean of all evaluations (per seed) | mean of the last {0:.0%} (per seed) "
-            "| training score, last {0:.0%} (per seed) |".format(window),
+            f"| run | seeds | mean of all evaluations (per seed) | mean of the last {window:.0%} (per seed) "
+            f"| training score, last {window:.0%} (per seed) |",
             "|---|---|---|---|---|"]
     for i, (label, curves) in enumerate(runs.items()):
         color = COLORS.get(label, LEVER_COLORS[i % len(LEVER_COLORS)])
         whole, late = [], []
-        for seed, (steps, scores) in curves.items():
+        for steps, scores in curves.values():
             ax.plot(steps, scores, color=color, alpha=0.35, lw=1)
             keep = steps <= common  # (E,)
             whole.append(float(scores[keep].mean()))

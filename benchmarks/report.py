@@ -14,9 +14,9 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import matplotlib
 
@@ -24,8 +24,12 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from dimattn import analysis, figures, results  # noqa: E402
-from dimattn.report import build_report  # noqa: E402
+from dimattn.analysis import (  # noqa: E402
+    figures,
+    results,
+    stats,  # noqa: E402
+)
+from dimattn.analysis.report import build_report  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 PUBLISHED = SHARED / "data" / "seed-results" / "post_processed_results_56.pkl"
@@ -52,28 +56,28 @@ def stages(reps: int) -> list:
     with timed(rows, "load published pickle (restricted)"):
         df = results.align_steps(results.load_published(PUBLISHED))
     with timed(rows, "per-game table"):
-        analysis.per_game(df)
+        stats.per_game(df)
     with timed(rows, "human-normalised matrices + curves"):
-        mats, _ = analysis.score_matrices(analysis.human_normalized(analysis.seed_scores(df)))
-        curves, _, steps = analysis.run_curves(analysis.human_normalized(df))
+        mats, _ = stats.score_matrices(stats.human_normalized(stats.seed_scores(df)))
+        curves, _, steps = stats.run_curves(stats.human_normalized(df))
     with timed(rows, f"aggregates (4 metrics x 5 agents, {reps} reps)"):
-        agg = analysis.aggregate_metrics(mats, reps)
+        agg = stats.aggregate_metrics(mats, reps)
     with timed(rows, f"probability of improvement (4 pairs, {reps} reps)"):
-        poi = analysis.probability_of_improvement(mats, reps=reps)
-    taus = analysis.profile_taus(mats)
+        poi = stats.probability_of_improvement(mats, reps=reps)
+    taus = stats.profile_taus(mats)
     with timed(rows, f"performance profiles ({len(taus)} taus, {reps} reps)"):
-        profiles, cis = analysis.performance_profiles(mats, taus, reps)
+        profiles, cis = stats.performance_profiles(mats, taus, reps)
     with timed(rows, f"sample efficiency ({len(steps)} steps, {reps} reps)"):
-        eff = analysis.sample_efficiency(curves, steps, reps)
+        eff = stats.sample_efficiency(curves, steps, reps)
     with tempfile.TemporaryDirectory() as tmp, timed(rows, "figures (6, PNG + SVG)"):
         out = Path(tmp)
         figures.save_figure(figures.aggregates_figure(agg), out / "a")
         figures.save_figure(figures.improvement_figure(poi), out / "b")
         figures.save_figure(figures.profiles_figure(profiles, cis, taus), out / "c")
         figures.save_figure(figures.sample_efficiency_figure(eff), out / "d")
-        figures.save_figure(figures.alignment_figure(analysis.alignment(analysis.winners(analysis.per_game(df)))),
+        figures.save_figure(figures.alignment_figure(stats.alignment(stats.winners(stats.per_game(df)))),
                             out / "e")
-        figures.save_figure(figures.learning_curves_figure(analysis.learning_curves(df)), out / "f", crop=False)
+        figures.save_figure(figures.learning_curves_figure(stats.learning_curves(df)), out / "f", crop=False)
     return rows
 
 
@@ -82,13 +86,13 @@ def poi_comparison(reps: int) -> None:
     from rliable import metrics
 
     df = results.load_published(PUBLISHED)
-    mats, _ = analysis.score_matrices(analysis.human_normalized(analysis.seed_scores(df)))
+    mats, _ = stats.score_matrices(stats.human_normalized(stats.seed_scores(df)))
     pair = {"CWCA,NA": (mats["CWCA"], mats["NA"])}
     timings = {}
     for name, func in (("rliable metrics.probability_of_improvement", metrics.probability_of_improvement),
-                       ("dimattn analysis.improvement_probability", analysis.improvement_probability)):
+                       ("dimattn stats.improvement_probability", stats.improvement_probability)):
         t = time.perf_counter()
-        points, cis = analysis._bootstrap(pair, func, reps, 0, None)
+        points, cis = stats._bootstrap(pair, func, reps, 0, None)
         timings[name] = (time.perf_counter() - t, float(np.ravel(points["CWCA,NA"])[0]), np.ravel(cis["CWCA,NA"]))
     print(f"\nprobability of improvement, 1 pair x 56 games, {reps} reps (same bootstrap draws)")
     base = timings["rliable metrics.probability_of_improvement"][0]

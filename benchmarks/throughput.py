@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Fast-engine variants measured by ``--levers``: name -> overrides of dimattn.ppo.Speed.
+#: Fast-engine variants measured by ``--levers``: name -> overrides of dimattn.engines.fast.Speed.
 LEVERS: dict[str, dict] = {
     "default: 2 EnvPool groups (overlap), torch's threads, fp32": {},
     "no overlap (1 EnvPool group)": {"groups": 1},
@@ -47,7 +47,7 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
     import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from dimattn.config import build_config
+    from dimattn.engines.config import build_config
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -56,13 +56,15 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
     try:
         t0 = time.perf_counter()
         if engine == "fast":
-            from dimattn.ppo import DEFAULT_SPEED, train_fast
+            from dimattn.engines.fast import DEFAULT_SPEED, train_fast
 
-            train_fast(config, root / "run", str(root / "tb"), speed=dataclasses.replace(DEFAULT_SPEED, **speed))
+            train_fast(
+                config.resolve(), root / "run", str(root / "tb"), speed=dataclasses.replace(DEFAULT_SPEED, **speed)
+            )
         else:
-            from dimattn.sb3_engine import train_sb3
+            from dimattn.engines.sb3 import train_sb3
 
-            train_sb3(config, root / "run", str(root / "tb"))
+            train_sb3(config.resolve(), root / "run", str(root / "tb"))
         wall = steps / (time.perf_counter() - t0)
         (events,) = (root / "tb" / config.env_id).iterdir()
         acc = EventAccumulator(str(events))
@@ -78,7 +80,7 @@ def measure_ceiling(game: str, steps: int, n_envs: int = 16) -> float:
     """steps/s of EnvPool alone (all cores, random actions, no learner)."""
     import numpy as np
 
-    from dimattn.envpool_envs import make_pool
+    from dimattn.envs.pool import make_pool
 
     pool = make_pool(game, n_envs, seed=0, training=True)
     n_actions = int(pool.action_space.n)
@@ -102,7 +104,7 @@ def multiply_adds_per_step(agent: str, n_epochs: int = 3, batch: int = 64) -> fl
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dimattn.networks import ActorCritic
+    from dimattn.agents.networks import ActorCritic
 
     net, obs = ActorCritic(4, agent), torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8)
 

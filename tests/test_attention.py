@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dimattn.attention import AGENTS, DimensionalAttention, attention_weights, build_attention
+from dimattn.agents.attention import AGENTS, DimensionalAttention, attention_weights, build_attention
 from dimattn.errors import DimattnError
 
 ATTENTION = [a for a in AGENTS if a != "NA"]

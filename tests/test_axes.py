@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dimattn import analysis, cli
-from dimattn.axes.labels import measured_labels
+from dimattn import cli
+from dimattn.analysis import stats
 from dimattn.axes.measure import LABELS, label_of, measure
 from dimattn.axes.recommend import published_wins_csv, shipped_wins
-from dimattn.games import AXIS_OF_GAME, SEED56
+from dimattn.games import AXIS_OF_GAME, SEED56, measured_axes
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "data" / "seed-results" / "post_processed_results_56.pkl"
@@ -88,17 +88,17 @@ def test_one_real_game_end_to_end(tmp_path):
 
 
 def test_shipped_measured_labels_cover_the_56_games():
-    labels = measured_labels()
+    labels = measured_axes()
     assert sorted(labels) == sorted(SEED56) and set(labels.values()) <= set(LABELS)
-    align = analysis.alignment({"Pong": ("CWCA",), "Breakout": ("NA",)}, ("NA", "CWCA"), groups=labels)
+    align = stats.alignment({"Pong": ("CWCA",), "Breakout": ("NA",)}, ("NA", "CWCA"), groups=labels)
     assert set(align["group"]) == {labels["Pong"], labels["Breakout"]}
 
 
 def test_alignment_takes_another_grouping():
     won = {"Pong": ("CWCA",), "Breakout": ("NA", "CWCA"), "Pooyan": ("NA",)}
-    align = analysis.alignment(won, ("NA", "CWCA"), groups={"Pong": "x", "Breakout": "x"}).set_index(["group", "agent"])
+    align = stats.alignment(won, ("NA", "CWCA"), groups={"Pong": "x", "Breakout": "x"}).set_index(["group", "agent"])
     assert align.loc[("x", "CWCA"), "wins"] == 2 and align.loc[("x", "NA"), "n_games"] == 2
-    assert align.loc[(analysis.UNCLASSIFIED, "NA"), "wins"] == 1
+    assert align.loc[(stats.UNCLASSIFIED, "NA"), "wins"] == 1
 
 
 @pytest.mark.skipif(not PUBLISHED.exists(), reason="the published results are not in this workplace")
@@ -131,9 +131,9 @@ def breakout_checkpoint(tmp_path_factory) -> Path:
     """An SB3 checkpoint of our network (at initialisation) that records it was made for Breakout."""
     from stable_baselines3 import PPO
 
-    from dimattn.checkpoints import save_sb3
-    from dimattn.envs import make_env
-    from dimattn.networks import SelfAttnCNN
+    from dimattn.agents.checkpoints import save_sb3
+    from dimattn.agents.networks import SelfAttnCNN
+    from dimattn.envs.ale import make_env
 
     env = make_env("Breakout", 1, seed=0, training=False)
     model = PPO("CnnPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu",
@@ -176,15 +176,14 @@ def test_report_has_the_alignment_with_measured_axes_beside_the_seeds(tmp_path):
 
     matplotlib.use("Agg")
     from analysis_fixtures import write_study
-
-    from dimattn.report import build_report
+    from dimattn.analysis.report import build_report
 
     study = write_study(tmp_path / "study", games=("Pong", "Breakout", "Boxing"), seeds=(0, 1))
     out = tmp_path / "report"
     build_report(study, out, reps=5, seed=0, progress=False)
     seeds = list(csv.DictReader((out / "tables" / "alignment.csv").open()))
     measured = list(csv.DictReader((out / "tables" / "alignment_measured.csv").open()))
-    labels = measured_labels()
+    labels = measured_axes()
     assert {r["group"] for r in measured} == {labels[g] for g in ("Pong", "Breakout", "Boxing")}
     for rows in (seeds, measured):  # every game counted once per table
         assert sum(int(n) for n in {r["group"]: r["n_games"] for r in rows}.values()) == 3

@@ -2,10 +2,10 @@
 
 import pytest
 
+from dimattn.cli import _config_from_args as config_from_args
 from dimattn.cli import build_parser
-from dimattn.config import build_config, default_hyperparams, parse_hyperparams, parse_value
+from dimattn.engines.config import build_config, default_hyperparams, parse_hyperparams, parse_value
 from dimattn.errors import DimattnError
-from dimattn.train import config_from_args
 
 PUBLISHED = (
     "train --algo ppo --env PongNoFrameskip-v4 --tensorboard-log logs --eval-freq 200000 --eval-episodes 5 "
@@ -81,7 +81,10 @@ def test_malformed_items(items, match):
 
 
 def test_policy_kwargs_override_is_merged():
-    config = build_config("Breakout", hyperparams=["policy_kwargs:dict(features_extractor_kwargs=dict(self_attn='CWCA', ada_attn='alpha'))"])
+    config = build_config(
+        "Breakout",
+        hyperparams=["policy_kwargs:dict(features_extractor_kwargs=dict(self_attn='CWCA', ada_attn='alpha'))"],
+    )
     kw = config.hyperparams["policy_kwargs"]
     assert kw["features_extractor_class"] == "SelfAttnCNNPPO" and kw["net_arch"] == []
     assert kw["features_extractor_kwargs"] == {"self_attn": "CWCA", "ada_attn": "alpha"}

@@ -4,7 +4,7 @@ Both sides play the same action sequence from a reset with exactly one no-op fra
 disabled). The SB3 side is SB3's own wrappers in ``AtariWrapper``'s order; the one reset difference
 (FIRE: 1 frame in EnvPool, FIRE + action 2 for 4 frames each in SB3) is taken out by switching
 FIRE-at-reset off on both sides for Breakout and by also testing a game without FIRE in the fast
-engine's exact configuration. Documented in docs/benchmarks.md and dimattn.envpool_envs.
+engine's exact configuration. Documented in docs/benchmarks.md and dimattn.envs.pool.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from stable_baselines3.common.atari_wrappers import (
     WarpFrame,
 )
 
-from dimattn.envpool_envs import make_pool
-from dimattn.envs import _register
+from dimattn.envs.ale import _register
+from dimattn.envs.pool import make_pool
 from dimattn.games import v4_id
 
 N_STEPS = 400

@@ -3,8 +3,17 @@
 import pytest
 
 from dimattn.errors import DimattnError
-from dimattn.games import (AXIS_GROUPS, AXIS_OF_GAME, SEED56, atari57, canonical_game, reference_scores,
-                           resolve_games, rom_id, v4_id)
+from dimattn.games import (
+    AXIS_GROUPS,
+    AXIS_OF_GAME,
+    SEED56,
+    atari57,
+    canonical_game,
+    reference_scores,
+    resolve_games,
+    rom_id,
+    v4_id,
+)
 
 
 def test_seed56_and_groups():

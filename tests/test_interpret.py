@@ -14,11 +14,19 @@ import torch
 import torch.nn.functional as F
 
 from dimattn import cli
-from dimattn.attention import AGENTS, build_attention
+from dimattn.agents.attention import AGENTS, build_attention
+from dimattn.agents.networks import ActorCritic
 from dimattn.errors import DimattnError
-from dimattn.interpret import (complementarity, explain, feature_maps, grad_cam, load_observations, mosaic,
-                               orientation, row_column_variation)
-from dimattn.networks import ActorCritic
+from dimattn.interpret.explain import load_observations
+from dimattn.interpret.measures import (
+    complementarity,
+    explain,
+    feature_maps,
+    grad_cam,
+    orientation,
+    row_column_variation,
+)
+from dimattn.interpret.panels import mosaic
 
 PONG_OBS = Path(__file__).parents[1] / ".." / "shared" / "data" / "pong-observations"
 PONG_FILES = [PONG_OBS / f"pong_{i}.npy" for i in range(1, 11)]
@@ -49,8 +57,8 @@ def make_checkpoint(path: Path, env, game: str, agent: str, train_steps: int = 0
     """An SB3 PPO checkpoint of our network on a real ALE env, optionally trained a little."""
     from stable_baselines3 import PPO
 
-    from dimattn.checkpoints import save_sb3
-    from dimattn.networks import SelfAttnCNN
+    from dimattn.agents.checkpoints import save_sb3
+    from dimattn.agents.networks import SelfAttnCNN
 
     model = PPO("CnnPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu",
                 policy_kwargs=dict(features_extractor_class=SelfAttnCNN,
@@ -87,7 +95,7 @@ def as_published(ours: Path, dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Pong checkpoints of the five agents; CWCA trained for 128 steps, the others at initialisation."""
-    from dimattn.envs import make_env
+    from dimattn.envs.ale import make_env
 
     d = tmp_path_factory.mktemp("ckpt")
     env = make_env("Pong", 1, seed=0, training=False)

@@ -13,8 +13,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from dimattn import ActorCritic, DimattnError, SelfAttnCNN, SelfAttnCNNPPO, load_agent
-from dimattn.attention import AGENTS
-from dimattn.networks import observation_space
+from dimattn.agents.attention import AGENTS
+from dimattn.agents.networks import observation_space
 
 
 @pytest.mark.parametrize("agent", AGENTS)
@@ -167,4 +167,4 @@ def test_hostile_policy_file_is_refused(tmp_path):
 def test_act_samples_valid_actions():
     net = ActorCritic(5, "SWA")
     actions = net.act(np.zeros((7, 4, 84, 84), dtype=np.uint8))
-    assert actions.shape == (7,) and ((0 <= actions) & (actions < 5)).all()
+    assert actions.shape == (7,) and ((actions >= 0) & (actions < 5)).all()

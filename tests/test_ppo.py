@@ -1,4 +1,4 @@
-"""The fast engine (dimattn.ppo): a tiny real run on EnvPool Breakout, resume, GAE, bad input."""
+"""The fast engine (dimattn.engines.fast): a tiny real run on EnvPool Breakout, resume, GAE, bad input."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from dimattn.checkpoints import load_agent
-from dimattn.config import build_config
+from dimattn.agents.checkpoints import load_agent
+from dimattn.agents.networks import ActorCritic
+from dimattn.engines.config import build_config
+from dimattn.engines.fast import STATE_ENTRY, gae, restore, train_fast
+from dimattn.engines.rundir import EvalHistory
 from dimattn.errors import DimattnError
-from dimattn.networks import ActorCritic
-from dimattn.ppo import STATE_ENTRY, gae, restore, train_fast
-from dimattn.rundir import EvalHistory
 
 # 4 envs x 32 steps = rollouts of 128; 2 minibatches of 64; 3 epochs -> 6 optimiser steps per rollout.
 TINY = {"n_envs": 4, "n_steps": 32, "batch_size": 64}
@@ -34,7 +34,7 @@ def tiny_config(n_timesteps: int = STEPS, agent: str = "CWCA", **hp):
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast")
     run_dir, tb = root / "run", root / "tb"
-    final = train_fast(tiny_config(), run_dir, tensorboard_log=str(tb))
+    final = train_fast(tiny_config().resolve(), run_dir, tensorboard_log=str(tb))
     return run_dir, tb, final
 
 
@@ -109,7 +109,7 @@ def test_resume_continues_from_the_latest_checkpoint(tiny_run, tmp_path, capsys)
     shutil.copytree(tiny_run[0], run_dir)
     for name in ("rl_model_512_steps.zip", "BreakoutNoFrameskip-v4.zip"):  # as if killed after 256 steps
         (run_dir / name).unlink()
-    final = train_fast(tiny_config(n_timesteps=768), run_dir)
+    final = train_fast(tiny_config(n_timesteps=768).resolve(), run_dir)
     assert "resuming" in capsys.readouterr().out
     history = EvalHistory.load(run_dir)
     assert history.timesteps == [256, 512, 768]  # the old 512 evaluation was replaced, not kept
@@ -164,14 +164,14 @@ def test_gae_matches_the_direct_sum():
 def test_missing_envpool_names_the_sb3_engine(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "envpool", None)  # import envpool -> ImportError
     with pytest.raises(DimattnError, match="--engine sb3"):
-        train_fast(tiny_config(), tmp_path)
+        train_fast(tiny_config().resolve(), tmp_path)
 
 
 @pytest.mark.parametrize("hp", [{"target_kl": 0.01}, {"clip_range_vf": 0.2}, {"normalize_advantage": False},
                                 {"policy_kwargs": {"ortho_init": False}}])
 def test_sb3_only_options_are_refused(tmp_path, hp):
     with pytest.raises(DimattnError, match="--engine sb3"):
-        train_fast(tiny_config(**hp), tmp_path)
+        train_fast(tiny_config(**hp).resolve(), tmp_path)
     assert not any(Path(tmp_path).iterdir())  # refused before anything was written
 
 
@@ -184,8 +184,8 @@ def _sb3_ppo(n_envs: int, n_steps: int, batch_size: int, n_epochs: int, agent: s
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from dimattn.config import resolve_policy_kwargs
-    from dimattn.networks import observation_space as obs_space
+    from dimattn.agents.networks import observation_space as obs_space
+    from dimattn.engines.config import resolve_policy_kwargs
 
     class Spaces(gym.Env):
         observation_space = obs_space()
@@ -199,17 +199,24 @@ def _sb3_ppo(n_envs: int, n_steps: int, batch_size: int, n_epochs: int, agent: s
                device="cpu", seed=0)
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                    reason="torch sees no CUDA GPU (run on a GPU machine)"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("agent", ["NA", "CWCA"])
-def test_update_is_sb3_ppo_train(agent):
+def test_update_is_sb3_ppo_train(agent, device):
     """Same weights, same rollout, same minibatch draws: our GAE and PPO update give SB3's advantages,
-    statistics and parameters (3 epochs x 2 minibatches, so Adam's state and the clip are exercised)."""
-    from dimattn.ppo import DEFAULT_SPEED, Rollout, update
+    statistics and parameters (3 epochs x 2 minibatches, so Adam's state and the clip are exercised).
+    On CUDA our update runs on the GPU with the engine's fused Adam (SB3 on the CPU is the reference);
+    TF32 is switched off there, since it rounds matmuls to 10 bits by design."""
+    from dimattn.engines.fast import DEFAULT_SPEED, Rollout, update
 
     T, N, B, E = 16, 4, 32, 3
+    tol = {"rtol": 1e-4, "atol": 1e-6} if device == "cpu" else {"rtol": 2e-3, "atol": 2e-5}
     sb3 = _sb3_ppo(N, T, B, E, agent)
     ours = ActorCritic(4, agent)
     ours.load_state_dict({k: v for k, v in sb3.policy.state_dict().items() if not k.startswith(("pi_", "vf_"))})
-    opt = torch.optim.Adam(ours.parameters(), lr=LR, eps=1e-5)
 
     g = torch.Generator().manual_seed(1)
     buf = Rollout.empty(T, N)
@@ -237,23 +244,52 @@ def test_update_is_sb3_ppo_train(agent):
     sb3._current_progress_remaining = 1.0
     sb3.train()
     np.random.seed(7)
-    hp = {"n_epochs": E, "batch_size": B, "ent_coef": 0.01, "vf_coef": 1.0, "max_grad_norm": 0.5}
-    stats = update(ours, opt, buf, advantages, hp, CLIP, DEFAULT_SPEED)
+    args = build_config("Breakout", agent=agent, hyperparams={"n_epochs": E, "batch_size": B, "ent_coef": 0.01,
+                                                              "vf_coef": 1.0, "max_grad_norm": 0.5}).resolve()
+    ours.to(device)
+    opt = torch.optim.Adam(ours.parameters(), lr=LR, eps=1e-5, fused=device == "cuda")  # as the engine makes it
+    on = Rollout(*(x.to(device) for x in dataclasses.astuple(buf)))
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        stats = update(ours, opt, on, advantages.to(device), args, CLIP, DEFAULT_SPEED)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
     logged = sb3.logger.name_to_value
     for ours_key, sb3_key in (("pg", "policy_gradient_loss"), ("value", "value_loss"), ("entropy", "entropy_loss"),
                               ("kl", "approx_kl"), ("clipfrac", "clip_fraction"), ("loss", "loss"),
                               ("explained_variance", "explained_variance")):
-        assert stats[ours_key] == pytest.approx(logged[f"train/{sb3_key}"], rel=1e-4, abs=1e-7), ours_key
+        assert stats[ours_key] == pytest.approx(logged[f"train/{sb3_key}"], rel=tol["rtol"], abs=1e-7), ours_key
     assert logged["train/clip_fraction"] > 0  # the clip was active, so it is tested too
     theirs = sb3.policy.state_dict()
     for name, value in ours.state_dict().items():
-        torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(value.cpu(), theirs[name], **tol, msg=name)
+
+
+def test_gumbel_sampler_draws_from_the_policy():
+    """The collect loop's sampler against the distribution it must draw from: 200,000 draws from each of
+    three fixed policies; every action's frequency within 5 standard errors of its probability (a false
+    alarm has probability < 1e-5 per action), and the returned log-probabilities are exactly log_softmax."""
+    from dimattn.engines.fast import sample
+
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, -3.0], [8.0, 0.0, 0.0, 7.5]])
+    n = 200_000
+    actions, logp = sample(logits.expand(n, 3, 4).contiguous())  # (n, 3)
+    probs = torch.softmax(logits, -1)  # (3, 4)
+    freq = torch.nn.functional.one_hot(actions, 4).float().mean(0)  # (3, 4)
+    se = (probs * (1 - probs) / n).sqrt()
+    assert ((freq - probs).abs() <= 5 * se + 1e-6).all(), (freq, probs)
+    want = torch.log_softmax(logits, -1).expand(n, 3, 4).gather(-1, actions[..., None])[..., 0]  # (n, 3)
+    torch.testing.assert_close(logp, want)
+    # a wrong sampler (argmax, or uniform) fails the same check
+    assert not ((torch.nn.functional.one_hot(logits.argmax(-1), 4).float() - probs).abs() <= 5 * se + 1e-6).all()
 
 
 def test_auto_engine_is_fast_where_it_can_run_and_records_it(tmp_path):
-    from dimattn.rundir import read_config
-    from dimattn.train import train
+    from dimattn.engines.rundir import read_config
+    from dimattn.engines.train import train
 
     config = build_config("Breakout", agent="NA", seed=0, n_timesteps=256, eval_freq=0, save_freq=0,
                           hyperparams={**TINY, "batch_size": 64})
@@ -265,7 +301,7 @@ def test_auto_engine_is_fast_where_it_can_run_and_records_it(tmp_path):
 
 @pytest.mark.parametrize("cause", ["no envpool", "target_kl"])
 def test_auto_engine_falls_back_to_sb3_and_says_why(monkeypatch, capsys, cause):
-    from dimattn.train import resolve_engine
+    from dimattn.engines.train import resolve_engine
 
     if cause == "no envpool":
         monkeypatch.setitem(sys.modules, "envpool", None)
@@ -281,7 +317,7 @@ def test_auto_engine_falls_back_to_sb3_and_says_why(monkeypatch, capsys, cause):
 
 
 def test_devices_are_resolved_or_refused():
-    from dimattn.config import resolve_device
+    from dimattn.engines.config import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")

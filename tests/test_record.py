@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from dimattn import cli
-from dimattn.record import captioned, saliency_overlay
+from dimattn.interpret.record import captioned, saliency_overlay
 
 
 def make_checkpoint(path: Path, game: str, agent: str, record_game: bool = True) -> Path:
     """An SB3 PPO checkpoint of our network (at initialisation) built on a real ALE env."""
     from stable_baselines3 import PPO
 
-    from dimattn.checkpoints import save_sb3
-    from dimattn.networks import SelfAttnCNN
-    from dimattn.envs import make_env
+    from dimattn.agents.checkpoints import save_sb3
+    from dimattn.agents.networks import SelfAttnCNN
+    from dimattn.envs.ale import make_env
 
     env = make_env(game, 1, seed=0, training=False)
     model = PPO("CnnPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu",

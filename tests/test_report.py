@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from analysis_fixtures import PUBLISHED, write_study
 
-from dimattn import cli, results
+from analysis_fixtures import PUBLISHED, write_study
+from dimattn import cli
+from dimattn.analysis import results
 
 FIGURES = ("aggregates", "performance_profiles", "probability_of_improvement", "sample_efficiency", "alignment",
            "learning_curves")
@@ -41,7 +42,7 @@ def published_report(tmp_path_factory):
     import matplotlib
 
     matplotlib.use("Agg")
-    from dimattn.report import build_report
+    from dimattn.analysis.report import build_report
 
     out = tmp_path_factory.mktemp("report")
     build_report(PUBLISHED, out, reps=20, seed=0, progress=False)

@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 import yaml
-from analysis_fixtures import PUBLISHED, write_run, write_study
 
-from dimattn import results
-from dimattn.attention import AGENTS
+from analysis_fixtures import PUBLISHED, write_run, write_study
+from dimattn.agents.attention import AGENTS
+from dimattn.analysis import results
 from dimattn.errors import DimattnError
 from dimattn.games import SEED56
 

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from dimattn.cli import main
-from dimattn.launch import run_local, run_ray
-from dimattn.rundir import read_config
-from dimattn.study import ERROR_LOG, LOCK, TRAIN_LOG, Study, expand, parse_seeds, spec_from_dict
+from dimattn.engines.rundir import read_config
+from dimattn.study.launch import run_local, run_ray
+from dimattn.study.locks import LOCK
+from dimattn.study.spec import ERROR_LOG, TRAIN_LOG, Study, expand, parse_seeds, spec_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--hyperparams", "n_envs:2", "n_steps:64", "batch_size:64", "n_epochs:1", "--eval-episodes", "1"]

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,9 @@ import torch
 
 from dimattn import load_agent
 from dimattn.cli import main
-from dimattn.config import build_config
-from dimattn.rundir import EvalHistory, checkpoints, read_config
-from dimattn.train import train
+from dimattn.engines.config import build_config
+from dimattn.engines.rundir import EvalHistory, checkpoints, read_config
+from dimattn.engines.train import train
 
 TINY = ["n_envs:2", "n_steps:128", "batch_size:64"]
 
@@ -21,10 +20,36 @@ TINY = ["n_envs:2", "n_steps:128", "batch_size:64"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    code = main(["train", "--engine", "sb3", "--algo", "ppo", "--env", "BreakoutNoFrameskip-v4", "--agent", "CWCA", "-n", "1024",
-                 "--eval-freq", "512", "--eval-episodes", "1", "--save-freq", "512", "--seed", "3",
-                 "--log-folder", str(root / "logs"), "--tensorboard-log", str(root / "tb"), "--uuid",
-                 "--hyperparams", *TINY])
+    code = main(
+        [
+            "train",
+            "--engine",
+            "sb3",
+            "--algo",
+            "ppo",
+            "--env",
+            "BreakoutNoFrameskip-v4",
+            "--agent",
+            "CWCA",
+            "-n",
+            "1024",
+            "--eval-freq",
+            "512",
+            "--eval-episodes",
+            "1",
+            "--save-freq",
+            "512",
+            "--seed",
+            "3",
+            "--log-folder",
+            str(root / "logs"),
+            "--tensorboard-log",
+            str(root / "tb"),
+            "--uuid",
+            "--hyperparams",
+            *TINY,
+        ]
+    )
     assert code == 0
     (run_dir,) = (root / "logs" / "ppo").iterdir()
     return root, run_dir
@@ -133,3 +158,10 @@ def test_help_says_frequencies_count_total_steps():
 
 def test_module_entry_point():
     assert "train" in _cli("--help").stdout
+
+
+def test_an_empty_evaluation_history_is_written_and_read(tmp_path):
+    """A run resumed from a checkpoint taken before its first evaluation writes an empty history."""
+    EvalHistory().save(tmp_path)
+    history = EvalHistory.load(tmp_path)
+    assert history.timesteps == [] and history.best == -np.inf

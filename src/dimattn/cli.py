@@ -9,8 +9,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
+from dimattn.engines.config import (
+    DEFAULT_ENGINE,
+    DEFAULT_EVAL_EPISODES,
+    DEFAULT_EVAL_FREQ,
+    DEFAULT_N_TIMESTEPS,
+    DEFAULT_SAVE_FREQ,
+    ENGINES,
+    RunConfig,
+    build_config,
+)
+from dimattn.engines.rundir import EVALUATIONS, new_run_dir
+from dimattn.engines.train import resolve_engine, train
 from dimattn.errors import DimattnError
 
 
@@ -48,19 +60,78 @@ def non_negative_int(text: str) -> int:
 
 
 # --------------------------------------------------------------------------- train
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    from dimattn.train import add_train_arguments
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that define a run (shared by ``train`` and ``study init``)."""
+    p.add_argument("-n", "--n-timesteps", type=positive_int, default=None,
+                   help=f"total environment steps (default: the hyperparameters' n_timesteps, {DEFAULT_N_TIMESTEPS:,})")
+    p.add_argument("--eval-freq", type=integer, default=DEFAULT_EVAL_FREQ,
+                   help="evaluate every N total environment steps, counted across all envs (<=0: never)")
+    p.add_argument(
+        "--eval-episodes", type=positive_int, default=DEFAULT_EVAL_EPISODES, help="whole games per evaluation"
+    )
+    p.add_argument("--save-freq", type=integer, default=DEFAULT_SAVE_FREQ,
+                   help="checkpoint every N total environment steps, counted across all envs (<=0: never)")
+    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                   help=f"training engine (default {DEFAULT_ENGINE}): fast = our PPO on EnvPool, "
+                        "sb3 = Stable-Baselines3's PPO (the reference), auto = fast where it can run, else sb3")
+    p.add_argument("-params", "--hyperparams", nargs="+", metavar="KEY:VALUE", default=None,
+                   help="override hyperparameters, e.g. n_envs:8 learning_rate:lin_1e-4 "
+                        "policy_kwargs:\"dict(features_extractor_kwargs=dict(self_attn='CWCA'))\" "
+                        "(values are parsed, never executed)")
+    p.add_argument("-conf", "--conf-file", default=None, help="RL Zoo-style YAML of hyperparameters")
 
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--algo", default="ppo", help="only ppo (kept for the RL Zoo command line)")
+    p.add_argument("--env", required=True, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5")
+    p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA or CWRCA (short for policy_kwargs' self_attn)")
+    p.add_argument("-f", "--log-folder", default="logs", help="runs go to <log-folder>/ppo/<EnvId>_<n>[_<uuid>]")
+    p.add_argument("-tb", "--tensorboard-log", default=None, help="TensorBoard log folder")
+    p.add_argument("--seed", type=integer, default=0, help="random seed (default 0)")
+    p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy",
+                   help="SB3 engine: envs in this process (dummy) or one process each (subproc)")
+    p.add_argument("--uuid", action="store_true", help="append a UUID to the run folder's name")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("-P", "--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0: quiet, 1: training stats)")
+    _add_run_arguments(p)
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    options = {"seed": args.seed, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
+               "save_freq": args.save_freq, "engine": args.engine}
+    for name in ("device", "vec_env"):
+        if hasattr(args, name):
+            options[name] = getattr(args, name)
+    if args.n_timesteps is not None:
+        options["n_timesteps"] = args.n_timesteps
+    return build_config(args.env, agent=args.agent, hyperparams=args.hyperparams,
+                        conf_file=args.conf_file, **options)
+
+
+def _train_from_args(args: argparse.Namespace) -> None:
+    if args.algo.lower() != "ppo":
+        raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
+    config = resolve_engine(_config_from_args(args))  # every check happens before anything is written
+    run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
+    print(f"training {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps, "
+          f"{config.engine} engine) into {run_dir}", flush=True)
+    final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose)
+    print(f"done.\n  run folder:   {run_dir}\n  evaluations:  {run_dir / EVALUATIONS}\n"
+          f"  final model:  {final}\n  checkpoints:  {run_dir}/rl_model_*_steps.zip, {run_dir}/best_model.zip")
+    if args.tensorboard_log:
+        print(f"  TensorBoard:  tensorboard --logdir {args.tensorboard_log}")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one agent on one Atari game", description=(
         "Train one agent on one Atari game with the study's PPO protocol (SPEC §4). Accepts the "
         "published RL Zoo command line verbatim."))
-    add_train_arguments(p)
+    _add_train_arguments(p)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from dimattn.train import train_from_args
-
-    train_from_args(args)
+    _train_from_args(args)
     return 0
 
 
@@ -87,7 +158,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from dimattn.interpret import explain_command
+    from dimattn.interpret.explain import explain_command
 
     explain_command(checkpoints=args.compare or [args.checkpoint], agent=args.agent, obs_files=args.obs,
                     game=args.env, n_obs=args.n_obs, every=args.every, seed=args.seed, out=args.out)
@@ -113,7 +184,7 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_record(args: argparse.Namespace) -> int:
-    from dimattn.record import record_command
+    from dimattn.interpret.record import record_command
 
     record_command(checkpoint=args.checkpoint, agent=args.agent, game=args.env, episodes=args.episodes,
                    out=args.out, saliency=args.saliency, deterministic=args.deterministic, seed=args.seed,
@@ -141,7 +212,7 @@ def _run_report(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
-    from dimattn.report import build_report
+    from dimattn.analysis.report import build_report
 
     report = build_report(args.input, args.out, use_last=args.use_last, se=args.se, reps=args.reps,
                           seed=args.seed, progress=not args.quiet)
@@ -154,8 +225,6 @@ def _run_report(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- study
 def _add_study(sub: argparse._SubParsersAction) -> None:
-    from dimattn.train import add_run_arguments
-
     p = sub.add_parser("study", help="define, run, resume and watch a study (games × agents × seeds)", description=(
         "A study is every (game, agent, seed) of a grid, defined once in <dir>/study.yml. Run it here, on Ray, "
         "or as a PBS Pro / Slurm job array; run it again after any failure to resume; watch it with status."))
@@ -170,14 +239,19 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--agents", default="NA,SWA,CWRA,CWCA,CWRCA", help="comma-separated agents (default: all five)")
     q.add_argument("--seeds", default="0-4", help="seeds: 0-4, 0,2,5 or 0-2,7 (default 0-4)")
     q.add_argument("--name", default=None, help="study name (default: the directory's name)")
-    add_run_arguments(q)
+    _add_run_arguments(q)
 
     r = ss.add_parser("run", help="run every unfinished run (resumes; skips finished ones)", description=(
         "Train every run of the study that is not finished, resuming each from its last checkpoint. "
         "local: worker processes on this machine; ray: Ray tasks; pbs/slurm: write a job-array script "
         "(and submit it with --submit)."))
     r.add_argument("dir", help="study directory")
-    r.add_argument("--backend", choices=("local", "ray", "pbs", "slurm"), default="local", help="where runs execute (default local)")
+    r.add_argument(
+        "--backend",
+        choices=("local", "ray", "pbs", "slurm"),
+        default="local",
+        help="where runs execute (default local)",
+    )
     r.add_argument("--workers", type=positive_int, default=None,
                    help="local: runs at once (default: usable cores / --threads); ray: most tasks in flight, "
                         "and a local Ray gets workers × threads CPUs")
@@ -185,11 +259,15 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
                    help="CPUs per run: torch threads, Ray num_cpus, PBS ncpus, Slurm cpus-per-task "
                         "(default: 1 below 8 cores, else 2; pbs/slurm: 2)")
     r.add_argument("--retries", type=non_negative_int, default=1, help="retry a failed run this many times (default 1)")
-    r.add_argument("--ray-address", default=None, help="ray: the cluster to join, e.g. auto (default: start a local Ray)")
+    r.add_argument(
+        "--ray-address", default=None, help="ray: the cluster to join, e.g. auto (default: start a local Ray)"
+    )
     g = r.add_argument_group("pbs / slurm")
     g.add_argument("--submit", action="store_true", help="submit the script(s) with qsub / sbatch")
     g.add_argument("--mem", default="8gb", help="memory per run, e.g. 8gb (default 8gb)")
-    g.add_argument("--walltime", default="24:00:00", help="time limit per run, H:MM:SS or D-HH:MM:SS (default 24:00:00)")
+    g.add_argument(
+        "--walltime", default="24:00:00", help="time limit per run, H:MM:SS or D-HH:MM:SS (default 24:00:00)"
+    )
     g.add_argument("--ngpus", type=non_negative_int, default=0, help="GPUs per run (default 0)")
     g.add_argument("--queue", default=None, help="PBS queue / Slurm partition")
     g.add_argument("--account", default=None, help="account / project to charge")
@@ -205,8 +283,12 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "Train or resume run number --index (0-based, games × agents × seeds order). Without --index, "
         "the index is $PBS_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID."))
     o.add_argument("dir", help="study directory")
-    o.add_argument("--index", type=non_negative_int, default=None, help="run number (default: the scheduler's array index)")
-    o.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: 1 below 8 cores, else 2)")
+    o.add_argument(
+        "--index", type=non_negative_int, default=None, help="run number (default: the scheduler's array index)"
+    )
+    o.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads (default: 1 below 8 cores, else 2)"
+    )
     o.add_argument("--retries", type=non_negative_int, default=1, help="retry a failed run this many times (default 1)")
 
     s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done")
@@ -220,30 +302,12 @@ def _run_study(args: argparse.Namespace) -> int:
 
 
 def _study_init(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from dimattn.study.spec import init_study, spec_from_options
 
-    from dimattn.config import parse_hyperparams
-    from dimattn.games import GAME_SETS, resolve_games
-    from dimattn.study import StudySpec, init_study, parse_seeds
-
-    parsed = parse_hyperparams(args.hyperparams)  # checks every item before anything is written
-    # study.yml keeps numbers as numbers and everything else as the user wrote it
-    raw = {k.strip(): v for k, v in (item.split(":", 1) for item in args.hyperparams or [])}
-    hyperparams = {key: value if isinstance(value, (int, float)) else raw[key].strip()
-                   for key, value in parsed.items()}
-    games = args.games if args.games.strip() in GAME_SETS else list(resolve_games(args.games))
-    spec = StudySpec(
-        name=args.name or Path(args.dir).absolute().name, games=games,
-        agents=[a for a in args.agents.split(",") if a.strip()], seeds=parse_seeds(args.seeds),
-        eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, save_freq=args.save_freq,
-        engine=args.engine, hyperparams=hyperparams)
-    if args.n_timesteps is not None:
-        spec.n_timesteps = args.n_timesteps
-    else:  # the hyperparameters' n_timesteps (10M unless --conf-file/--hyperparams say otherwise)
-        from dimattn.config import build_config
-
-        first = resolve_games(games)[0] if resolve_games(games) else "Pong"
-        spec.n_timesteps = build_config(first, hyperparams=args.hyperparams, conf_file=args.conf_file).n_timesteps
+    spec = spec_from_options(args.dir, games=args.games, agents=args.agents, seeds=args.seeds, name=args.name,
+                             n_timesteps=args.n_timesteps, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
+                             save_freq=args.save_freq, engine=args.engine, hyperparams=args.hyperparams,
+                             conf_file=args.conf_file)
     study, created = init_study(args.dir, spec, conf_file=args.conf_file)
     s = study.spec
     n_games = len(s.game_list)
@@ -255,16 +319,18 @@ def _study_init(args: argparse.Namespace) -> int:
 
 
 def _study_run(args: argparse.Namespace) -> int:
-    from dimattn.study import Study
+    from dimattn.study.spec import Study
 
     study = Study.load(args.dir)  # every configuration is checked before anything starts
     study.check_unchanged()
     if args.backend in ("pbs", "slurm"):
         return _study_jobscripts(args, study)
-    from dimattn.launch import print_report, run_local, run_ray
+    from dimattn.study.launch import print_report, run_local, run_ray
 
     if args.backend == "ray":
-        report = run_ray(study, address=args.ray_address, workers=args.workers, threads=args.threads, retries=args.retries)
+        report = run_ray(
+            study, address=args.ray_address, workers=args.workers, threads=args.threads, retries=args.retries
+        )
     else:
         report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries)
     print_report(study, report)
@@ -274,7 +340,7 @@ def _study_run(args: argparse.Namespace) -> int:
 def _study_jobscripts(args: argparse.Namespace, study) -> int:
     import sys
 
-    from dimattn.jobscripts import LOGS, JobResources, submit, write_scripts
+    from dimattn.study.jobscripts import LOGS, JobResources, submit, write_scripts
 
     res = JobResources(ncpus=args.threads or 2, mem=args.mem, walltime=args.walltime, ngpus=args.ngpus,
                        queue=args.queue, account=args.account, max_parallel=args.max_parallel,
@@ -294,7 +360,7 @@ def _study_jobscripts(args: argparse.Namespace, study) -> int:
 
 
 def _study_run_one(args: argparse.Namespace) -> int:
-    from dimattn.study import default_threads, run_one
+    from dimattn.study.execute import default_threads, run_one
 
     outcome = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries)
     return 1 if outcome.state == "failed" else 0
@@ -303,9 +369,9 @@ def _study_run_one(args: argparse.Namespace) -> int:
 def _study_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from dimattn.errors import DimattnError
-    from dimattn.launch import status_summary, status_table
-    from dimattn.study import STATES, Study, statuses
+    from dimattn.study.launch import status_summary, status_table
+    from dimattn.study.spec import Study
+    from dimattn.study.status import STATES, statuses
 
     only = None
     if args.only:
@@ -331,7 +397,7 @@ def _add_axes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", metavar="MODEL.zip", help="play this trained agent instead of a random policy")
     p.add_argument("--agent", help="the agent kind of --checkpoint, if the file does not record it")
     p.add_argument("--steps", type=integer, default=2000, help="agent steps played per game (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="environment, policy and bootstrap seed (default 0)")
+    p.add_argument("--seed", type=integer, default=0, help="environment, policy and bootstrap seed (default 0)")
     p.add_argument("--out", metavar="DIR", help="write axes.csv and <game>.png here")
 
 
@@ -351,7 +417,7 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", metavar="PATH", help="published results pickle or study directory to count wins "
                                                      "from (default: the shipped summary of the published study)")
     p.add_argument("--steps", type=integer, default=2000, help="agent steps played to measure a game outside the 56")
-    p.add_argument("--seed", type=int, default=0, help="seed of that play (default 0)")
+    p.add_argument("--seed", type=integer, default=0, help="seed of that play (default 0)")
 
 
 def _run_recommend(args: argparse.Namespace) -> int:

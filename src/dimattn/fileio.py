@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -32,11 +32,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -48,3 +47,17 @@ def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_savefig(fig, path: str | Path, dpi: int = 110, crop: bool = True) -> Path:
+    """Save a matplotlib figure to ``path`` atomically, in the format its suffix names (``.png``, ``.svg``).
+
+    ``crop``: trim the page to the drawing (``bbox_inches="tight"``). SVGs carry no timestamp, so the
+    same figure gives the same file.
+    """
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if crop else None,
+                    metadata={"Date": None} if fmt == "svg" else None)
+    return path

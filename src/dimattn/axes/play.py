@@ -16,8 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dimattn.checkpoints import load_agent
-from dimattn.envs import action_meanings
+from dimattn.agents.checkpoints import load_agent
+from dimattn.envs.ale import action_meanings
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
 

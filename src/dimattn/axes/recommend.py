@@ -1,10 +1,10 @@
 """``dimattn recommend``: a game's axis of dynamics and the agent the published alignment of biases favours.
 
 The evidence is computed, never typed in: the per-game winners come from the published results through
-:func:`dimattn.analysis.per_game` / :func:`~dimattn.analysis.winners` (from ``--results``: the published
+:func:`dimattn.analysis.stats.per_game` / :func:`~dimattn.analysis.stats.winners` (from ``--results``: the published
 pickle or a study directory), or from ``data/published_wins.csv``, a summary of the published pickle
 that :func:`write_published_wins` generates. The axis groups are the seed's three axes
-(horizontal, vertical, other), counted by :func:`dimattn.analysis.alignment`.
+(horizontal, vertical, other), counted by :func:`dimattn.analysis.stats.alignment`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from dimattn.analysis import alignment, per_game, winners
-from dimattn.attention import AGENTS
+from dimattn.agents.attention import AGENTS
+from dimattn.analysis.results import load_results
+from dimattn.analysis.stats import alignment, per_game, winners
 from dimattn.axes.measure import measure
 from dimattn.axes.play import play
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.games import AXIS_OF_GAME, canonical_game
-from dimattn.results import load_results
 
 PUBLISHED_WINS = "data/published_wins.csv"
 

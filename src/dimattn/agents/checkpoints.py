@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from dimattn.attention import AGENTS, check_agent
+from dimattn.agents.attention import AGENTS, check_agent
+from dimattn.agents.networks import ActorCritic
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_path
-from dimattn.networks import ActorCritic
 
 META_NAME = "dimattn.json"
 
@@ -58,7 +58,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     """(state dict in :class:`ActorCritic` names, metadata) of an SB3 zip, without running its code.
 
     Metadata keys: ``agent`` (None if the file does not say), ``ada_attn``, ``norm_softmax``,
-    ``n_actions``, ``game`` (None if unknown), ``num_timesteps`` (None if unknown).
+    ``n_actions``, ``features_dim``, ``game`` (None if unknown), ``num_timesteps`` (None if unknown).
     """
     path = Path(path)
     if not path.is_file():
@@ -94,6 +94,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         "ada_attn": ours.get("ada_attn", kwargs.get("ada_attn")),
         "norm_softmax": ours.get("norm_softmax", kwargs.get("norm_softmax", True)),
         "n_actions": int(state["action_net.weight"].shape[0]),
+        "features_dim": int(state["action_net.weight"].shape[1]),  # (n_actions, features_dim)
         "game": ours.get("game"),
         "num_timesteps": ours.get("num_timesteps", data.get("num_timesteps")),
         "engine": ours.get("engine", "sb3"),
@@ -135,7 +136,8 @@ def load_agent(path: str | Path, agent: str | None = None, device: str | torch.d
     ada = meta["ada_attn"]
     if ada is None:  # the published code stores alpha/beta even when unused
         state = {k: v for k, v in state.items() if not k.endswith(("attention.alpha", "attention.beta"))}
-    model = ActorCritic(meta["n_actions"], meta["agent"], ada_attn=ada, norm_softmax=bool(meta["norm_softmax"]))
+    model = ActorCritic(meta["n_actions"], meta["agent"], ada_attn=ada, norm_softmax=bool(meta["norm_softmax"]),
+                        features_dim=meta["features_dim"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

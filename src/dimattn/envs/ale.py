@@ -9,6 +9,7 @@ with raw rewards. Observations are channel-first uint8 ``(n_envs, 4, 84, 84)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import gymnasium as gym
@@ -78,21 +79,33 @@ def action_meanings(game: str) -> list[str]:
         env.close()
 
 
-def evaluate(policy, game: str, n_episodes: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Play ``n_episodes`` whole games with ``policy(obs (1,4,84,84) uint8) -> actions (1,)``.
+def evaluate(act: Callable[[np.ndarray], np.ndarray], game: str, seeds: Sequence[Sequence[int]],
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Play one whole game per seed, for K policies at once: ``seeds[k][e]`` seeds game e of policy k.
 
-    Returns (scores, lengths), each (n_episodes,): raw game scores and game lengths in emulator
-    frames (SB3's Monitor sits under the frame skip, as in RL Zoo's ``ep_lengths``).
+    ``act(obs (K, E, 4, 84, 84) uint8) -> actions (K, E)`` is called once per agent step for every
+    game, finished or not (one batched forward; the actions of finished games are dropped), and only
+    the games still running step their emulators. Each game is the study's evaluation env (SPEC §3:
+    whole game, raw score, 108k-frame cap) in its own copy, seeded once, so the result of a game does
+    not depend on the others. Returns per policy (scores, lengths), each (E,): raw game scores and
+    game lengths in emulator frames (SB3's Monitor sits under the frame skip, as in RL Zoo's ``ep_lengths``).
     """
-    env = make_env(canonical_game(game), n_envs=1, seed=seed, training=False)
-    scores, lengths = [], []
+    k, e = len(seeds), len(seeds[0])
+    if any(len(s) != e for s in seeds) or e < 1:
+        raise DimattnError("evaluate needs the same number (>= 1) of games for every policy")
+    envs = [make_env(canonical_game(game), n_envs=1, seed=int(s), training=False) for row in seeds for s in row]
+    scores, lengths = np.zeros(k * e), np.zeros(k * e, dtype=np.int64)
+    running = np.ones(k * e, dtype=bool)
     try:
-        obs = env.reset()
-        while len(scores) < n_episodes:
-            obs, _, dones, infos = env.step(policy(obs))
-            if dones[0] and "episode" in infos[0]:
-                scores.append(infos[0]["episode"]["r"])
-                lengths.append(infos[0]["episode"]["l"])
+        obs = np.concatenate([env.reset() for env in envs])  # (K*E, 4, 84, 84)
+        while running.any():
+            actions = np.asarray(act(obs.reshape(k, e, *obs.shape[1:]))).reshape(k * e)
+            for i in np.flatnonzero(running):
+                o, _, done, info = envs[i].step(actions[i:i + 1])
+                obs[i] = o[0]
+                if done[0] and "episode" in info[0]:
+                    scores[i], lengths[i], running[i] = info[0]["episode"]["r"], info[0]["episode"]["l"], False
     finally:
-        env.close()
-    return np.asarray(scores, dtype=np.float64), np.asarray(lengths, dtype=np.int64)
+        for env in envs:
+            env.close()
+    return [(scores[i * e:(i + 1) * e], lengths[i * e:(i + 1) * e]) for i in range(k)]

@@ -2,7 +2,7 @@
 
 Both backends share one loop (:class:`_Queue`): every unfinished run is attempted, a failed attempt is
 retried (at the back of the queue) up to ``retries`` times, a run whose lock another process holds is
-left to that process. Each attempt runs :func:`dimattn.study.execute_run`, which resumes from the run's
+left to that process. Each attempt runs :func:`dimattn.study.spec.execute_run`, which resumes from the run's
 last checkpoint. A live board shows runs done / running / failed and the steps per second the study
 makes, read from what the runs write to disk (checkpoints and evaluations), so it works for any engine.
 """
@@ -16,24 +16,24 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dimattn.errors import DimattnError
-from dimattn.study import (
-    ERROR_LOG, STATES, Outcome, Run, RunStatus, Study, default_threads, execute_run, is_done, lock_holder, progress_on_disk,
-    record_failure, usable_cores,
-)
+from dimattn.study.execute import Outcome, default_threads, execute_run, record_failure, usable_cores
+from dimattn.study.locks import lock_holder
+from dimattn.study.spec import ERROR_LOG, Run, Study
+from dimattn.study.status import STATES, RunStatus, is_done, progress_on_disk
 
 EXIT_BUSY = 75  # a local worker's exit status when another process holds the run's lock (EX_TEMPFAIL)
 
 
 @dataclass
-class Report:
+class RunSummary:
     """What one ``study run`` achieved, by run index."""
 
     done: list[int] = field(default_factory=list)
@@ -63,7 +63,7 @@ class Board:
             TextColumn("runs · {task.fields[info]}"), TimeElapsedColumn(), console=self.console)
         self.task = self.progress.add_task(study.spec.name, total=len(study.runs), completed=self.done, info="")
 
-    def __enter__(self) -> "Board":
+    def __enter__(self) -> Board:
         self.update([], force=True)
         self.progress.start()
         return self
@@ -99,7 +99,9 @@ class Board:
         if outcome.state == "done":
             self.done += 1
             score = "" if steps[1] is None else f", last score {steps[1]:.2f}"
-            self.event(run, f"[green]done[/] ({steps[0]:,} steps{score})" + (f" {outcome.message}" if outcome.message else ""))
+            self.event(
+                run, f"[green]done[/] ({steps[0]:,} steps{score})" + (f" {outcome.message}" if outcome.message else "")
+            )
         elif outcome.state == "busy":
             self.busy += 1
             self.event(run, f"[yellow]skipped[/]: {outcome.message}")
@@ -115,7 +117,7 @@ class _Queue:
         self.study, self.max_attempts = study, retries + 1
         self.todo = deque(r for r in study.runs if not is_done(r))
         self.attempts: dict[int, int] = {}
-        self.report = Report(already_done=len(study.runs) - len(self.todo))
+        self.report = RunSummary(already_done=len(study.runs) - len(self.todo))
 
     def next(self) -> tuple[Run, str] | None:
         """The next run to start and its attempt label ("2/3"), or None; skips runs finished or locked meanwhile."""
@@ -160,7 +162,9 @@ def _child(root: str, index: int, threads: int, attempt: str) -> None:
         outcome = execute_run(study, index, threads, attempt=attempt)
     except BaseException as exc:  # noqa: BLE001 - e.g. the study directory vanished
         traceback.print_exc()
-        record_failure(Study.load(root, validate=False).run(index), f"attempt {attempt} failed: {type(exc).__name__}: {exc}")
+        record_failure(
+            Study.load(root, validate=False).run(index), f"attempt {attempt} failed: {type(exc).__name__}: {exc}"
+        )
         sys.exit(1)
     sys.exit({"done": 0, "busy": EXIT_BUSY}.get(outcome.state, 1))
 
@@ -170,7 +174,7 @@ def _context() -> mp.context.BaseContext:
     # process (which may hold threads); spawn where forkserver does not exist.
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["dimattn.study", "dimattn.envs"])
+        ctx.set_forkserver_preload(["dimattn.study.spec", "dimattn.envs.ale"])
         return ctx
     return mp.get_context("spawn")  # pragma: no cover
 
@@ -182,17 +186,21 @@ def _outcome_of_exit(run: Run, code: int | None, attempt: str) -> Outcome:
         return Outcome(run.index, "busy", f"being trained by {lock_holder(run.dir) or 'another process'}")
     if code is not None and code < 0:  # killed by a signal: the worker could not record anything itself
         name = signal.Signals(-code).name
-        summary = f"attempt {attempt} failed: killed by signal {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+        summary = f"attempt {attempt} failed: killed by signal {name}" + (
+            " (out of memory?)" if name == "SIGKILL" else ""
+        )
         with open(run.dir / "train.log", "a") as log:
             log.write(f"=== {summary} ===\n")
         record_failure(run, summary)
         return Outcome(run.index, "failed", summary)
-    first = (run.dir / ERROR_LOG).read_text(errors="replace").splitlines()[:1] if (run.dir / ERROR_LOG).is_file() else []
+    first = (
+        (run.dir / ERROR_LOG).read_text(errors="replace").splitlines()[:1] if (run.dir / ERROR_LOG).is_file() else []
+    )
     return Outcome(run.index, "failed", first[0] if first else f"attempt {attempt} failed: exit status {code}")
 
 
 def run_local(study: Study, workers: int | None = None, threads: int | None = None, retries: int = 1,
-              console: Console | None = None) -> Report:
+              console: Console | None = None) -> RunSummary:
     """Run every unfinished run of ``study`` here, ``workers`` at a time, each in its own process.
 
     ``threads``: torch threads per run (default :func:`default_threads`); ``workers`` defaults to the
@@ -234,7 +242,7 @@ def _ray_task(root: str, index: int, threads: int, attempt: str) -> Outcome:
 
 
 def run_ray(study: Study, address: str | None = None, workers: int | None = None, threads: int | None = None,
-            retries: int = 1, console: Console | None = None) -> Report:
+            retries: int = 1, console: Console | None = None) -> RunSummary:
     """Run every unfinished run of ``study`` as a Ray task needing ``threads`` CPUs.
 
     Connects to the Ray cluster at ``address`` (``auto``: the one this node belongs to), or starts a
@@ -257,8 +265,10 @@ def run_ray(study: Study, address: str | None = None, workers: int | None = None
             else:
                 ray.init(num_cpus=workers * threads if workers else None, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise DimattnError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0].rstrip('.')}; start the "
-                               "cluster with `ray start --head`, or leave out --ray-address for a local Ray") from None
+            raise DimattnError(
+                f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0].rstrip('.')}; start the "
+                "cluster with `ray start --head`, or leave out --ray-address for a local Ray"
+            ) from None
     remote = ray.remote(_ray_task).options(num_cpus=threads, max_retries=0)  # retries are ours, counted per run
     refs: dict[object, tuple[Run, str]] = {}
     try:
@@ -292,7 +302,7 @@ def _ray_outcome(ray: object, ref: object, run: Run, attempt: str) -> Outcome:
 
 
 # --------------------------------------------------------------------------- report
-def print_report(study: Study, report: Report, write: Callable[[str], None] = print) -> None:
+def print_report(study: Study, report: RunSummary, write: Callable[[str], None] = print) -> None:
     """Totals, then each failed run with the last lines of its error."""
     n = len(study.runs)
     write(f"study {study.spec.name}: {report.already_done + len(report.done)}/{n} runs done "
@@ -300,7 +310,9 @@ def print_report(study: Study, report: Report, write: Callable[[str], None] = pr
           + (f", {len(report.busy)} being trained by another process" if report.busy else ""))
     for index in sorted(report.failed):
         run = study.runs[index]
-        lines = (run.dir / ERROR_LOG).read_text(errors="replace").splitlines() if (run.dir / ERROR_LOG).is_file() else []
+        lines = (
+            (run.dir / ERROR_LOG).read_text(errors="replace").splitlines() if (run.dir / ERROR_LOG).is_file() else []
+        )
         write(f"  FAILED {index} {run.name}: {report.failed[index]}")
         for line in [ln for ln in lines[2:] if ln.strip()][-6:]:
             write(f"      {line}")

@@ -1,7 +1,7 @@
 """PBS Pro and Slurm job-array scripts for a study: one array index per run.
 
 Each array task runs ``dimattn study run-one <study> --index <offset + array index>``, which trains or
-resumes that run under its lock (:func:`dimattn.study.run_one`), so resubmitting the same script after
+resumes that run under its lock (:func:`dimattn.study.spec.run_one`), so resubmitting the same script after
 a failure redoes only what is unfinished. Large studies are split into several arrays of at most
 ``array_size`` tasks each (Slurm's default ``MaxArraySize`` is 1001; some PBS sites allow far fewer).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
-from dimattn.study import Study
+from dimattn.study.spec import Study
 
 JOBS = "jobs"
 LOGS = "logs"
@@ -49,7 +49,7 @@ class JobResources:
     setup: list[str] = field(default_factory=list)
     python: str = sys.executable
 
-    def checked(self) -> "JobResources":
+    def checked(self) -> JobResources:
         walltime_seconds(self.walltime)
         mem_megabytes(self.mem)
         for name in ("ncpus", "ngpus", "max_parallel", "array_size"):
@@ -69,7 +69,9 @@ class JobResources:
 def walltime_seconds(text: str) -> int:
     m = _WALLTIME.match(text.strip())
     if not m:
-        raise DimattnError(f"cannot parse walltime {text!r}; write H:MM:SS (e.g. 24:00:00) or D-HH:MM:SS (e.g. 2-00:00:00)")
+        raise DimattnError(
+            f"cannot parse walltime {text!r}; write H:MM:SS (e.g. 24:00:00) or D-HH:MM:SS (e.g. 2-00:00:00)"
+        )
     days, h, mi, s = (int(x or 0) for x in m.groups())
     total = ((days * 24 + h) * 60 + mi) * 60 + s
     if total <= 0:
@@ -125,7 +127,11 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
     """The text of the script running runs ``offset .. offset+count-1``."""
     logs = study.root / LOGS
     var = INDEX_VAR[scheduler]
-    index = f"${{{var}:?not set: submit this script with {SUBMIT[scheduler][0]}}}" if count > 1 or scheduler == "slurm" else "0"
+    index = (
+        f"${{{var}:?not set: submit this script with {SUBMIT[scheduler][0]}}}"
+        if count > 1 or scheduler == "slurm"
+        else "0"
+    )
     submit = (f"cd {shlex.quote(str(logs))} && qsub {shlex.quote(str(path))}" if scheduler == "pbs"
               else f"sbatch {shlex.quote(str(path))}")
     command = [res.python, "-m", "dimattn", "study", "run-one", str(study.root)]

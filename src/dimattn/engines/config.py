@@ -4,6 +4,15 @@ The hyperparameters ship as ``data/ppo.yml`` (RL Baselines3 Zoo's format, SPEC �
 them with ``--conf-file`` (same format) and ``--hyperparams key:value ...``, whose values are Python
 expressions *parsed* by :func:`parse_value`: literals, ``dict(...)``, ``lin_<x>`` schedules and a few
 known names (``SelfAttnCNNPPO``, ``nn.ReLU``, ...). Nothing the user writes is executed.
+
+Two forms of one run's configuration:
+
+- :class:`RunConfig`: what ``config.yml`` holds, in the RL Zoo form users know (``hyperparams`` as
+  written: ``lin_2.5e-4``, ``policy_kwargs`` with class names as strings);
+- :class:`PPOArgs`: the same, fully resolved once by :meth:`RunConfig.resolve` (schedules split into
+  start + linear flag, the torch device, SB3 ``policy_kwargs`` with classes). The engines read its fields.
+
+The defaults of a run (10M steps, evaluate every 200k, 5 games, save every 500k, engine auto) live here.
 """
 
 from __future__ import annotations
@@ -14,11 +23,14 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dimattn.attention import ADA_ATTN, check_agent
+if TYPE_CHECKING:
+    import torch
+
+from dimattn.agents.attention import ADA_ATTN, check_agent
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
 
@@ -143,6 +155,17 @@ def as_float_schedule(value: Any, name: str) -> tuple[float, bool]:
     raise DimattnError(f"{name} must be a number or lin_<x>, got {value!r}")
 
 
+#: A run's defaults (SPEC §4-§5), used by ``dimattn train``, ``dimattn study init`` and the API alike.
+DEFAULT_N_TIMESTEPS = 10_000_000
+DEFAULT_EVAL_FREQ = 200_000
+DEFAULT_EVAL_EPISODES = 5
+DEFAULT_SAVE_FREQ = 500_000
+#: ``auto``: the fast engine where it can run the config (EnvPool installed, the game in EnvPool, SPEC §4
+#: options), else the SB3 engine. Both learn the same (docs/benchmarks.md, learning parity).
+ENGINES = ("auto", "fast", "sb3")
+DEFAULT_ENGINE = "auto"
+
+
 @dataclass
 class RunConfig:
     """Everything that defines one training run. ``hyperparams`` holds SPEC §4's values, resolved."""
@@ -150,11 +173,11 @@ class RunConfig:
     game: str
     agent: str = "NA"
     seed: int = 0
-    n_timesteps: int = 10_000_000
-    eval_freq: int = 200_000
-    eval_episodes: int = 5
-    save_freq: int = 500_000
-    engine: str = "auto"  # see dimattn.train.ENGINES
+    n_timesteps: int = DEFAULT_N_TIMESTEPS
+    eval_freq: int = DEFAULT_EVAL_FREQ
+    eval_episodes: int = DEFAULT_EVAL_EPISODES
+    save_freq: int = DEFAULT_SAVE_FREQ
+    engine: str = DEFAULT_ENGINE  # one of ENGINES
     device: str = "auto"
     vec_env: str = "dummy"
     hyperparams: dict[str, Any] = field(default_factory=default_hyperparams)
@@ -169,11 +192,11 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names}).validated()
 
-    def validated(self) -> "RunConfig":
+    def validated(self) -> RunConfig:
         """Check every field, normalise names; raise DimattnError on the first bad one."""
         self.game = canonical_game(self.game)
         self.agent = check_agent(self.agent)
@@ -193,7 +216,79 @@ class RunConfig:
             raise DimattnError(f"unknown ada_attn {kw['ada_attn']!r}; choose one of {', '.join(ADA_ATTN)}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise DimattnError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.engine not in ENGINES:
+            raise DimattnError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         return self
+
+    def resolve(self) -> PPOArgs:
+        """Check and resolve everything once (schedules, device, policy kwargs) for the engines."""
+        self.validated()
+        hp = self.hyperparams
+        lr, lr_linear = as_float_schedule(hp["learning_rate"], "learning_rate")
+        clip, clip_linear = as_float_schedule(hp["clip_range"], "clip_range")
+        kw = hp["policy_kwargs"].get("features_extractor_kwargs", {})
+        return PPOArgs(
+            config=self, game=self.game, env_id=self.env_id, agent=self.agent, seed=self.seed,
+            n_timesteps=self.n_timesteps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
+            save_freq=self.save_freq, engine=self.engine, device=resolve_device(self.device), vec_env=self.vec_env,
+            n_envs=hp["n_envs"], n_steps=hp["n_steps"], n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
+            learning_rate=lr, lr_linear=lr_linear, clip_range=clip, clip_linear=clip_linear,
+            clip_range_vf=hp.get("clip_range_vf"), target_kl=hp.get("target_kl"),
+            normalize_advantage=hp.get("normalize_advantage", True), gamma=hp["gamma"], gae_lambda=hp["gae_lambda"],
+            ent_coef=hp["ent_coef"], vf_coef=hp["vf_coef"], max_grad_norm=hp["max_grad_norm"],
+            ada_attn=kw.get("ada_attn"), norm_softmax=kw.get("norm_softmax", True),
+            features_dim=kw.get("features_dim", 256),
+            policy_kwargs=resolve_policy_kwargs(hp["policy_kwargs"]), raw_policy_kwargs=hp["policy_kwargs"],
+        )
+
+
+@dataclass(frozen=True)
+class PPOArgs:
+    """One run's configuration, fully resolved (SPEC §4): what the engines read, like CleanRL's ``Args``.
+
+    Made by :meth:`RunConfig.resolve`; ``config`` is the RunConfig it came from (for ``config.yml``).
+    """
+
+    config: RunConfig
+    # the run
+    game: str
+    env_id: str
+    agent: str
+    seed: int
+    n_timesteps: int
+    eval_freq: int  # total env steps between evaluations; <= 0: never
+    eval_episodes: int
+    save_freq: int  # total env steps between checkpoints; <= 0: never
+    engine: str
+    device: Any  # torch.device
+    vec_env: str
+    # the learner
+    n_envs: int
+    n_steps: int
+    n_epochs: int
+    batch_size: int
+    learning_rate: float  # the start of the schedule when lr_linear
+    lr_linear: bool
+    clip_range: float  # the start of the schedule when clip_linear
+    clip_linear: bool
+    clip_range_vf: float | None
+    target_kl: float | None
+    normalize_advantage: bool
+    gamma: float
+    gae_lambda: float
+    ent_coef: float
+    vf_coef: float
+    max_grad_norm: float
+    # the network
+    ada_attn: str | None
+    norm_softmax: bool
+    features_dim: int
+    policy_kwargs: dict[str, Any]  # SB3's form: classes, not names
+    raw_policy_kwargs: dict[str, Any]  # as config.yml writes it
+
+    @property
+    def rollout_size(self) -> int:
+        return self.n_envs * self.n_steps
 
 
 def build_config(
@@ -256,7 +351,7 @@ def resolve_policy_kwargs(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Config ``policy_kwargs`` (names as strings) -> SB3 ``policy_kwargs`` (names as classes)."""
     from torch import nn
 
-    from dimattn.networks import SelfAttnCNN
+    from dimattn.agents.networks import SelfAttnCNN
 
     classes = {"SelfAttnCNNPPO": SelfAttnCNN, "SelfAttnCNN": SelfAttnCNN,
                "nn.ReLU": nn.ReLU, "nn.Tanh": nn.Tanh, "nn.LeakyReLU": nn.LeakyReLU, "nn.ELU": nn.ELU}
@@ -267,7 +362,7 @@ def resolve_policy_kwargs(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_device(device: str) -> "torch.device":
+def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when torch sees a GPU, else the CPU (as SB3 resolves it); ``cpu``, ``cuda``,
     ``cuda:N`` as torch reads them. A GPU that is not there is an error, not a silent CPU run."""
     import torch

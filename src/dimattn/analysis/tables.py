@@ -1,7 +1,7 @@
 """The report's tables as text: one :class:`TextTable` per table, rendered as Markdown, LaTeX,
 HTML or CSV, so that every format shows the same cells.
 
-The builders take the data frames of :mod:`dimattn.analysis`.
+The builders take the data frames of :mod:`dimattn.analysis.stats`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import csv
 import html
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pandas as pd
 
-from dimattn.analysis import METRICS, SE_CONVENTIONS, agents_in, group_of, win_counts
+from dimattn.analysis.stats import METRICS, SE_CONVENTIONS, agents_in, group_of, win_counts
 
 MISSING = "—"
 
@@ -51,7 +51,7 @@ class TextTable:
             return s.replace("±", r"$\pm$").replace(MISSING, "--")
 
         body = [[esc(c) for c in r] for r in self.rows]
-        body = [[r"\textbf{%s}" % c if (i, j) in self.bold else c for j, c in enumerate(r)]
+        body = [[rf"\textbf{{{c}}}" if (i, j) in self.bold else c for j, c in enumerate(r)]
                 for i, r in enumerate(body)]
         lines = [r"\begin{table}[t]", r"\centering", r"\small",
                  r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}", r"\toprule",
@@ -104,7 +104,7 @@ def per_game_caption(table: pd.DataFrame, df: pd.DataFrame, use_last: bool, se: 
 
 
 def per_game_table(table: pd.DataFrame, caption: str) -> TextTable:
-    """Long per-game table (see :func:`dimattn.analysis.per_game`) -> Game × agent text table."""
+    """Long per-game table (see :func:`dimattn.analysis.stats.per_game`) -> Game × agent text table."""
     agents = list(agents_in(table))
     cells = table.set_index(["game", "agent"])
     rows, bold = [], set()

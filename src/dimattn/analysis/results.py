@@ -7,7 +7,7 @@ Every analysis in dimattn starts from a *tidy* :class:`pandas.DataFrame` with on
 column     dtype    meaning
 =========  =======  ==========================================================================
 game       str      canonical ALE name (``Pong``)
-agent      str      one of :data:`dimattn.attention.AGENTS`
+agent      str      one of :data:`dimattn.agents.attention.AGENTS`
 seed       int      the run's seed (the published pickle has none: seeds are numbered 0..n-1)
 timestep   int      total environment steps at the evaluation
 score      float    mean game score over that evaluation's episodes
@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dimattn.attention import AGENTS, check_agent
+from dimattn.agents.attention import AGENTS, check_agent
+from dimattn.engines.rundir import CONFIG, EVALUATIONS
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_bytes
 from dimattn.games import canonical_game, v4_id
-from dimattn.rundir import CONFIG, EVALUATIONS
 
 COLUMNS: tuple[str, ...] = ("game", "agent", "seed", "timestep", "score")
 #: File names that mark a run directory.

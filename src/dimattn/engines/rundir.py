@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dimattn.config import RunConfig
+from dimattn.engines.config import RunConfig
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_savez, atomic_write_text
 
@@ -39,7 +39,9 @@ def new_run_dir(log_folder: str | Path, env_id: str, algo: str = "ppo", uuid: bo
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise DimattnError(f"cannot write to log folder {log_folder}: {exc.strerror}; choose another --log-folder") from None
+        raise DimattnError(
+            f"cannot write to log folder {log_folder}: {exc.strerror}; choose another --log-folder"
+        ) from None
     pattern = re.compile(rf"^{re.escape(env_id)}_(\d+)(?:_[0-9a-f-]+)?$")
     taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
     name = f"{env_id}_{max(taken, default=0) + 1}" + (f"_{uuidlib.uuid4()}" if uuid else "")
@@ -71,7 +73,9 @@ def checkpoint_path(run_dir: Path, steps: int) -> Path:
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(steps, path) of every checkpoint in ``run_dir``, oldest first."""
-    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("rl_model_*_steps.zip") if (m := _CHECKPOINT.match(p.name))]
+    found = [
+        (int(m.group(1)), p) for p in Path(run_dir).glob("rl_model_*_steps.zip") if (m := _CHECKPOINT.match(p.name))
+    ]
     return sorted(found)
 
 
@@ -93,15 +97,16 @@ class EvalHistory:
         self.ep_lengths.append(np.asarray(lengths, dtype=np.int64))
 
     def save(self, run_dir: Path) -> None:
+        n, episodes = len(self.timesteps), len(self.results[0]) if self.results else 0
         atomic_savez(
             Path(run_dir) / EVALUATIONS,
             timesteps=np.asarray(self.timesteps, dtype=np.int64),
-            results=np.asarray(self.results, dtype=np.float64).reshape(len(self.timesteps), -1),
-            ep_lengths=np.asarray(self.ep_lengths, dtype=np.int64).reshape(len(self.timesteps), -1),
+            results=np.asarray(self.results, dtype=np.float64).reshape(n, episodes),
+            ep_lengths=np.asarray(self.ep_lengths, dtype=np.int64).reshape(n, episodes),
         )
 
     @classmethod
-    def load(cls, run_dir: Path, up_to: int | None = None) -> "EvalHistory":
+    def load(cls, run_dir: Path, up_to: int | None = None) -> EvalHistory:
         """The history on disk (empty if none), keeping only evaluations at steps <= ``up_to``."""
         path = Path(run_dir) / EVALUATIONS
         history = cls()
@@ -114,7 +119,9 @@ class EvalHistory:
                     if up_to is None or step <= up_to:
                         history.append(int(step), scores, lengths)
         except Exception as exc:
-            raise DimattnError(f"{path} is corrupt ({type(exc).__name__}); delete it to start the history anew") from None
+            raise DimattnError(
+                f"{path} is corrupt ({type(exc).__name__}); delete it to start the history anew"
+            ) from None
         return history
 
     @property

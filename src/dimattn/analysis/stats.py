@@ -1,4 +1,4 @@
-"""The study's numbers (SPEC §5) from a tidy results table (see :mod:`dimattn.results`).
+"""The study's numbers (SPEC §5) from a tidy results table (see :mod:`dimattn.analysis.results`).
 
 - :func:`per_game`: each seed's score is the mean of its evaluations over the whole evaluation
   period (or the last evaluation); a cell is the mean over seeds ± standard error; the winner of a
@@ -9,7 +9,7 @@
   :func:`sample_efficiency`: rliable's stratified-bootstrap estimates, seeded.
 - :func:`alignment`, :func:`win_lists`: games won per axis group (alignment of biases).
 
-Caveats about incomplete data are :class:`~dimattn.results.DataWarning` warnings; data that
+Caveats about incomplete data are :class:`~dimattn.analysis.results.DataWarning` warnings; data that
 cannot be analysed at all raises :class:`~dimattn.errors.DimattnError`.
 """
 
@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dimattn.attention import AGENTS
+from dimattn.agents.attention import AGENTS
+from dimattn.analysis.results import note
 from dimattn.errors import DimattnError
 from dimattn.games import AXIS_GROUPS, reference_scores
-from dimattn.results import note
 
 #: Standard-error conventions: the published one (std with ddof=0) and the sample one (ddof=1).
 SE_CONVENTIONS: dict[str, int] = {"ddof0": 0, "ddof1": 1}

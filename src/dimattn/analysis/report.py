@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dimattn import analysis, figures, tables
-from dimattn.axes.labels import measured_labels
+from dimattn.analysis import figures, stats, tables
+from dimattn.analysis.results import DataWarning, align_steps, coverage_notes, load_results, note, save_published
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
-from dimattn.results import DataWarning, align_steps, coverage_notes, load_results, note, save_published
+from dimattn.games import measured_axes
 
 
 @dataclass
@@ -62,8 +62,8 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
     """
     if reps < 1:
         raise DimattnError(f"--reps must be at least 1, got {reps}")
-    if se not in analysis.SE_CONVENTIONS:
-        raise DimattnError(f"unknown --se {se!r}; choose one of {', '.join(analysis.SE_CONVENTIONS)}")
+    if se not in stats.SE_CONVENTIONS:
+        raise DimattnError(f"unknown --se {se!r}; choose one of {', '.join(stats.SE_CONVENTIONS)}")
     out = Path(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
@@ -77,7 +77,7 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
     settings = {
         "input": str(Path(source).resolve()),
         "games": df["game"].nunique(),
-        "agents": ", ".join(analysis.agents_in(df)),
+        "agents": ", ".join(stats.agents_in(df)),
         "runs": len(df.groupby(["game", "agent", "seed"])),
         "per-seed score": "last evaluation" if use_last else "mean over the evaluation period",
         "standard error": se,
@@ -115,34 +115,34 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     what = "last evaluation of each seed" if use_last else "mean over each seed's evaluation period"
 
     # Per-game table and wins.
-    per_game = analysis.per_game(df, use_last=use_last, se=se)
+    per_game = stats.per_game(df, use_last=use_last, se=se)
     t_game = tables.per_game_table(per_game, tables.per_game_caption(per_game, df, use_last, se))
-    won = analysis.winners(per_game)
-    agents = analysis.agents_in(df)
+    won = stats.winners(per_game)
+    agents = stats.agents_in(df)
 
     # Human-normalised matrices for rliable.
-    scores = analysis.human_normalized(analysis.seed_scores(df, use_last))
-    matrices, games = analysis.score_matrices(scores)
-    curves, _, steps = analysis.run_curves(analysis.human_normalized(df))
-    taus = analysis.profile_taus(matrices)
+    scores = stats.human_normalized(stats.seed_scores(df, use_last))
+    matrices, games = stats.score_matrices(scores)
+    curves, _, steps = stats.run_curves(stats.human_normalized(df))
+    taus = stats.profile_taus(matrices)
     n_boot = len(matrices) * 3 + max(len(matrices) - 1, 0)
     with tqdm(total=n_boot, desc="bootstrap", unit="estimate", disable=not progress, leave=False) as bar:
-        agg = analysis.aggregate_metrics(matrices, reps, seed, bar.update)
-        poi = analysis.probability_of_improvement(matrices, "NA", reps, seed, bar.update)
-        profiles, profile_cis = analysis.performance_profiles(matrices, taus, reps, seed, bar.update)
-        eff = analysis.sample_efficiency(curves, steps, reps, seed, bar.update)
-    align = analysis.alignment(won, agents)
-    lists = analysis.win_lists(won, agents)
+        agg = stats.aggregate_metrics(matrices, reps, seed, bar.update)
+        poi = stats.probability_of_improvement(matrices, "NA", reps, seed, bar.update)
+        profiles, profile_cis = stats.performance_profiles(matrices, taus, reps, seed, bar.update)
+        eff = stats.sample_efficiency(curves, steps, reps, seed, bar.update)
+    align = stats.alignment(won, agents)
+    lists = stats.win_lists(won, agents)
 
     t_agg = tables.aggregates_table(agg, f"{what}, {len(games)} games, {reps} bootstrap replicates")
     t_poi = tables.improvement_table(poi, reps)
     t_align = tables.alignment_table(align) if len(align) else None
     # The same counts with the axes `dimattn axes` measured (docs/axes.md), beside the seed's.
-    align_measured = analysis.alignment(won, agents, groups=measured_labels())
+    align_measured = stats.alignment(won, agents, groups=measured_axes())
     t_align_measured = tables.alignment_table(align_measured, "axes measured by dimattn axes, random policy; "
                                               "docs/axes.md") if len(align_measured) else None
     t_lists = tables.win_list_table(lists)
-    learning = analysis.learning_curves(df, se)
+    learning = stats.learning_curves(df, se)
 
     files += _write_table(t_game, tdir / "per_game", per_game)
     files += _write_table(t_agg, tdir / "aggregates", agg)
@@ -184,7 +184,7 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
 
     sections = _sections(pngs, t_game, t_agg, t_poi, t_align, t_align_measured, t_lists, what=what, reps=reps,
                          n_games=len(games), steps=steps)
-    return files, sections, analysis.win_counts(per_game)
+    return files, sections, stats.win_counts(per_game)
 
 
 def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_align_measured, t_lists, *, what: str,

@@ -3,55 +3,54 @@
     <study>/
       study.yml                             the spec (:class:`StudySpec`)
       conf.yml                              a copy of ``--conf-file``, if one was given
-      runs/<Game>/<Agent>/seed<k>/          one run directory each (layout of :mod:`dimattn.rundir`), plus
+      runs/<Game>/<Agent>/seed<k>/          one run directory each (layout of :mod:`dimattn.engines.rundir`), plus
         train.log                           the run's output, every attempt appended
         error.log                           the last failed attempt's error (removed once the run finishes)
         .lock                               held (``flock``) by the process training the run
-      jobs/                                 PBS Pro / Slurm job-array scripts (:mod:`dimattn.jobscripts`)
+      jobs/                                 PBS Pro / Slurm job-array scripts (:mod:`dimattn.study.jobscripts`)
       logs/                                 the schedulers' own output
 
 Runs are numbered 0..N-1 in the order games × agents × seeds of the spec; array jobs and
 ``dimattn study run-one --index`` use these numbers. A run is *done* when its final model exists
-(:func:`dimattn.rundir.final_model_path`), *running* while a process holds its lock, *failed* when its
+(:func:`dimattn.engines.rundir.final_model_path`), *running* while a process holds its lock, *failed* when its
 last attempt left an ``error.log``, and *pending* otherwise. Every attempt resumes from the run's last
-checkpoint (:func:`dimattn.train.train` does that), so a run killed at any moment loses at most the
-work since its last save. How runs are executed lives in :mod:`dimattn.launch` (local pool, Ray) and
-:mod:`dimattn.jobscripts` (PBS Pro, Slurm).
+checkpoint (:func:`dimattn.engines.train.train` does that), so a run killed at any moment loses at most the
+work since its last save. How runs are executed lives in :mod:`dimattn.study.launch` (local pool, Ray) and
+:mod:`dimattn.study.jobscripts` (PBS Pro, Slurm).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import os
 import re
-import socket
-import sys
-import time
-import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import yaml
 
-from dimattn.attention import AGENTS, check_agent
-from dimattn.config import RunConfig, build_config
+from dimattn.agents.attention import AGENTS, check_agent
+from dimattn.engines.config import (
+    DEFAULT_ENGINE,
+    DEFAULT_EVAL_EPISODES,
+    DEFAULT_EVAL_FREQ,
+    DEFAULT_N_TIMESTEPS,
+    DEFAULT_SAVE_FREQ,
+    ENGINES,
+    RunConfig,
+    build_config,
+    parse_hyperparams,
+)
+from dimattn.engines.rundir import CONFIG, read_config
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
-from dimattn.games import GAME_SETS, resolve_games, v4_id
-from dimattn.rundir import CONFIG, EVALUATIONS, EvalHistory, checkpoints, final_model_path, read_config
-from dimattn.train import DEFAULT_ENGINE, ENGINES, train
+from dimattn.games import GAME_SETS, resolve_games
 
 SPEC = "study.yml"
 CONF = "conf.yml"
 RUNS = "runs"
 TRAIN_LOG = "train.log"
 ERROR_LOG = "error.log"
-LOCK = ".lock"
-STATES = ("pending", "running", "done", "failed")
 ERROR_TAIL = 20  # lines of the failing attempt's output kept in error.log
 _SEEDS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
@@ -67,10 +66,10 @@ class StudySpec:
     games: str | list[str]
     agents: list[str] = field(default_factory=lambda: list(AGENTS))
     seeds: list[int] = field(default_factory=lambda: list(range(5)))
-    n_timesteps: int = 10_000_000
-    eval_freq: int = 200_000
-    eval_episodes: int = 5
-    save_freq: int = 500_000
+    n_timesteps: int = DEFAULT_N_TIMESTEPS
+    eval_freq: int = DEFAULT_EVAL_FREQ
+    eval_episodes: int = DEFAULT_EVAL_EPISODES
+    save_freq: int = DEFAULT_SAVE_FREQ
     engine: str = DEFAULT_ENGINE
     hyperparams: dict[str, Any] = field(default_factory=dict)
     conf_file: str | None = None
@@ -181,13 +180,15 @@ class Study:
     runs: list[Run]
 
     @classmethod
-    def load(cls, root: str | Path, validate: bool = True) -> "Study":
+    def load(cls, root: str | Path, validate: bool = True) -> Study:
         """Read ``<root>/study.yml``. With ``validate``, every run's configuration is resolved first,
         so bad hyperparameters fail here, before anything starts."""
         root = Path(root).absolute()
         path = root / SPEC
         if not path.is_file():
-            raise DimattnError(f"{root} is not a study directory (no {SPEC}); create one with `dimattn study init {root}`")
+            raise DimattnError(
+                f"{root} is not a study directory (no {SPEC}); create one with `dimattn study init {root}`"
+            )
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
@@ -219,7 +220,9 @@ class Study:
 
     def run(self, index: int) -> Run:
         if not 0 <= index < len(self.runs):
-            raise DimattnError(f"run index {index} is out of range: study {self.spec.name} has runs 0-{len(self.runs) - 1}")
+            raise DimattnError(
+                f"run index {index} is out of range: study {self.spec.name} has runs 0-{len(self.runs) - 1}"
+            )
         return self.runs[index]
 
     def check_unchanged(self, runs: list[Run] | None = None) -> None:
@@ -240,7 +243,8 @@ class Study:
             if diff:
                 raise DimattnError(
                     f"run {run.name} was started with another {diff[0]} ({found.get(diff[0])!r}, the spec now gives "
-                    f"{expected[diff[0]]!r}); {SPEC} changed after runs started: restore it or use a new study directory")
+                    f"{expected[diff[0]]!r}); {SPEC} changed after runs started: restore it or use a new study folder"
+                )
 
 
 def expand(root: Path, spec: StudySpec) -> list[Run]:
@@ -284,229 +288,33 @@ def init_study(root: str | Path, spec: StudySpec, conf_file: str | Path | None =
     root.mkdir(parents=True, exist_ok=True)
     if conf_text is not None:
         atomic_write_text(root / CONF, conf_text)
-    header = (f"# dimattn study: {len(study.runs)} runs = games × agents × seeds, each in runs/<Game>/<Agent>/seed<k>/.\n"
-              "# Run it with `dimattn study run DIR`; watch it with `dimattn study status DIR`.\n")
+    header = (
+        f"# dimattn study: {len(study.runs)} runs = games × agents × seeds, each in runs/<Game>/<Agent>/seed<k>/.\n"
+        "# Run it with `dimattn study run DIR`; watch it with `dimattn study status DIR`.\n"
+    )
     atomic_write_text(root / SPEC, header + yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return study, True
 
 
-# --------------------------------------------------------------------------- locks
-@contextmanager
-def run_lock(run_dir: Path, wait: float = 2.0) -> Iterator[bool]:
-    """Hold the run's lock (``flock`` on ``<run>/.lock``) for the ``with`` body; yields False if another
-    process holds it after ``wait`` seconds. The kernel releases the lock when its holder dies, so a
-    killed run never leaves a stale lock. (On a cluster, the study directory must be on a file system
-    whose ``flock`` is seen by every node: NFSv4, Lustre with ``-o flock``, GPFS, BeeGFS.)"""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                # `study status` probes locks for an instant; only a lock held past `wait` is a real holder.
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        try:
-            yield True
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def spec_from_options(root: str | Path, games: str, agents: str, seeds: str, name: str | None = None,
+                      n_timesteps: int | None = None, eval_freq: int = DEFAULT_EVAL_FREQ,
+                      eval_episodes: int = DEFAULT_EVAL_EPISODES, save_freq: int = DEFAULT_SAVE_FREQ,
+                      engine: str = DEFAULT_ENGINE, hyperparams: list[str] | None = None,
+                      conf_file: str | Path | None = None) -> StudySpec:
+    """The spec ``dimattn study init`` writes, from its options (``--hyperparams`` items as typed).
 
-
-def lock_holder(run_dir: Path) -> str | None:
-    """``"<pid> <host> <since>"`` of the process holding the run's lock (``"another process"`` if it
-    wrote nothing), or None if nobody holds it."""
-    path = run_dir / LOCK
-    if not path.is_file():
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
-# --------------------------------------------------------------------------- state of a run
-@dataclass
-class RunStatus:
-    run: Run
-    state: str  # one of STATES
-    steps: int  # environment steps reached on disk (last checkpoint or evaluation)
-    last_score: float | None  # mean score of the last evaluation
-    note: str = ""  # who holds the lock, or the error's summary
-
-
-def is_done(run: Run) -> bool:
-    return final_model_path(run.dir, v4_id(run.game)).is_file()
-
-
-def progress_on_disk(run: Run) -> tuple[int, float | None, str]:
-    """(steps, last evaluation's mean score, problem) from the run's checkpoints and ``evaluations.npz``."""
-    steps = max((s for s, _ in checkpoints(run.dir)), default=0) if run.dir.is_dir() else 0
-    try:
-        history = EvalHistory.load(run.dir)  # empty if the run has not evaluated yet
-    except DimattnError:  # a torn file cannot happen (atomic writes); a foreign one can
-        return steps, None, f"{EVALUATIONS} unreadable"
-    if not history.timesteps:
-        return steps, None, ""
-    return max(steps, history.timesteps[-1]), float(np.mean(history.results[-1])), ""
-
-
-def run_status(study: Study, run: Run) -> RunStatus:
-    steps, score, problem = progress_on_disk(run)
-    if is_done(run):
-        return RunStatus(run, "done", max(steps, study.spec.n_timesteps), score, problem)
-    holder = lock_holder(run.dir) if run.dir.is_dir() else None
-    if holder is not None:
-        words = holder.split()
-        note = f"pid {words[0]} on {words[1]} since {' '.join(words[2:])}" if len(words) >= 3 else holder
-        return RunStatus(run, "running", steps, score, note)
-    error = run.dir / ERROR_LOG
-    if error.is_file():
-        return RunStatus(run, "failed", steps, score, error.read_text(errors="replace").splitlines()[0][:160])
-    return RunStatus(run, "pending", steps, score, problem)
-
-
-def statuses(study: Study) -> list[RunStatus]:
-    return [run_status(study, r) for r in study.runs]
-
-
-# --------------------------------------------------------------------------- executing one run
-@dataclass
-class Outcome:
-    """What one attempt at a run came to: ``done``, ``busy`` (another process holds it) or ``failed``."""
-
-    index: int
-    state: str
-    message: str = ""
-
-
-@contextmanager
-def _output_to(path: Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors 1 and 2, so C code's output too) to ``path``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "ab", buffering=0) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def log_tail(run: Run, n: int = ERROR_TAIL) -> list[str]:
-    path = run.dir / TRAIN_LOG
-    return path.read_text(errors="replace").splitlines()[-n:] if path.is_file() else []
-
-
-def record_failure(run: Run, summary: str) -> None:
-    """Write ``error.log``: a one-line summary, then the last lines of the run's output."""
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    text = f"{summary} ({stamp}, {socket.gethostname()})\n--- last lines of {TRAIN_LOG} ---\n" + "\n".join(log_tail(run)) + "\n"
-    atomic_write_text(run.dir / ERROR_LOG, text)
-
-
-def execute_run(study: Study, index: int, threads: int = 1, attempt: str = "1/1") -> Outcome:
-    """Train (or resume) run ``index`` in this process under its lock, output appended to ``train.log``.
-
-    Exceptions do not escape: a failure is recorded in ``error.log`` and returned as an Outcome.
-    ``threads`` caps torch's intra-op threads for this run.
+    ``study.yml`` keeps numbers as numbers and every other value as the user wrote it (parsed here
+    first, so a bad item fails before anything is written). Without ``n_timesteps``, the
+    hyperparameters' own (10M unless ``conf_file``/``hyperparams`` say otherwise).
     """
-    run = study.run(index)
-    if is_done(run):
-        return Outcome(index, "done", "already finished")
-    with run_lock(run.dir) as mine:
-        if not mine:
-            return Outcome(index, "busy", f"being trained by {lock_holder(run.dir) or 'another process'} (its lock is held)")
-        if is_done(run):  # finished by another process while we waited for the lock
-            return Outcome(index, "done", "already finished")
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-        start = time.monotonic()
-        failure = None
-        with _output_to(run.dir / TRAIN_LOG):
-            print(f"=== {run.name}: attempt {attempt}, pid {os.getpid()} on {socket.gethostname()}, "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {threads} torch thread(s) ===", flush=True)
-            try:
-                train(study.config(run), run.dir, tensorboard_log=str(run.dir / "tb"))
-            except BaseException as exc:  # noqa: BLE001 - a run's failure must not take the study down
-                traceback.print_exc()
-                failure = f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-        if failure is not None:
-            record_failure(run, failure)
-            outcome = Outcome(index, "failed", failure)
-        else:
-            (run.dir / ERROR_LOG).unlink(missing_ok=True)
-            outcome = Outcome(index, "done", f"trained in {_duration(time.monotonic() - start)}")
-    return outcome
-
-
-def _duration(seconds: float) -> str:
-    h, rest = divmod(int(seconds), 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
-
-
-def index_from_env() -> int:
-    """The array index the scheduler gave this job: ``$PBS_ARRAY_INDEX`` (PBS Pro) or ``$SLURM_ARRAY_TASK_ID``."""
-    for var in ("PBS_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID"):
-        value = os.environ.get(var)
-        if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                raise DimattnError(f"${var} is {value!r}, not an integer") from None
-    raise DimattnError("no --index given and neither $PBS_ARRAY_INDEX nor $SLURM_ARRAY_TASK_ID is set; "
-                       "give --index N (0-based run number)")
-
-
-def run_one(root: str | Path, index: int | None = None, threads: int = 1, retries: int = 0) -> Outcome:
-    """What an array job runs: run ``index`` (default: the scheduler's index), retried up to ``retries`` times."""
-    study = Study.load(root, validate=False)
-    index = index_from_env() if index is None else index
-    run = study.run(index)
-    study.check_unchanged([run])
-    outcome = Outcome(index, "failed")
-    for attempt in range(1, retries + 2):
-        outcome = execute_run(study, index, threads, attempt=f"{attempt}/{retries + 1}")
-        # one line per attempt in the scheduler's log; the run's own output is in its train.log
-        print(f"run {index} {run.name}: {outcome.state}: {outcome.message}", flush=True)
-        if outcome.state != "failed":
-            break
-    return outcome
-
-
-def default_threads() -> int:
-    """Torch threads per run: 1 on small machines, 2 where cores are plenty (the PPO update uses them;
-    stepping the Atari envs does not)."""
-    return 1 if usable_cores() < 8 else 2
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # honours cgroups / taskset on clusters
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    parsed = parse_hyperparams(hyperparams)
+    raw = {k.strip(): v for k, v in (item.split(":", 1) for item in hyperparams or [])}
+    kept = {key: value if isinstance(value, (int, float)) else raw[key].strip() for key, value in parsed.items()}
+    game_list = resolve_games(games)
+    if n_timesteps is None:
+        n_timesteps = build_config(game_list[0] if game_list else "Pong", hyperparams=hyperparams,
+                                   conf_file=conf_file).n_timesteps
+    return StudySpec(
+        name=name or Path(root).absolute().name, games=games if games.strip() in GAME_SETS else list(game_list),
+        agents=[a for a in agents.split(",") if a.strip()], seeds=parse_seeds(seeds), n_timesteps=n_timesteps,
+        eval_freq=eval_freq, eval_episodes=eval_episodes, save_freq=save_freq, engine=engine, hyperparams=kept)

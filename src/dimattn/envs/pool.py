@@ -6,7 +6,7 @@ last two frames, grey 84×84 (area interpolation), FIRE at reset, 4 frames stack
 (= 108,000 frames) per game. Training pools end an episode at a life loss and clip rewards; the raw
 reward and the game-over flag stay available in ``info["reward"]`` / ``info["terminated"]``.
 
-Known differences from the Gymnasium + SB3 ``AtariWrapper`` path (:mod:`dimattn.envs`), all at resets
+Known differences from the Gymnasium + SB3 ``AtariWrapper`` path (:mod:`dimattn.envs.ale`), all at resets
 (``tests/test_env_parity.py`` checks that stepping is otherwise the same; docs/benchmarks.md):
 
 - FIRE at reset is one emulator frame (SB3: FIRE for 4 frames, then action 2 for 4 frames).
@@ -46,10 +46,12 @@ def task_id(game: str) -> str:
     return task
 
 
-def make_pool(game: str, n_envs: int, seed: int, training: bool = True, num_threads: int = 0,
+def make_pool(game: str, n_envs: int, seed: int | list[int], training: bool = True, num_threads: int = 0,
               noop_max: int = 30, use_fire_reset: bool = True) -> Any:
-    """An EnvPool of ``n_envs`` copies of ``game`` (copy ``i`` seeded ``seed + i``), used via
-    ``async_reset`` / ``send`` / ``recv`` (Gymnasium API). Observations are uint8 (n_envs, 4, 84, 84).
+    """An EnvPool of ``n_envs`` copies of ``game`` (copy ``i`` seeded ``seed + i``, or ``seed[i]`` for a
+    list), used via ``async_reset`` / ``send`` / ``recv`` (Gymnasium API). Observations are uint8
+    (n_envs, 4, 84, 84). A copy seeded s plays the same game whichever pool holds it, so the envs of
+    several runs can share one pool.
 
     Args:
         training: life loss ends the episode and rewards are clipped (``False``: whole games, raw score).
@@ -59,9 +61,12 @@ def make_pool(game: str, n_envs: int, seed: int, training: bool = True, num_thre
     """
     if n_envs < 1:
         raise DimattnError(f"n_envs must be at least 1, got {n_envs}")
+    if isinstance(seed, (list, tuple)) and len(seed) != n_envs:
+        raise DimattnError(f"make_pool got {len(seed)} seeds for {n_envs} envs")
     return _envpool().make(
         task_id(game), env_type="gymnasium", num_envs=n_envs, batch_size=n_envs, num_threads=num_threads,
-        seed=int(seed), episodic_life=training, reward_clip=training, noop_max=noop_max,
+        seed=[int(s) for s in seed] if isinstance(seed, (list, tuple)) else int(seed),
+        episodic_life=training, reward_clip=training, noop_max=noop_max,
         use_fire_reset=use_fire_reset, repeat_action_probability=0.0, full_action_space=False,
         max_episode_steps=MAX_EPISODE_FRAMES // FRAME_SKIP, stack_num=4, frame_skip=FRAME_SKIP,
         img_height=84, img_width=84, gray_scale=True, use_inter_area_resize=True,

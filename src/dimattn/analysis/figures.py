@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dimattn.analysis import METRICS
-from dimattn.attention import AGENTS
-from dimattn.fileio import atomic_path
+from dimattn.agents.attention import AGENTS
+from dimattn.analysis.stats import METRICS
+from dimattn.fileio import atomic_savefig
 
 #: Formats every figure is saved in.
 FORMATS: tuple[str, ...] = ("png", "svg")
@@ -37,14 +37,7 @@ def save_figure(fig: Figure, stem: Path, dpi: int = 110, crop: bool = True) -> l
     ``crop``: trim the page to the drawing (``bbox_inches="tight"``); figures that set their own
     margins, like the many-panel learning curves, save faster without it.
     """
-    bbox = "tight" if crop else None
-    paths = []
-    for fmt in FORMATS:
-        path = stem.with_suffix(f".{fmt}")
-        with atomic_path(path) as tmp:
-            # No timestamp in the SVG, so the same data gives the same file.
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=bbox, metadata={"Date": None} if fmt == "svg" else None)
-        paths.append(path)
+    paths = [atomic_savefig(fig, stem.with_suffix(f".{fmt}"), dpi=dpi, crop=crop) for fmt in FORMATS]
     plt.close(fig)
     return paths
 
@@ -111,7 +104,7 @@ def sample_efficiency_figure(se: pd.DataFrame) -> Figure:
 def learning_curves_figure(curves: pd.DataFrame, ncols: int = 8) -> Figure:
     """One panel per game: mean score over seeds ± standard error against environment steps.
 
-    ``curves``: columns game, agent, timestep, mean, se (see :func:`dimattn.analysis.learning_curves`).
+    ``curves``: columns game, agent, timestep, mean, se (see :func:`dimattn.analysis.stats.learning_curves`).
     """
     from matplotlib.ticker import MaxNLocator
 

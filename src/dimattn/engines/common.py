@@ -1,0 +1,125 @@
+"""What both engines share, so a run is the same run whichever engine trains it.
+
+- ``dimattn.json`` metadata and the RNG state stored in every checkpoint zip;
+- resuming: the newest checkpoint and the evaluation history cut back to it;
+- the evaluation schedule (every ``eval_freq`` / ``save_freq`` total steps) and one evaluation-seed scheme
+  (:func:`eval_seeds`; the games themselves are played by :func:`dimattn.envs.ale.evaluate`);
+- recording an evaluation: ``evaluations.npz``, TensorBoard, the "eval @" line, whether it is the best;
+- an SB3 ``PPO`` built from :class:`~dimattn.engines.config.PPOArgs` (the SB3 engine trains it, the
+  fast engine uses it to write SB3 zips).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dimattn.engines.config import PPOArgs
+from dimattn.engines.rundir import EvalHistory, checkpoints
+
+RNG_ENTRY = "dimattn_rng.pt"  # not .pth: SB3 loads every .pth entry as parameters
+EVAL_SEED_OFFSET = 10_000  # a salt: evaluation games get seeds of their own (see eval_seeds)
+
+
+def eval_seeds(seed: int, k: int, episodes: int) -> list[int]:
+    """The seeds of the games of a run's ``k``-th evaluation (0-based): one per game, distinct from the
+    training envs' (``seed + i``) and from every other evaluation's and run's; the same in both engines,
+    in a pack and after a resume."""
+    state = np.random.SeedSequence([EVAL_SEED_OFFSET, seed, k]).generate_state(episodes)
+    return [int(s) % 2**31 for s in state]
+
+
+def next_multiple(step: int, freq: int) -> int | None:
+    """The first multiple of ``freq`` after ``step`` (None when ``freq <= 0``: never)."""
+    return (step // freq + 1) * freq if freq > 0 else None
+
+
+def checkpoint_meta(args: PPOArgs, steps: int) -> dict[str, Any]:
+    """What ``dimattn.json`` records, so any checkpoint can be loaded without guessing."""
+    return {"agent": args.agent, "game": args.game, "env_id": args.env_id, "seed": args.seed,
+            "ada_attn": args.ada_attn, "norm_softmax": args.norm_softmax,
+            "engine": args.engine, "num_timesteps": int(steps)}
+
+
+def rng_state_bytes() -> bytes:
+    """torch's and NumPy's global RNG states as a ``torch.save`` file (tensors only: loads with weights_only)."""
+    key, pos, has_gauss, gauss = np.random.get_state()[1:]
+    buf = io.BytesIO()
+    torch.save({"torch": torch.get_rng_state(), "np_key": torch.from_numpy(key.astype(np.int64)),
+                "np_rest": torch.tensor([pos, has_gauss], dtype=torch.int64), "np_gauss": torch.tensor(gauss)}, buf)
+    return buf.getvalue()
+
+
+def set_rng_state_bytes(raw: bytes) -> None:
+    s = torch.load(io.BytesIO(raw), weights_only=True)
+    torch.set_rng_state(s["torch"])
+    pos, has_gauss = (int(x) for x in s["np_rest"])
+    np.random.set_state(("MT19937", s["np_key"].numpy().astype(np.uint32), pos, has_gauss, float(s["np_gauss"])))
+
+
+def resume_point(run_dir: Path, resume: bool) -> tuple[int, Path | None, EvalHistory]:
+    """(steps, checkpoint or None, evaluation history) to start from. The history is cut back to the
+    checkpoint (evaluations made after it will be made again); the engine writes it back once the
+    checkpoint has loaded, so a corrupt checkpoint leaves the files as they were."""
+    saved = checkpoints(run_dir) if resume else []
+    if not saved:
+        return 0, None, EvalHistory()
+    steps, path = saved[-1]
+    return steps, path, EvalHistory.load(run_dir, up_to=steps)
+
+
+def record_evaluation(history: EvalHistory, run_dir: Path, steps: int, scores: np.ndarray,
+                      lengths: np.ndarray, writer: Any = None) -> bool:
+    """Append one evaluation to ``evaluations.npz``, log it, print it; True if it is the best so far."""
+    best = history.best
+    history.append(steps, scores, lengths)
+    history.save(run_dir)
+    mean = float(np.mean(scores))
+    if writer is not None:
+        writer.add_scalar("eval/mean_reward", mean, steps)
+        writer.add_scalar("eval/mean_ep_length", float(np.mean(lengths)), steps)
+    print(f"eval @ {steps:,} steps: score {mean:.2f} ± {np.std(scores):.2f} over {len(scores)} games", flush=True)
+    return mean > best
+
+
+def sb3_ppo(args: PPOArgs, env: Any = None, n_actions: int | None = None, tensorboard_log: str | None = None,
+            verbose: int = 0) -> Any:
+    """SB3's ``PPO`` with the run's hyperparameters (SPEC §4) on ``env``, or, given ``n_actions`` instead,
+    on a stand-in env with the run's spaces (to write SB3 zips of another learner's weights)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.utils import LinearSchedule
+
+    def schedule(start: float, linear: bool) -> Any:
+        # progress goes 1 -> 0 over training; lin_x decays x -> 0 linearly (RL Zoo's linear_schedule)
+        return LinearSchedule(start, 0.0, 1.0) if linear else start
+
+    if env is None:
+        env = _spaces_env(n_actions or 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a stand-in env's buffer is smaller than batch_size
+        return PPO("CnnPolicy", env, learning_rate=schedule(args.learning_rate, args.lr_linear),
+                   n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
+                   gamma=args.gamma, gae_lambda=args.gae_lambda,
+                   clip_range=schedule(args.clip_range, args.clip_linear), clip_range_vf=args.clip_range_vf,
+                   normalize_advantage=args.normalize_advantage, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
+                   max_grad_norm=args.max_grad_norm, target_kl=args.target_kl, policy_kwargs=args.policy_kwargs,
+                   tensorboard_log=tensorboard_log, seed=args.seed,
+                   device=args.device if n_actions is None else "cpu", verbose=verbose)
+
+
+def _spaces_env(n_actions: int) -> Any:
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from dimattn.agents.networks import observation_space as spaces_of_observations
+
+    class Spaces(gym.Env):
+        observation_space = spaces_of_observations()
+        action_space = gym.spaces.Discrete(n_actions)
+
+    return DummyVecEnv([Spaces])

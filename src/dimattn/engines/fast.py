@@ -1,0 +1,626 @@
+"""The fast engine: our own PPO on EnvPool, with exactly the learner of SPEC §4.
+
+Read top to bottom: configuration -> collect a rollout (EnvPool stepping overlapped with inference)
+-> GAE -> PPO update -> logging, evaluation, checkpoints. The learner is SB3's PPO, written out:
+
+- rollout of ``n_steps`` per env; GAE(γ, λ) with the value of the last observation as bootstrap, and
+  ``γ·V(final obs)`` added to the reward of a step that was cut by the 108k-frame limit (SB3 does the same);
+- ``n_epochs`` passes over the rollout in random minibatches of ``batch_size``; advantages normalised
+  per minibatch; clipped surrogate with a linearly decaying clip range; unclipped value loss × vf_coef;
+  entropy bonus × ent_coef; global grad-norm clip; Adam (eps 1e-5) with a linearly decaying LR.
+  Both schedules use SB3's progress ``1 - steps/n_timesteps``, measured after each rollout;
+- the network is :class:`dimattn.agents.networks.ActorCritic` (SB3's ``CnnPolicy`` with ``net_arch=[]``,
+  same parameter names and orthogonal init).
+
+One thing EnvPool adds: the step after an episode end only resets that env (its action is ignored,
+reward 0). Those steps are not transitions of the game, so they are left out of the loss.
+
+Outputs match the SB3 engine (:mod:`dimattn.engines.sb3`): ``evaluations.npz``, SB3 ``.zip`` checkpoints
+(loadable by :func:`dimattn.agents.checkpoints.load_agent` and by SB3's ``PPO.load``), TensorBoard scalars under
+SB3's names. Evaluation plays whole games with raw scores and the stochastic policy on the Gymnasium +
+SB3 ``AtariWrapper`` env (:func:`dimattn.envs.ale.evaluate`), i.e. the very protocol of the SB3 engine.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import time
+import zipfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dimattn.agents.checkpoints import read_checkpoint, save_sb3
+from dimattn.agents.networks import OBS_SHAPE, ActorCritic
+from dimattn.engines.common import (
+    RNG_ENTRY,
+    checkpoint_meta,
+    eval_seeds,
+    next_multiple,
+    record_evaluation,
+    resume_point,
+    rng_state_bytes,
+    sb3_ppo,
+    set_rng_state_bytes,
+)
+from dimattn.engines.config import PPOArgs
+from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
+from dimattn.envs.ale import evaluate
+from dimattn.envs.pool import FRAME_SKIP, make_pool, task_id
+from dimattn.errors import DimattnError
+
+STATE_ENTRY = "dimattn_fast_state.pt"  # not .pth: SB3 loads every .pth entry as parameters
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How the engine uses the machine; none of these changes what is learned (docs/benchmarks.md).
+
+    ``groups``: the envs are split into this many EnvPools stepped in turn, so one group's emulators
+    run while the network acts for the other (2 = overlap env stepping with inference).
+    ``torch_threads``/``env_threads``: 0 = leave torch's as they are / one EnvPool thread per core
+    shared out among the groups. ``channels_last``: NHWC tensors for the convolutions. ``bf16``:
+    bfloat16 autocast of the network's forward and backward (losses, log-probabilities and Adam stay
+    float32). ``compile``: ``torch.compile`` (measured slower; it fails on the attention blocks in
+    torch 2.13). ``cuda_graph``: replay the act step (forward + sampling) as a CUDA graph.
+    The defaults for each device are :func:`default_speed`'s.
+    """
+
+    groups: int = 2
+    torch_threads: int = 0
+    env_threads: int = 1
+    channels_last: bool = False  # +22% for NA alone, but with bf16 it makes the attention blocks 3x slower
+    bf16: bool = False  # +44% (NA), but its two parity seeds learned below the SB3 seeds: opt-in for now
+    compile: bool = False
+    cuda_graph: bool = False
+
+
+#: The CPU defaults, measured on 2 cores (docs/benchmarks.md): torch keeps its threads (a lone run) and
+#: each EnvPool one thread, so the emulators and the network share the cores without spinning.
+DEFAULT_SPEED = Speed()
+
+
+def default_speed(device: torch.device) -> Speed:
+    """The measured best :class:`Speed` for ``device`` (docs/benchmarks.md, CPU and GPU tables).
+
+    On a GPU the network needs one CPU thread to launch its kernels; torch's default (one OpenMP thread
+    per core) spins on the cores the emulators need and halves the speed. EnvPool gets the other cores.
+    """
+    if device.type == "cuda":
+        return Speed(groups=2, torch_threads=1, env_threads=0)
+    return DEFAULT_SPEED
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------
+
+def check_supported(args: PPOArgs) -> None:
+    """Refuse, before anything is written, what the fast engine cannot run: no EnvPool, a game EnvPool
+    lacks, or SB3 options outside SPEC §4's learner. Raises DimattnError naming ``--engine sb3``."""
+    task_id(args.game)
+    for key in ("clip_range_vf", "target_kl"):
+        if getattr(args, key) is not None:
+            raise DimattnError(f"the fast engine does not implement {key}; train with --engine sb3")
+    if not args.normalize_advantage:
+        raise DimattnError("the fast engine always normalises advantages; train with --engine sb3")
+    pk = args.raw_policy_kwargs
+    unknown = set(pk) - {"features_extractor_class", "features_extractor_kwargs", "net_arch", "activation_fn",
+                         "share_features_extractor"}  # activation_fn acts on the MLP that net_arch=[] omits
+    if unknown or pk.get("net_arch", []) not in ([], None) or pk.get("share_features_extractor", True) is False:
+        bad = ", ".join(sorted(unknown)) or "net_arch/share_features_extractor"
+        raise DimattnError(f"the fast engine builds the study's network only (net_arch=[], one shared extractor, "
+                           f"SB3's init); policy_kwargs {bad} is not supported; train with --engine sb3")
+
+
+def _groups(n_envs: int, speed: Speed) -> list[slice]:
+    """Env index ranges of the EnvPools, e.g. 16 envs, 2 groups -> [0:8, 8:16] (1 group if uneven)."""
+    g = speed.groups if n_envs % speed.groups == 0 else 1
+    size = n_envs // g
+    return [slice(i * size, (i + 1) * size) for i in range(g)]
+
+
+def _memory_format(speed: Speed) -> torch.memory_format:
+    return torch.channels_last if speed.channels_last else torch.contiguous_format
+
+
+def linear_schedule(start: float, linear: bool, steps: int, total: int) -> float:
+    """SB3/RL Zoo ``lin_<start>``: start·(1 - steps/total), with steps counted after the rollout."""
+    return start * (1.0 - steps / total) if linear else start
+
+
+# ----------------------------------------------------------------------------------------------
+# Rollout
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Rollout:
+    """One rollout of K runs (a pack; K = 1 alone), T = n_steps, N = n_envs of each run.
+
+    Shapes are (T, K, N) (or (T, N) without ``members``). ``done[t]``: obs[t] ended its episode
+    (EnvPool resets that env at step t, so step t is no transition); ``trunc[t]``: that end was the
+    time limit. What the network makes lives on its device; rewards and flags, born on the CPU, stay
+    there during the rollout (:meth:`on` moves them once).
+    """
+
+    obs: torch.Tensor  # (T, K, N, 4, 84, 84) uint8, device
+    actions: torch.Tensor  # (T, K, N) int64, device
+    logprobs: torch.Tensor  # (T, K, N), device
+    values: torch.Tensor  # (T, K, N), device
+    rewards: torch.Tensor  # (T, K, N), clipped, reward of the step taken from obs[t]; host
+    done: torch.Tensor  # (T, K, N) bool, host
+    trunc: torch.Tensor  # (T, K, N) bool, host
+    last_value: torch.Tensor  # (K, N) value of the obs after the rollout, device
+    last_done: torch.Tensor  # (K, N) bool, host
+    last_trunc: torch.Tensor  # (K, N) bool, host
+
+    @classmethod
+    def empty(cls, n_steps: int, n_envs: int, device: torch.device | str = "cpu",
+              members: int | None = None) -> Rollout:
+        lead = (n_steps, n_envs) if members is None else (n_steps, members, n_envs)
+        pin = torch.device(device).type == "cuda"  # pinned host memory: copies to the GPU run asynchronously
+
+        def dev(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=dtype, device=device)
+
+        def host(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=dtype, pin_memory=pin)
+
+        return cls(dev(*lead, *OBS_SHAPE, dtype=torch.uint8), dev(*lead, dtype=torch.int64), dev(*lead), dev(*lead),
+                   host(*lead), host(*lead, dtype=torch.bool), host(*lead, dtype=torch.bool),
+                   dev(*lead[1:]), host(*lead[1:], dtype=torch.bool), host(*lead[1:], dtype=torch.bool))
+
+    def member(self, k: int) -> Rollout:
+        """Run ``k``'s part, (T, N), everything on the network's device."""
+        device = self.obs.device
+        return Rollout(*(x[:, k] if x.dim() > 2 else x[k] for x in (
+            self.obs, self.actions, self.logprobs, self.values)),
+            *(x[:, k].to(device, non_blocking=True) for x in (self.rewards, self.done, self.trunc)),
+            self.last_value[k], *(x[k].to(device, non_blocking=True) for x in (self.last_done, self.last_trunc)))
+
+
+class Envs:
+    """The training EnvPools of K runs and what the engine carries between rollouts: each env's
+    current observation and done flags, and each run's finished games for ``rollout/ep_rew_mean``.
+
+    Env j of run k is seeded ``seeds[k] + j``, as when the run trains alone. Group g's pool holds, for
+    every run, its envs in slice g, run-major: pool index m = k * n_g + j'. ``obs[g]`` (K, n_g, 4, 84, 84)
+    is that group's current observation in (pinned) host memory, uploaded once per step.
+    """
+
+    def __init__(self, game: str, seeds: list[int], n_envs: int, speed: Speed, pin: bool = False) -> None:
+        self.slices = _groups(n_envs, speed)
+        self.k, n_g = len(seeds), self.slices[0].stop - self.slices[0].start
+        threads = speed.env_threads or max(1, (os.cpu_count() or 1) // len(self.slices))
+        self.pools = [make_pool(game, self.k * n_g, [sk + j for sk in seeds for j in range(s.start, s.stop)],
+                                training=True, num_threads=min(threads, self.k * n_g)) for s in self.slices]
+        self.n_actions = int(self.pools[0].action_space.n)
+        self.obs = [torch.zeros(self.k, n_g, *OBS_SHAPE, dtype=torch.uint8, pin_memory=pin) for _ in self.slices]
+        self.done = np.zeros((self.k, n_envs), dtype=bool)
+        self.trunc = np.zeros((self.k, n_envs), dtype=bool)
+        self.game_score = np.zeros((self.k, n_envs))
+        self.game_steps = np.zeros((self.k, n_envs), dtype=np.int64)
+        self.finished: list[deque[tuple[float, int]]] = [deque(maxlen=100) for _ in seeds]  # (score, frames)
+        for pool in self.pools:
+            pool.async_reset()
+        for g in range(len(self.pools)):
+            self.receive(g)
+
+    def receive(self, g: int) -> np.ndarray:
+        """Wait for group ``g``'s step; update its obs and flags; return its rewards (K, n_g)."""
+        obs, reward, terminated, truncated, info = self.pools[g].recv()
+        order = np.argsort(info["env_id"])  # EnvPool may return envs in any order
+        s, shape = self.slices[g], (self.k, -1)
+        self.obs[g].numpy().reshape(-1, *OBS_SHAPE)[:] = obs[order]
+        terminated, truncated = terminated[order].reshape(shape), truncated[order].reshape(shape)
+        self.done[:, s] = terminated | truncated
+        self.trunc[:, s] = truncated & ~terminated
+        # A game ends at game over or time limit (a life loss only ends the training episode).
+        self.game_score[:, s] += info["reward"][order].reshape(shape)
+        self.game_steps[:, s] += 1
+        ended = info["terminated"][order].reshape(shape).astype(bool) | truncated
+        for k, j in zip(*np.nonzero(ended)):
+            self.finished[k].append((float(self.game_score[k, s][j]), int(self.game_steps[k, s][j]) * FRAME_SKIP))
+        self.game_score[:, s][ended] = 0.0
+        self.game_steps[:, s][ended] = 0
+        return reward[order].reshape(shape).astype(np.float32)
+
+    def send(self, g: int, actions: np.ndarray) -> None:
+        """Actions (K, n_g) for group ``g``."""
+        self.pools[g].send(actions.reshape(-1).astype(np.int32), np.arange(actions.size, dtype=np.int32))
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+
+def sample(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw actions from Categorical(logits) by the Gumbel-max trick and return (actions, log-probs).
+
+    argmax(logits + G) with G ~ Gumbel(0, 1) i.i.d. is distributed as softmax(logits): one uniform
+    draw and a few element-wise kernels, no ``torch.distributions`` object per step
+    (tests/test_ppo.py::test_gumbel_sampler_draws_from_the_policy). logits (..., A) -> (...,), (...,).
+    """
+    logp = torch.log_softmax(logits.float(), -1)
+    gumbel = -torch.log(-torch.log(torch.rand_like(logp).clamp_(min=torch.finfo(logp.dtype).tiny)))
+    action = torch.argmax(logp + gumbel, -1)
+    return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+
+Act = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def acting(act: Act, speed: Speed) -> Act:
+    """The act step of :func:`collect`: obs (K, n, 4, 84, 84) uint8 -> (actions, log-probs, values),
+    each (K, n), without gradients, under the engine's autocast."""
+
+    def step(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.no_grad(), torch.autocast(obs.device.type, torch.bfloat16, enabled=speed.bf16):
+            logits, value = act(obs)
+        return (*sample(logits), value.float())
+
+    return step
+
+
+def cuda_graphed(step: Callable, example: torch.Tensor) -> Callable:
+    """``step`` replayed as a CUDA graph on a static copy of ``example``'s shape: one launch instead of
+    one per kernel. The network's parameters are updated in place, so the graph keeps reading them."""
+    static_in = example.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm-up outside the graph (cuDNN autotuning, lazy allocations)
+            step(static_in)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = step(static_in)
+
+    def replay(obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        static_in.copy_(obs, non_blocking=True)
+        graph.replay()
+        return static_out
+
+    return replay
+
+
+def collect(envs: Envs, steps: list[Callable], buf: Rollout) -> None:
+    """Fill ``buf`` (T, K, N) with one rollout. Group g's emulators step while the network acts for
+    group g+1. Per group and step: one upload of the observations, one download of the actions."""
+    n_steps, device = buf.obs.shape[0], buf.obs.device
+    for t in range(n_steps + 1):
+        for g, s in enumerate(envs.slices):
+            if t > 0:  # the step sent at t-1 has come back
+                buf.rewards[t - 1, :, s] = torch.from_numpy(envs.receive(g))
+            obs = envs.obs[g].to(device, non_blocking=True)  # (K, n_g, 4, 84, 84)
+            action, logp, value = steps[g](obs)
+            if t == n_steps:  # the bootstrap value; the next rollout acts with the updated policy
+                buf.last_value[:, s] = value
+                buf.last_done[:, s] = torch.from_numpy(envs.done[:, s])
+                buf.last_trunc[:, s] = torch.from_numpy(envs.trunc[:, s])
+                continue
+            envs.send(g, action.cpu().numpy())  # the one sync per group-step
+            buf.obs[t, :, s] = obs
+            buf.actions[t, :, s], buf.logprobs[t, :, s], buf.values[t, :, s] = action, logp, value
+            buf.done[t, :, s] = torch.from_numpy(envs.done[:, s])
+            buf.trunc[t, :, s] = torch.from_numpy(envs.trunc[:, s])
+
+
+# ----------------------------------------------------------------------------------------------
+# Advantages
+# ----------------------------------------------------------------------------------------------
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, done: torch.Tensor, trunc: torch.Tensor,
+        last_value: torch.Tensor, last_done: torch.Tensor, last_trunc: torch.Tensor,
+        gamma: float, lam: float) -> torch.Tensor:
+    """Generalised advantage estimates (T, N).
+
+    ``rewards[t]`` (T, N) is the reward of the step from obs[t]; ``done[t]``/``trunc[t]`` (T, N) say
+    that obs[t] ended an episode (by the time limit, for ``trunc``), ``last_*`` (N,) the same for the
+    observation after the rollout. A truncated episode is bootstrapped with γ·V(its final obs), as SB3 does.
+    """
+    next_values = torch.cat([values[1:], last_value[None]])  # (T, N): V(obs[t+1])
+    next_done = torch.cat([done[1:], last_done[None]]).float()  # (T, N)
+    next_trunc = torch.cat([trunc[1:], last_trunc[None]]).float()
+    rewards = rewards + gamma * next_values * next_trunc
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_value)
+    for t in reversed(range(rewards.shape[0])):
+        alive = 1.0 - next_done[t]
+        delta = rewards[t] + gamma * next_values[t] * alive - values[t]
+        running = delta + gamma * lam * alive * running
+        advantages[t] = running
+    return advantages
+
+
+# ----------------------------------------------------------------------------------------------
+# Update
+# ----------------------------------------------------------------------------------------------
+
+def minibatches(n_steps: int, n_envs: int, batch_size: int, is_transition: np.ndarray,
+                rng: Any = np.random) -> list[torch.Tensor]:
+    """One epoch's minibatches: index tensors into the step-major (T*N) rollout, drawn as SB3 draws them.
+
+    SB3's RolloutBuffer permutes its env-major (N*T) order (index i is env i // T, step i % T) with
+    NumPy's global RNG; drawing the same way makes runs comparable step by step (tests/test_ppo.py).
+    EnvPool's reset steps (``is_transition`` False, (T*N,)) are left out here, on the host, once per
+    epoch, so the update needs no data-dependent indexing on the device. Minibatches of fewer than two
+    transitions are dropped (advantages could not be normalised).
+    """
+    n = n_steps * n_envs
+    order = rng.permutation(n)
+    order = (order % n_steps) * n_envs + order // n_steps  # env-major -> our step-major index
+    out = []
+    for start in range(0, n, batch_size):
+        mb = order[start:start + batch_size]
+        mb = mb[is_transition[mb]]
+        if len(mb) >= 2:
+            out.append(torch.from_numpy(mb))
+    return out
+
+
+def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, advantages: torch.Tensor,
+           args: PPOArgs, clip: float, speed: Speed, rng: Any = np.random) -> dict[str, float]:
+    """``n_epochs`` PPO passes over the rollout ((T, N) tensors on the network's device); returns SB3's
+    ``train/*`` statistics (means over all minibatches; the approximate KL over the last epoch's, as
+    SB3 logs it). Statistics are summed on the device and read once, so no minibatch waits for the host."""
+    n_steps, n_envs = buf.actions.shape
+    device = buf.obs.device
+    obs = buf.obs.flatten(0, 1)  # (T*N, 4, 84, 84)
+    actions, old_logp = buf.actions.flatten(), buf.logprobs.flatten()  # (T*N,)
+    returns = (advantages + buf.values).flatten()
+    advantages = advantages.flatten()
+    is_transition = ~buf.done.flatten().cpu().numpy()  # see the module docstring: EnvPool's reset steps
+    sums = torch.zeros(5, device=device)  # pg, value, entropy, clipfrac, kl (last epoch) summed over minibatches
+    count = last_count = 0
+    loss = torch.full((), float("nan"), device=device)
+    for epoch in range(args.n_epochs):
+        batches = minibatches(n_steps, n_envs, args.batch_size, is_transition, rng)
+        if epoch == args.n_epochs - 1:
+            sums[4] = 0  # SB3 logs the approximate KL of the last epoch only
+            last_count = len(batches)
+        for mb in (b.to(device, non_blocking=True) for b in batches):
+            x = obs[mb].contiguous(memory_format=_memory_format(speed))  # (B, 4, 84, 84)
+            with torch.autocast(x.device.type, torch.bfloat16, enabled=speed.bf16):
+                logits, values = policy(x)
+            logp_all = torch.log_softmax(logits.float(), -1)  # (B, A)
+            logp = logp_all.gather(-1, actions[mb].unsqueeze(-1)).squeeze(-1)
+            adv = advantages[mb]
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            ratio = torch.exp(logp - old_logp[mb])
+            pg_loss = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+            value_loss = nn.functional.mse_loss(returns[mb], values.float())
+            entropy_loss = (logp_all.exp() * logp_all).sum(-1).mean()  # -entropy
+            loss = pg_loss + args.ent_coef * entropy_loss + args.vf_coef * value_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                log_ratio = logp - old_logp[mb]
+                sums += torch.stack([pg_loss, value_loss, entropy_loss, ((ratio - 1).abs() > clip).float().mean(),
+                                     ((ratio - 1) - log_ratio).mean()]).detach()
+            count += 1
+    means = (sums / torch.tensor([count] * 4 + [last_count], device=device)).tolist()  # the one sync
+    out = dict(zip(("pg", "value", "entropy", "clipfrac", "kl"), means))
+    out["loss"] = float(loss.detach())  # SB3 logs the last minibatch's total loss
+    keep = torch.from_numpy(is_transition).to(device)
+    out["explained_variance"] = explained_variance(buf.values.flatten()[keep], returns[keep])
+    return out
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) (population variances, as SB3 logs it); NaN if Var = 0."""
+    var = float(returns.var(unbiased=False))
+    return float("nan") if var == 0 else 1.0 - float((returns - values).var(unbiased=False)) / var
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: SB3 zips with the full training state
+# ----------------------------------------------------------------------------------------------
+
+def _state_bytes(steps: int, n_updates: int) -> bytes:
+    buf = io.BytesIO()
+    torch.save({"num_timesteps": torch.tensor(steps), "n_updates": torch.tensor(n_updates)}, buf)
+    return buf.getvalue()
+
+
+class Saver:
+    """Writes SB3 zips of the fast engine's policy, optimiser, step count and RNG states."""
+
+    def __init__(self, args: PPOArgs, policy: ActorCritic, optimizer: torch.optim.Optimizer) -> None:
+        self.args, self.policy, self.optimizer = args, policy, optimizer
+        self.model = sb3_ppo(args, n_actions=policy.config["n_actions"])
+
+    def save(self, path: Path, steps: int, n_updates: int) -> Path:
+        ours = self.policy.state_dict()
+        theirs = {k: ours[re.sub(r"^(pi_|vf_)features_extractor\.", "features_extractor.", k)]
+                  for k in self.model.policy.state_dict()}  # SB3 aliases the shared extractor
+        self.model.policy.load_state_dict(theirs)
+        # SB3's optimiser holds the policy's parameters in our order, so the state transfers as is.
+        self.model.policy.optimizer.load_state_dict(self.optimizer.state_dict())
+        self.model.num_timesteps = steps
+        meta = checkpoint_meta(self.args, steps)
+        extra = {RNG_ENTRY: rng_state_bytes(), STATE_ENTRY: _state_bytes(steps, n_updates)}
+        return save_sb3(self.model, path, meta, extra=extra)
+
+
+def restore(path: Path, policy: ActorCritic, optimizer: torch.optim.Optimizer) -> tuple[int, int | None]:
+    """Load policy, optimiser and RNG states from a checkpoint; returns (steps, n_updates or None)."""
+    state, meta = read_checkpoint(path)
+    try:
+        policy.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DimattnError(
+            f"cannot resume from {path}: it holds another network ({str(exc).splitlines()[0]})"
+        ) from None
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        if "policy.optimizer.pth" in names:
+            optimizer.load_state_dict(torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), weights_only=True))
+        if RNG_ENTRY in names:
+            set_rng_state_bytes(zf.read(RNG_ENTRY))
+        if STATE_ENTRY in names:
+            s = torch.load(io.BytesIO(zf.read(STATE_ENTRY)), weights_only=True)
+            return int(s["num_timesteps"]), int(s["n_updates"])
+    return int(meta["num_timesteps"] or 0), None  # not written by this engine: count from the steps
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+def _act_steps(net: nn.Module, envs: Envs, speed: Speed, device: torch.device) -> list[Callable]:
+    """One act step per env group for :func:`collect` (a CUDA graph each, with ``speed.cuda_graph``)."""
+    memory_format = _memory_format(speed)
+
+    def act(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, value = net(obs.flatten(0, 1).contiguous(memory_format=memory_format))  # (K*n, ...)
+        return logits.unflatten(0, obs.shape[:2]), value.unflatten(0, obs.shape[:2])  # (K, n, A), (K, n)
+
+    step = acting(act, speed)
+    if speed.cuda_graph and device.type == "cuda":
+        return [cuda_graphed(step, obs.to(device)) for obs in envs.obs]
+    return [step] * len(envs.slices)
+
+
+def _tb_writer(tensorboard_log: str | None, args: PPOArgs, run_dir: Path) -> Any:
+    if tensorboard_log is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(Path(tensorboard_log) / args.env_id / f"{Path(run_dir).name}_1"))
+
+
+def train_fast(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
+               progress: bool = False, verbose: int = 0, resume: bool = True,
+               speed: Speed | None = None) -> Path:
+    """Train (or resume) one run with the fast engine; returns the final model's path.
+
+    ``speed`` picks how the machine is used (never what is learned); the default is the measured best
+    for the run's device (:func:`default_speed`), and the run's log says what was used.
+    """
+    run_dir = Path(run_dir)
+    check_supported(args)
+    speed = default_speed(args.device) if speed is None else speed
+    if speed.torch_threads:
+        torch.set_num_threads(speed.torch_threads)
+    print(f"fast engine on {args.device}: {speed.groups} EnvPool group(s), "
+          f"{speed.env_threads or 'all'} EnvPool thread(s) each, {torch.get_num_threads()} torch thread(s)"
+          + "".join(f", {k}" for k in ("bf16", "channels_last", "cuda_graph", "compile") if getattr(speed, k)),
+          flush=True)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+
+    device = args.device
+    envs = Envs(args.game, [args.seed], args.n_envs, speed, pin=device.type == "cuda")
+    policy = ActorCritic(envs.n_actions, args.agent, ada_attn=args.ada_attn, norm_softmax=args.norm_softmax,
+                         features_dim=args.features_dim)
+    policy.to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5, fused=device.type == "cuda")
+    saver = Saver(args, policy, optimizer)
+
+    start, path, history = resume_point(run_dir, resume)
+    n_updates = 0
+    if path is not None:
+        start, restored_updates = restore(path, policy, optimizer)
+        n_updates = restored_updates if restored_updates is not None else start // args.rollout_size * args.n_epochs
+        history.save(run_dir)
+        print(f"resuming {run_dir} from {path.name} (EnvPool restarts with fresh games)", flush=True)
+
+    net: nn.Module = policy.to(memory_format=torch.channels_last) if speed.channels_last else policy
+    if speed.compile:
+        net = torch.compile(net)
+    steps_fn = _act_steps(net, envs, speed, device)
+    writer = _tb_writer(tensorboard_log, args, run_dir)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.n_timesteps, initial=start, unit="step", unit_scale=True, dynamic_ncols=True)
+    buf = Rollout.empty(args.n_steps, args.n_envs, device, members=1)
+    next_eval, next_save = next_multiple(start, args.eval_freq), next_multiple(start, args.save_freq)
+    steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
+    try:
+        while steps < args.n_timesteps:
+            policy.train()
+            collect(envs, steps_fn, buf)
+            run = buf.member(0)
+            steps += args.rollout_size
+            # SB3 evaluates in the middle of a rollout, at the first step (a multiple of n_envs) past
+            # each eval_freq; the policy does not change within a rollout, so evaluate it now.
+            while next_eval is not None and next_eval <= steps:
+                at = math.ceil(next_eval / args.n_envs) * args.n_envs
+                _evaluate(args, policy, history, run_dir, at, saver, n_updates, writer)
+                next_eval = next_multiple(at, args.eval_freq)
+
+            lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
+            clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            advantages = gae(run.rewards, run.values, run.done, run.trunc, run.last_value, run.last_done,
+                             run.last_trunc, args.gamma, args.gae_lambda)
+            stats = update(net, optimizer, run, advantages, args, clip, speed)
+            n_updates += args.n_epochs
+
+            fps = (steps - start) / (time.perf_counter() - t0)
+            _log(writer, steps, envs.finished[0], stats, lr, clip, fps, n_updates)
+            if bar is not None:
+                bar.update(args.rollout_size)
+                bar.set_postfix_str(_score_text(envs.finished[0]).lstrip(", "), refresh=False)
+            elif verbose and time.perf_counter() - last_status > 30:
+                last_status = time.perf_counter()
+                score = _score_text(envs.finished[0])
+                print(f"{steps:,}/{args.n_timesteps:,} steps, {fps:,.0f} steps/s{score}", flush=True)
+            if next_save is not None and steps >= next_save:
+                saver.save(checkpoint_path(run_dir, steps), steps, n_updates)
+                next_save = next_multiple(steps, args.save_freq)
+        final = saver.save(final_model_path(run_dir, args.env_id), steps, n_updates)
+    finally:
+        envs.close()
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    return final
+
+
+def _score_text(finished: deque[tuple[float, int]]) -> str:
+    return f", game score {np.mean([s for s, _ in finished]):.1f}" if finished else ""
+
+
+def _evaluate(args: PPOArgs, policy: ActorCritic, history: EvalHistory, run_dir: Path, steps: int,
+              saver: Saver, n_updates: int, writer: Any) -> None:
+    """SPEC protocol: ``eval_episodes`` whole games, raw scores, stochastic policy, a separate env."""
+    policy.eval()
+    seeds = eval_seeds(args.seed, len(history.timesteps), args.eval_episodes)
+    ((scores, lengths),) = evaluate(lambda obs: policy.act(obs[0])[None], args.game, [seeds])
+    policy.train()
+    if record_evaluation(history, run_dir, steps, scores, lengths, writer):
+        saver.save(run_dir / BEST_MODEL, steps, n_updates)
+
+
+def _log(writer: Any, steps: int, finished: deque[tuple[float, int]], stats: dict[str, float], lr: float,
+         clip: float, fps: float, n_updates: int) -> None:
+    """SB3's scalar names, so TensorBoard shows both engines' runs side by side."""
+    if writer is None:
+        return
+    scalars = {"train/policy_gradient_loss": stats["pg"], "train/value_loss": stats["value"],
+               "train/entropy_loss": stats["entropy"], "train/approx_kl": stats["kl"],
+               "train/clip_fraction": stats["clipfrac"], "train/learning_rate": lr,
+               "train/loss": stats["loss"], "train/explained_variance": stats["explained_variance"],
+               "train/clip_range": clip, "train/n_updates": n_updates, "time/fps": fps}
+    if finished:
+        scalars["rollout/ep_rew_mean"] = float(np.mean([s for s, _ in finished]))
+        scalars["rollout/ep_len_mean"] = float(np.mean([n for _, n in finished]))
+    for name, value in scalars.items():
+        writer.add_scalar(name, value, steps)

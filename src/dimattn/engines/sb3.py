@@ -1,0 +1,109 @@
+"""The reference engine: Stable-Baselines3's PPO with the study's protocol (SPEC §3-§4).
+
+Evaluation and checkpoints are callbacks that count *total* environment steps (all envs together),
+write atomically, and let a killed run resume from its last checkpoint: the policy, the optimiser,
+the step count (hence the LR and clip schedules), the learner's RNG and the evaluation history
+up to that checkpoint come back. Checkpoints are read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dimattn.agents.checkpoints import save_sb3
+from dimattn.engines.common import (
+    RNG_ENTRY,
+    checkpoint_meta,
+    eval_seeds,
+    next_multiple,
+    record_evaluation,
+    resume_point,
+    rng_state_bytes,
+    sb3_ppo,
+    set_rng_state_bytes,
+)
+from dimattn.engines.config import PPOArgs
+from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
+from dimattn.envs.ale import evaluate, make_env
+
+
+class StudyCallback(BaseCallback):
+    """Evaluate every ``eval_freq`` and checkpoint every ``save_freq`` total environment steps."""
+
+    def __init__(self, args: PPOArgs, run_dir: Path, history: EvalHistory, start: int) -> None:
+        super().__init__()
+        self.args, self.run_dir, self.history = args, Path(run_dir), history
+        self.next_eval = next_multiple(start, args.eval_freq)
+        self.next_save = next_multiple(start, args.save_freq)
+
+
+    def _on_step(self) -> bool:
+        steps = self.num_timesteps
+        if self.next_eval is not None and steps >= self.next_eval:
+            self._evaluate(steps)
+            self.next_eval = next_multiple(steps, self.args.eval_freq)
+        if self.next_save is not None and steps >= self.next_save:
+            self.save(checkpoint_path(self.run_dir, steps), steps)
+            self.next_save = next_multiple(steps, self.args.save_freq)
+        return True
+
+    def _evaluate(self, steps: int) -> None:
+        def act(obs: np.ndarray) -> np.ndarray:  # (1, E, 4, 84, 84) -> (1, E), sampled as in training
+            return self.model.predict(obs[0], deterministic=False)[0][None]
+
+        seeds = eval_seeds(self.args.seed, len(self.history.timesteps), self.args.eval_episodes)
+        ((scores, lengths),) = evaluate(act, self.args.game, [seeds])
+        best = record_evaluation(self.history, self.run_dir, steps, scores, lengths)
+        self.logger.record("eval/mean_reward", float(np.mean(scores)))
+        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
+        self.logger.dump(steps)
+        if best:
+            self.save(self.run_dir / BEST_MODEL, steps)
+
+    def save(self, path: Path, steps: int) -> None:
+        save_sb3(self.model, path, checkpoint_meta(self.args, steps), extra={RNG_ENTRY: rng_state_bytes()})
+
+
+
+def _restore(model: PPO, path: Path) -> None:
+    """Policy, optimiser and RNG from one of our checkpoints, without unpickling anything."""
+    with zipfile.ZipFile(path) as zf:
+        model.policy.load_state_dict(torch.load(io.BytesIO(zf.read("policy.pth")), weights_only=True))
+        model.policy.optimizer.load_state_dict(
+            torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), weights_only=True))
+        if RNG_ENTRY in zf.namelist():
+            set_rng_state_bytes(zf.read(RNG_ENTRY))
+
+
+def train_sb3(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
+              progress: bool = False, verbose: int = 0, resume: bool = True) -> Path:
+    """Train (or resume) one run with SB3's PPO; returns the final model's path."""
+    env = make_env(args.game, args.n_envs, seed=args.seed, training=True, vec_env=args.vec_env)
+    tb = None if tensorboard_log is None else str(Path(tensorboard_log) / args.env_id)
+    model = sb3_ppo(args, env, tensorboard_log=tb, verbose=verbose)
+    start, path, history = resume_point(run_dir, resume)
+    if path is not None:
+        _restore(model, path)
+        model.num_timesteps = start
+        history.save(run_dir)
+        print(f"resuming {run_dir} from {path.name}", flush=True)
+    callback = StudyCallback(args, run_dir, history, start)
+    try:
+        if start < args.n_timesteps:
+            # With reset_num_timesteps=False SB3 schedules over num_timesteps + total_timesteps,
+            # so passing the remainder keeps the LR/clip schedules on the original 0 -> n_timesteps axis.
+            model.learn(total_timesteps=args.n_timesteps - start, callback=callback,
+                        progress_bar=progress, reset_num_timesteps=start == 0,
+                        tb_log_name=Path(run_dir).name)
+        final = final_model_path(run_dir, args.env_id)
+        callback.save(final, model.num_timesteps)
+    finally:
+        env.close()
+    return final

@@ -1,0 +1,77 @@
+"""The package's layers: imports point down, never up or sideways, and never in a cycle (lazy ones too).
+
+    cli → study, analysis, interpret → engines → agents, envs → games → errors, fileio
+
+Each package's ``__init__.py`` says the same in words; this test keeps the words true.
+"""
+
+import ast
+from pathlib import Path
+
+import dimattn
+
+SRC = Path(dimattn.__file__).parent
+#: A module may import modules of a lower layer, and of its own package. ``networks`` is the re-export
+#: that keeps checkpoints written before the layout move loadable.
+LAYER = {"errors": 0, "fileio": 0, "games": 1, "agents": 2, "envs": 2, "networks": 3, "engines": 3,
+         "study": 4, "analysis": 4, "interpret": 4, "axes": 4, "cli": 5, "__main__": 6, "__init__": 6}
+#: Sideways arrows between packages of one layer that are part of the design.
+ALLOWED = {("analysis", "engines"), ("axes", "analysis"), ("axes", "interpret")}
+
+
+def _imports() -> dict[str, set[str]]:
+    graph = {}
+    for path in SRC.rglob("*.py"):
+        module = ".".join(("dimattn", *path.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[module] = {t for t in targets if t.startswith("dimattn.")}
+    return graph
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_imports_point_down():
+    wrong = []
+    for module, targets in _imports().items():
+        if module == "dimattn":
+            continue
+        here = _package(module)
+        for target in targets:
+            there = _package(target)
+            if there == here or there not in LAYER:
+                continue
+            if LAYER[there] > LAYER[here] or (LAYER[there] == LAYER[here] and (here, there) not in ALLOWED):
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports against the layers:\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_cycles():
+    graph = _imports()
+    modules = set(graph)
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges = {m: {r for t in ts if (r := resolve(t)) and r != m and r != "dimattn"} for m, ts in graph.items()}
+
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    cycles = sorted(m for m in edges if m in reachable(m) and not m.endswith("__init__"))
+    assert not cycles, f"modules in import cycles: {cycles}"
