@@ -14,7 +14,10 @@ import pytest
 
 from dimattn import cli
 from dimattn.analysis import stats
+from dimattn.axes.control import FIRE, MOVE, action_pairs
+from dimattn.axes.decide import cascade
 from dimattn.axes.measure import LABELS, label_of, measure
+from dimattn.axes.play import play
 from dimattn.axes.recommend import published_wins_csv, shipped_wins
 from dimattn.games import AXIS_OF_GAME, SEED56, measured_axes
 
@@ -73,15 +76,45 @@ def test_label_rule():
         ["horizontal", "horizontal", "other", "other", "vertical"]
 
 
+def test_action_pairs_compare_each_action_with_the_same_action_without_it():
+    move, fire = action_pairs(["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"])
+    assert move == [(2, 0), (3, 0)] and fire == [(1, 0), (4, 2), (5, 3)]
+    assert action_pairs(["NOOP", "FIRE", "RIGHTFIRE", "LEFTFIRE"]) == ([], [(1, 0)])  # Atlantis: no RIGHT alone
+
+
+@pytest.mark.parametrize(("game", "moves_along_x"), [("Breakout", True), ("Pong", False)])
+def test_the_probes_find_the_player_and_how_it_moves(game, moves_along_x):
+    # Breakout's paddle moves left-right, Pong's up-down (its actions are called RIGHT and LEFT all the same).
+    control = play(game, 150, probes=4).control
+    ex, ey = control.energy(MOVE)
+    assert control.n_probes == 4 and ex + ey > 0
+    assert (ex / (ex + ey) > 0.95) if moves_along_x else (ey / (ex + ey) > 0.95)
+
+
+def test_the_probes_see_the_shots_go_up_in_space_invaders():
+    control = play("SpaceInvaders", 150, probes=4).control
+    votes_h, votes_v = control.votes(FIRE)
+    assert votes_v >= 2 and votes_h == 0
+
+
+def test_the_rule_asks_shots_then_the_player_then_motion():
+    assert cascade(0.9, 0.5, 0.1) == ("horizontal", "shots")
+    assert cascade(0.5, 0.99, 0.9) == ("vertical", "player")      # shots undecided; a paddle confined to x
+    assert cascade(None, 0.02, 0.1) == ("horizontal", "player")   # confined to y: plays along x
+    assert cascade(None, 0.9, 0.1) == ("vertical", "motion")      # not confined enough: the motion decides
+    assert cascade(None, None, 0.5) == ("other", "motion")
+
+
 def test_one_real_game_end_to_end(tmp_path):
     out = tmp_path / "axes"
     proc = subprocess.run([sys.executable, "-m", "dimattn", "axes", "Breakout", "--steps", "300", "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "Breakout" in proc.stdout and "confidence" in proc.stdout
+    assert "Breakout" in proc.stdout and "confidence" in proc.stdout and " by " in proc.stdout
     rows = list(csv.DictReader((out / "axes.csv").open()))
     assert [r["game"] for r in rows] == ["Breakout"] and rows[0]["label"] in LABELS
-    assert rows[0]["seed_label"] == "vertical" and 0.0 <= float(rows[0]["h_share"]) <= 1.0
+    assert rows[0]["seed_label"] == "vertical" and 0.0 <= float(rows[0]["motion_h"]) <= 1.0
+    assert rows[0]["source"] in ("shots", "player", "motion") and int(rows[0]["probes"]) == 20
     png = (out / "Breakout.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert not list(out.glob(".*"))  # no temporary files left behind

@@ -1,10 +1,14 @@
 """The axis of dynamics measured from play (issue 14), and an agent recommendation for any Atari game.
 
-    measure.py    the measure on a frame sequence (pure NumPy + OpenCV components): small objects tracked
-                  between frames, their persistent motion split into a horizontal and a vertical energy
-    play.py       plays a game through the ALE (random policy or a trained checkpoint), keeps its frames
+    play.py       plays a game through the ALE (random policy or a trained checkpoint), keeps its frames and
+                  probes what the actions do
+    control.py    the action probes: branches from cloned emulator states, the player's moves and the
+                  agent's shots found where the branches differ
+    measure.py    the motion measure on a frame sequence (pure NumPy + OpenCV components): small objects
+                  tracked between frames, their persistent motion split into a horizontal and a vertical energy
+    decide.py     the rule: shots, else the player's confinement, else motion; bootstrap confidence
     run.py        ``dimattn axes``: measure games, print, write ``axes.csv`` and one figure per game
-    figures.py    the per-game figure (tracks over a frame, direction histogram, energies)
+    figures.py    the per-game figure (tracks and probe effects over a frame, direction histogram, the rule)
     recommend.py  ``dimattn recommend``: a game's axis + the agent the published alignment of biases favours,
                   computed from the published results
 

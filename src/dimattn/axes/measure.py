@@ -64,6 +64,7 @@ class AxisMeasure:
     n_tracks: int           # tracks long enough to measure
     hist: np.ndarray = field(repr=False)     # (18,) energy per 10° direction bin, 0° = horizontal
     segments: list = field(repr=False, default_factory=list)  # [(xy (L,2), energy_x, energy_y)] top tracks
+    boot_h: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # (RESAMPLES,) bootstrap h
 
 
 def label_of(h_share: float, tau: float = TAU) -> str:
@@ -115,7 +116,11 @@ def _match(xy: np.ndarray, area: np.ndarray, prev_xy: np.ndarray, prev_area: np.
 
 def track(frames: np.ndarray) -> Tracks:
     """Frames (T, H, W) -> the tracks of their small objects (see the module docstring, steps 1-3)."""
-    fg = foreground(frames)
+    return track_masks(foreground(frames))
+
+
+def track_masks(fg: np.ndarray) -> Tracks:
+    """Masks (T, H, W) bool -> the tracks of their small connected components (step 3)."""
     ids_all, t_all, xy_all, area_all = [], [], [], []
     prev_xy, prev_area, prev_ids = np.zeros((0, 2)), np.zeros(0), np.zeros(0, int)
     next_id = 0
@@ -166,17 +171,16 @@ def _h_share(prod: np.ndarray) -> float:
     return float(e[0] / total) if total > 0 else 0.5
 
 
-def _confidence(times: np.ndarray, prod: np.ndarray, n_pairs: int, label: str, seed: int) -> float:
-    """Share of block-bootstrap resamples (BLOCKS blocks of time, RESAMPLES draws) with ``label``."""
+def bootstrap_h(times: np.ndarray, prod: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
+    """``h`` of RESAMPLES block-bootstrap resamples (BLOCKS blocks of time): (RESAMPLES,)."""
     if not len(prod):
-        return 0.0
+        return np.full(RESAMPLES, 0.5)
     block = np.minimum(times * BLOCKS // max(n_pairs, 1), BLOCKS - 1)
     sums = np.zeros((BLOCKS, 2))
     np.add.at(sums, block, prod)  # (BLOCKS, 2) energy per block
     draws = np.random.default_rng(seed).integers(0, BLOCKS, (RESAMPLES, BLOCKS))
     e = np.maximum(sums[draws].sum(axis=1), 0.0)  # (RESAMPLES, 2)
-    h = np.divide(e[:, 0], e.sum(axis=1), out=np.full(RESAMPLES, 0.5), where=e.sum(axis=1) > 0)
-    return float(np.mean([label_of(x) == label for x in h]))
+    return np.divide(e[:, 0], e.sum(axis=1), out=np.full(RESAMPLES, 0.5), where=e.sum(axis=1) > 0)
 
 
 def _direction_hist(per_track: list) -> tuple[np.ndarray, float]:
@@ -205,6 +209,8 @@ def measure_tracks(tracks: Tracks, seed: int = 0, top: int = 40) -> AxisMeasure:
     e = np.maximum(prod.sum(axis=0), 0.0) if len(prod) else np.zeros(2)
     hist, axial = _direction_hist(per_track)
     ranked = sorted(per_track, key=lambda p: -(max(p[1], 0) + max(p[2], 0)))[:top]
+    boot = bootstrap_h(times, prod, tracks.n_pairs, seed)
+    confidence = float(np.mean([label_of(x) == label for x in boot])) if len(prod) else 0.0
     return AxisMeasure(label=label, h_share=h, energy_x=float(e[0]), energy_y=float(e[1]), axial=axial,
-                       confidence=_confidence(times, prod, tracks.n_pairs, label, seed), n_tracks=len(per_track),
-                       hist=hist, segments=[(xy, ex, ey) for xy, ex, ey, _ in ranked])
+                       confidence=confidence, n_tracks=len(per_track), hist=hist,
+                       segments=[(xy, ex, ey) for xy, ex, ey, _ in ranked], boot_h=boot)

@@ -4,7 +4,9 @@ The game runs as the study's ``<Game>NoFrameskip-v4`` does (SPEC §3: no sticky 
 set); an agent step repeats its action for 4 emulator frames. Every frame is kept as ALE palette indices
 (one byte per pixel, exact colours). The policy is uniformly random, or a trained agent that sees the
 study's observation (max of the step's last two frames in grey, resized to 84×84 by area, 4 stacked).
-A lost game is reset and play goes on until ``steps`` agent steps are taken.
+A lost game is reset and play goes on until ``steps`` agent steps are taken. Before 20 evenly spread steps
+the play pauses for 32 no-op frames (not kept) and probes what each action does on cloned states
+(:mod:`dimattn.axes.control`); the play then goes on from the paused state.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from dimattn.agents.checkpoints import load_agent
+from dimattn.axes.control import PROBES, Control, control_of, probe
 from dimattn.envs.ale import action_meanings
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
@@ -35,6 +38,7 @@ class Play:
     steps: int
     episodes: int        # games started (1 + resets after game over)
     policy: str          # "random" or the checkpoint's agent
+    control: Control     # the effects of the action probes (dimattn.axes.control)
 
 
 def load_policy(checkpoint: str, game: str, agent: str | None = None) -> torch.nn.Module:
@@ -56,8 +60,16 @@ def _observation(last_two: list[np.ndarray]) -> np.ndarray:
     return cv2.resize(np.maximum(*last_two), (84, 84), interpolation=cv2.INTER_AREA)
 
 
-def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = None) -> Play:
-    """Play ``steps`` agent steps of ``game`` with a random policy (or ``policy``) and keep every frame."""
+def probe_steps(steps: int, probes: int = PROBES) -> set[int]:
+    """The agent steps before which the play is probed: ``probes`` of them, evenly spread."""
+    return set(np.linspace(steps // (2 * probes), steps - 1, probes).astype(int).tolist()) if probes else set()
+
+
+def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = None, probes: int = PROBES) -> Play:
+    """Play ``steps`` agent steps of ``game`` with a random policy (or ``policy``) and keep every frame.
+
+    Before ``probes`` of the steps the actions' effects are probed on cloned states (:mod:`dimattn.axes.control`).
+    """
     import ale_py
 
     if steps < 1:
@@ -66,6 +78,8 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
     gym.register_envs(ale_py)
     env = gym.make(v4_id(game), repeat_action_probability=0.0, full_action_space=False)
     ale, actions = env.unwrapped.ale, env.unwrapped._action_set
+    meanings = env.unwrapped.get_action_meanings()
+    at, effects, n_probed = probe_steps(steps, probes), [], 0
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     screen, episodes, stack = None, 1, None
     try:
@@ -73,6 +87,9 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
         height, width = ale.getScreen().shape  # 210×160 for most games, not all (Pooyan: 220×160)
         frames = np.empty((steps * FRAME_SKIP, height, width), np.uint8)
         for step in range(steps):
+            if step in at:
+                effects += probe(ale, actions, meanings, n_probed)
+                n_probed += 1
             if policy is None:
                 a = int(rng.integers(len(actions)))
             else:
@@ -93,7 +110,8 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
                 episodes, stack = episodes + 1, None
     finally:
         env.close()
-    return Play(game, frames, screen, steps, episodes, "random" if policy is None else str(policy.agent))
+    return Play(game, frames, screen, steps, episodes, "random" if policy is None else str(policy.agent),
+                control_of(effects, n_probed))
 
 
 def _act(policy: torch.nn.Module, stack: np.ndarray, gen: torch.Generator) -> int:

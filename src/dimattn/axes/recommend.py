@@ -19,8 +19,7 @@ from pathlib import Path
 from dimattn.agents.attention import AGENTS
 from dimattn.analysis.results import load_results
 from dimattn.analysis.stats import alignment, per_game, winners
-from dimattn.axes.measure import measure
-from dimattn.axes.play import play
+from dimattn.axes.run import measure_game
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.games import AXIS_OF_GAME, canonical_game
@@ -82,9 +81,9 @@ def game_axis(game: str, steps: int, seed: int = 0) -> tuple[str, str]:
     """The seed's label where the game is among the 56, else measured by playing (random policy)."""
     if game in AXIS_OF_GAME:
         return AXIS_OF_GAME[game], "the seed's label (SPEC §5)"
-    m = measure(play(game, steps, seed=seed).frames, seed=seed)
-    return m.label, (f"measured: {game} is not among the study's 56 games; {steps} random steps, "
-                     f"h = {m.h_share:.2f}, confidence {m.confidence:.2f}")
+    d = measure_game(game, steps, seed=seed).decision
+    return d.label, (f"measured: {game} is not among the study's 56 games; {steps} random steps, "
+                     f"decided by {d.source}, confidence {d.confidence:.2f}")
 
 
 def recommend(game: str, results: str | Path | None = None, steps: int = 2000, seed: int = 0) -> Recommendation:

@@ -1,4 +1,8 @@
-"""``dimattn axes``: measure the axis of dynamics of games, print it, write ``axes.csv`` and figures."""
+"""``dimattn axes``: measure the axis of dynamics of games, print it, write ``axes.csv`` and figures.
+
+Per game: play (:mod:`~dimattn.axes.play`, with the action probes of :mod:`~dimattn.axes.control`), the
+motion measure (:mod:`~dimattn.axes.measure`), and the rule that gives the label (:mod:`~dimattn.axes.decide`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dimattn.axes.decide import Decision, decide
 from dimattn.axes.figures import axes_figure, save_png
 from dimattn.axes.measure import AxisMeasure, measure
 from dimattn.axes.play import Play, load_policy, play
@@ -21,32 +26,36 @@ from dimattn.games import AXIS_OF_GAME, resolve_games
 
 #: Agent steps played per game by default (8,000 emulator frames, about 2 minutes of game time).
 DEFAULT_STEPS = 2000
-CSV_COLUMNS = ("game", "label", "h_share", "energy_x", "energy_y", "axial", "confidence", "n_tracks",
-               "policy", "steps", "seed", "seed_label")
+CSV_COLUMNS = ("game", "label", "source", "confidence", "shot_votes_h", "shot_votes_v", "player_x", "motion_h",
+               "energy_x", "energy_y", "axial", "n_tracks", "probes", "policy", "steps", "seed", "seed_label")
 
 
 @dataclass
 class GameAxis:
-    """One game's result: the play and its measure."""
+    """One game's result: the play, its motion measure and the decision."""
 
     game: str
     measure: AxisMeasure
     play: Play
+    decision: Decision
     seconds: float
 
     def row(self, seed: int) -> dict:
-        m = self.measure
-        return {"game": self.game, "label": m.label, "h_share": f"{m.h_share:.4f}", "energy_x": f"{m.energy_x:.1f}",
-                "energy_y": f"{m.energy_y:.1f}", "axial": f"{m.axial:.3f}", "confidence": f"{m.confidence:.2f}",
-                "n_tracks": m.n_tracks, "policy": self.play.policy, "steps": self.play.steps, "seed": seed,
-                "seed_label": AXIS_OF_GAME.get(self.game, "")}
+        m, d = self.measure, self.decision
+        return {"game": self.game, "label": d.label, "source": d.source, "confidence": f"{d.confidence:.2f}",
+                "shot_votes_h": d.shot_votes[0], "shot_votes_v": d.shot_votes[1],
+                "player_x": "" if d.player_x is None else f"{d.player_x:.3f}", "motion_h": f"{m.h_share:.4f}",
+                "energy_x": f"{m.energy_x:.1f}", "energy_y": f"{m.energy_y:.1f}", "axial": f"{m.axial:.3f}",
+                "n_tracks": m.n_tracks, "probes": self.play.control.n_probes, "policy": self.play.policy,
+                "steps": self.play.steps, "seed": seed, "seed_label": AXIS_OF_GAME.get(self.game, "")}
 
     def line(self) -> str:
-        m = self.measure
+        m, d = self.measure, self.decision
         known = AXIS_OF_GAME.get(self.game)
         seed = f"  [seed: {known}]" if known else ""
-        return (f"{self.game:<18} {m.label:<10}  h={m.h_share:.2f} (E_x {m.energy_x:.3g}, E_y {m.energy_y:.3g}), "
-                f"axial {m.axial:.2f}, {m.n_tracks} tracks, confidence {m.confidence:.2f}  "
+        player = "-" if d.player_x is None else f"{d.player_x:.2f}"
+        return (f"{self.game:<18} {d.label:<10} by {d.source:<6}  shots {d.shot_votes[0]}H/{d.shot_votes[1]}V, "
+                f"player x-share {player}, motion h={m.h_share:.2f}; confidence {d.confidence:.2f}  "
                 f"({self.seconds:.1f} s){seed}")
 
 
@@ -71,7 +80,7 @@ def measure_game(game: str, steps: int, seed: int = 0, policy=None) -> GameAxis:
     played = play(game, steps, seed=seed, policy=policy)
     m = measure(played.frames, seed=seed)
     played.frames = np.empty((0, *played.frames.shape[1:]), np.uint8)  # (0, 210, 160): free the frames
-    return GameAxis(played.game, m, played, time.perf_counter() - start)
+    return GameAxis(played.game, m, played, decide(played.control, m, seed=seed), time.perf_counter() - start)
 
 
 def to_csv(results: list[GameAxis], seed: int) -> str:
@@ -120,5 +129,6 @@ def write_outputs(results: list[GameAxis], out_dir: Path, seed: int) -> None:
         caption = f"{policy} policy, {r.play.steps} steps, seed {seed}"
         if r.game in AXIS_OF_GAME:
             caption += f"; the seed's label: {AXIS_OF_GAME[r.game]}"
-        save_png(axes_figure(r.game, r.play.screen, r.measure, caption), out_dir / f"{r.game}.png")
+        fig = axes_figure(r.game, r.play.screen, r.measure, r.decision, r.play.control, caption)
+        save_png(fig, out_dir / f"{r.game}.png")
     atomic_write_text(out_dir / "axes.csv", to_csv(results, seed))
