@@ -389,9 +389,10 @@ def _study_status(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- axes, recommend
 def _add_axes(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("axes", help="measure the main axis of dynamics of games from play", description=(
-        "Play each game (a random policy, or a trained agent with --checkpoint), track its small moving objects "
-        "on the full-resolution frames and label the main axis of dynamics horizontal, vertical or other, with "
-        "the scores it rests on and a confidence (docs/axes.md). --out writes axes.csv and one figure per game."))
+        "Play each game (a random policy, or a trained agent with --checkpoint), probe what its actions do on "
+        "cloned emulator states (where the agent's shots go, which way its player can move), track its small "
+        "moving objects, and label the main axis of dynamics horizontal, vertical or other, with the scores it "
+        "rests on and a confidence (docs/axes.md). --out writes axes.csv and one figure per game."))
     p.add_argument("game", nargs="*", help="games: names (Pong), v4 or v5 ids")
     p.add_argument("--games", default=None, help="a game set (seed56, atari57) or a comma-separated list")
     p.add_argument("--checkpoint", metavar="MODEL.zip", help="play this trained agent instead of a random policy")
