@@ -492,6 +492,48 @@ def _study_status(args: argparse.Namespace) -> int:
     return 0 if all(r.state == "done" for r in rows) else 1
 
 
+# --------------------------------------------------------------------------- axes, recommend
+def _add_axes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("axes", help="measure the main axis of dynamics of games from play", description=(
+        "Play each game (a random policy, or a trained agent with --checkpoint), probe what its actions do on "
+        "cloned emulator states (where the agent's shots go, which way its player can move), track its small "
+        "moving objects, and label the main axis of dynamics horizontal, vertical or other, with the scores it "
+        "rests on and a confidence (docs/axes.md). --out writes axes.csv and one figure per game."))
+    p.add_argument("game", nargs="*", help="games: names (Pong), v4 or v5 ids")
+    p.add_argument("--games", default=None, help="a game set (seed56, atari57) or a comma-separated list")
+    p.add_argument("--checkpoint", metavar="MODEL.zip", help="play this trained agent instead of a random policy")
+    p.add_argument("--agent", help="the agent kind of --checkpoint, if the file does not record it")
+    p.add_argument("--steps", type=integer, default=2000, help="agent steps played per game (default 2000)")
+    p.add_argument("--seed", type=integer, default=0, help="environment, policy and bootstrap seed (default 0)")
+    p.add_argument("--out", metavar="DIR", help="write axes.csv and <game>.png here")
+
+
+def _run_axes(args: argparse.Namespace) -> int:
+    from dimattn.axes.run import axes_command
+
+    games = list(args.game) + ([args.games] if args.games else [])
+    axes_command(games, steps=args.steps, seed=args.seed, checkpoint=args.checkpoint, agent=args.agent, out=args.out)
+    return 0
+
+
+def _add_recommend(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recommend", help="the agent the published alignment of biases favours for a game", description=(
+        "Say a game's axis of dynamics (the seed's label for its 56 games, else measured by playing) and the "
+        "agent that won most published games of that axis, with the counts and the runner-up."))
+    p.add_argument("game", help="a game name (Pong), v4 or v5 id")
+    p.add_argument("--results", metavar="PATH", help="published results pickle or study directory to count wins "
+                                                     "from (default: the shipped summary of the published study)")
+    p.add_argument("--steps", type=integer, default=2000, help="agent steps played to measure a game outside the 56")
+    p.add_argument("--seed", type=integer, default=0, help="seed of that play (default 0)")
+
+
+def _run_recommend(args: argparse.Namespace) -> int:
+    from dimattn.axes.recommend import recommend
+
+    print(recommend(args.game, results=args.results, steps=args.steps, seed=args.seed).text())
+    return 0
+
+
 # Subcommands in the order `dimattn --help` lists them.
 COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("train", _add_train, _run_train),
@@ -499,6 +541,8 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("report", _add_report, _run_report),
     ("explain", _add_explain, _run_explain),
     ("record", _add_record, _run_record),
+    ("axes", _add_axes, _run_axes),
+    ("recommend", _add_recommend, _run_recommend),
 ]
 
 

@@ -1,4 +1,5 @@
-"""Atari games: names, environment ids, the study's game sets, axis groups and reference scores.
+"""Atari games: names, environment ids, the study's game sets, axis groups (the seed's and the measured) and
+reference scores.
 
 This module is the one source of truth for every fact about games (SPEC §3, §5).
 A game is named by its ALE CamelCase name (``Pong``); users may also give the v4 id
@@ -51,6 +52,17 @@ def reference_scores() -> dict[str, tuple[float, float]]:
     text = resources.files("dimattn").joinpath("data/atari_reference_scores.csv").read_text()
     rows = csv.DictReader(text.splitlines())
     return {r["game"]: (float(r["random"]), float(r["human"])) for r in rows}
+
+
+@lru_cache(maxsize=1)
+def measured_axes() -> dict[str, str]:
+    """{game: "horizontal" | "vertical" | "other"} of the 56 games as measured by ``dimattn axes`` (random policy).
+
+    ``data/measured_axes.csv`` is the ``axes.csv`` of ``dimattn axes --games seed56 --out DIR`` (default
+    steps and seed), copied; docs/axes.md gives the command and how far it agrees with the seed's labels.
+    """
+    text = resources.files("dimattn").joinpath("data/measured_axes.csv").read_text()
+    return {r["game"]: r["label"] for r in csv.DictReader(text.splitlines())}
 
 
 def atari57() -> tuple[str, ...]:

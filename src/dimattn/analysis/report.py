@@ -29,6 +29,7 @@ from dimattn.analysis import figures, stats, tables
 from dimattn.analysis.results import DataWarning, align_steps, coverage_notes, load_results, note, save_published
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
+from dimattn.games import measured_axes
 
 
 @dataclass
@@ -140,6 +141,10 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     t_agg = tables.aggregates_table(agg, f"{what}, {n_games}, {reps} bootstrap replicates")
     t_poi = tables.improvement_table(poi, reps) if len(poi) else None
     t_align = tables.alignment_table(align) if len(align) else None
+    # The same counts with the axes `dimattn axes` measured (docs/axes.md), beside the seed's.
+    align_measured = stats.alignment(won, agents, groups=measured_axes())
+    t_align_measured = tables.alignment_table(align_measured, "axes measured by dimattn axes, random policy; "
+                                              "docs/axes.md") if len(align_measured) else None
     t_lists = tables.win_list_table(lists)
     learning = stats.learning_curves(df, se)
 
@@ -149,6 +154,8 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
         files += _write_table(t_poi, tdir / "probability_of_improvement", poi)
     if t_align is not None:
         files += _write_table(t_align, tdir / "alignment", align)
+    if t_align_measured is not None:
+        files += _write_table(t_align_measured, tdir / "alignment_measured", align_measured)
     files += _write_table(t_lists, tdir / "wins_per_agent",
                           pd.DataFrame([{"agent": a, "wins": len(g), "games": " ".join(g)} for a, g in lists.items()]),
                           latex=False)
@@ -180,13 +187,13 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     save_published(df, out / "data" / "post_processed_results.pkl")
     files.append(out / "data" / "post_processed_results.pkl")
 
-    sections = _sections(pngs, t_game, t_agg, t_poi, t_align, t_lists, what=what, reps=reps, n_games=len(games),
-                         steps=steps, agents=agents)
+    sections = _sections(pngs, t_game, t_agg, t_poi, t_align, t_align_measured, t_lists, what=what, reps=reps,
+                         n_games=len(games), steps=steps, agents=agents)
     return files, sections, stats.win_counts(per_game)
 
 
-def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_lists, *, what: str, reps: int,
-              n_games: int, steps: np.ndarray, agents: list[str]) -> list[Section]:
+def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_align_measured, t_lists, *, what: str,
+              reps: int, n_games: int, steps: np.ndarray, agents: list[str]) -> list[Section]:
     """The page, in reading order. A section with nothing to show says why, in place."""
     def fig(name: str, caption: str) -> list[tuple[Path, str]]:
         return [(pngs[name], caption)] if name in pngs else []
@@ -221,7 +228,7 @@ def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_lists, *, 
         Section("Alignment of biases", "Games won by each agent within each axis-of-dynamics group: an agent "
                 "whose attention axis matches a game's main axis of dynamics should win more of that group.",
                 fig("alignment", "Share of each group's games won per agent (wins/games in each cell)."),
-                [t for t in (t_align, t_lists) if t is not None]),
+                [t for t in (t_align, t_align_measured, t_lists) if t is not None]),
         Section("Learning curves", "Per game: score (mean ± standard error over seeds) at every evaluation.",
                 fig("learning_curves", "Per-game learning curves.")),
     ]

@@ -337,19 +337,26 @@ def group_of(game: str) -> str:
     return UNCLASSIFIED
 
 
-def alignment(won: Mapping[str, tuple[str, ...]], agents: tuple[str, ...] = AGENTS) -> pd.DataFrame:
+def alignment(won: Mapping[str, tuple[str, ...]], agents: tuple[str, ...] = AGENTS,
+              groups: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Games won per axis group and agent: columns group, agent, wins, n_games, share.
 
     ``won`` is {game: winning agents} (see :func:`winners`); ``n_games`` counts the group's games
-    that have a winner, ``share`` = wins / n_games. Groups in SPEC order, then unclassified.
+    that have a winner, ``share`` = wins / n_games. ``groups`` is {game: group} for another
+    classification (e.g. measured axes); by default the SPEC §5 groups, in SPEC order. Games
+    outside the classification form the group unclassified, last.
     """
-    groups = [g for g in (*AXIS_GROUPS, UNCLASSIFIED) if any(group_of(game) == g for game in won)]
+    def group(game: str) -> str:
+        return group_of(game) if groups is None else groups.get(game, UNCLASSIFIED)
+
+    order = AXIS_GROUPS if groups is None else dict.fromkeys(groups.values())
+    present = {group(game) for game in won}
     rows = []
-    for group in groups:
-        games = [g for g in won if group_of(g) == group]
+    for name in [g for g in (*order, UNCLASSIFIED) if g in present]:
+        games = [g for g in won if group(g) == name]
         for agent in agents:
             wins = sum(agent in won[g] for g in games)
-            rows.append({"group": group, "agent": agent, "wins": wins, "n_games": len(games),
+            rows.append({"group": name, "agent": agent, "wins": wins, "n_games": len(games),
                          "share": wins / len(games)})
     return pd.DataFrame(rows)
 

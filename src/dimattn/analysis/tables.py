@@ -152,7 +152,7 @@ def improvement_table(poi: pd.DataFrame, reps: int) -> TextTable:
 
 
 # --------------------------------------------------------------------------- alignment of biases
-def alignment_table(align: pd.DataFrame) -> TextTable:
+def alignment_table(align: pd.DataFrame, classification: str = "the published study's classification") -> TextTable:
     """Alignment (group, agent, wins, n_games, share) -> group × agent table of "wins (share)"."""
     agents = list(dict.fromkeys(align["agent"]))
     groups = list(dict.fromkeys(align["group"]))
@@ -164,7 +164,7 @@ def alignment_table(align: pd.DataFrame) -> TextTable:
         rows.append([g, str(n), *[f"{w} ({100 * w / n:.0f}%)" for w in wins]])
         bold |= {(i, j + 2) for j, w in enumerate(wins) if w == max(wins) and w > 0}
     caption = ("Alignment of biases: games won by each agent within each axis-of-dynamics group "
-               "(the published study's classification), "
+               f"({classification}), "
                "count and share of the group's games. Bold: the agent that wins most of the group.")
     return TextTable(caption, ["Axis group", "Games", *agents], rows, bold)
 

@@ -52,7 +52,7 @@ CONF = "conf.yml"
 RUNS = "runs"
 TRAIN_LOG = "train.log"
 ERROR_LOG = "error.log"
-ERROR_TAIL = 20  # lines of the failing attempt's output kept in error.log
+ERROR_TAIL = 60  # lines of the failing attempt's output kept in error.log: a whole traceback through a pack
 _SEEDS = re.compile(r"^\s*(\d{1,12})\s*(?:-\s*(\d{1,12})\s*)?$")
 MAX_SEEDS = 1000  # seeds per study: more is a typo (a range of 10^8 seeds used to hang `study init`)
 
