@@ -107,3 +107,27 @@ def test_fast_engine_configuration_on_a_game_without_fire(game):
     ours, theirs, *rest = play_both(game, training=True, fire_reset=True)
     check_same(ours, theirs, *rest)
     assert rest[1].sum() > 0
+
+
+def test_evaluation_on_reused_envs_plays_the_games_of_fresh_envs():
+    """A trainer builds its evaluation envs once and reseeds them: the same games as envs made anew."""
+    import numpy as np
+
+    from dimattn.envs.ale import evaluate, evaluation_envs
+
+    def act(obs):  # a deterministic policy of the screen: (K, E, 4, 84, 84) -> (K, E)
+        return (obs.reshape(*obs.shape[:2], -1).sum(-1) // 7) % 4
+
+    seeds = [[5, 6], [7, 8]]
+    fresh = evaluate(act, "Breakout", seeds)
+    envs = evaluation_envs("Breakout", 4)
+    try:
+        evaluate(act, "Breakout", [[1, 2], [3, 4]], envs)  # other games first, on the same envs
+        reused = evaluate(act, "Breakout", seeds, envs)
+    finally:
+        for env in envs:
+            env.close()
+    for (s1, l1), (s2, l2) in zip(fresh, reused):
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(l1, l2)
+    assert len({int(x) for _, lengths in fresh for x in lengths}) > 1  # the games differ

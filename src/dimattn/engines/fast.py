@@ -58,7 +58,7 @@ from dimattn.engines.config import PPOArgs
 from dimattn.engines.packed import Pack, packed_update
 from dimattn.engines.progress import ProgressBar
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
-from dimattn.envs.ale import evaluate
+from dimattn.envs.ale import evaluate, evaluation_envs
 from dimattn.envs.pool import FRAME_SKIP, make_pool, task_id
 from dimattn.errors import DimattnError
 
@@ -630,6 +630,7 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
     buf = Rollout.empty(args.n_steps, args.n_envs, device, members=k)
     next_eval, next_save = next_multiple(start, args.eval_freq), next_multiple(start, args.save_freq)
     steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
+    eval_envs: list = []  # built at the first evaluation, reused by the others
 
     def save(path_of: Callable[[Member], Path]) -> list[Path]:
         paths = []
@@ -647,7 +648,8 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
             # each eval_freq; the policy does not change within a rollout, so evaluate it now.
             while next_eval is not None and next_eval <= steps:
                 at = math.ceil(next_eval / args.n_envs) * args.n_envs
-                _evaluate(members, act, at, pack if k > 1 else None)
+                eval_envs = eval_envs or evaluation_envs(args.game, k * args.eval_episodes)
+                _evaluate(members, act, at, pack if k > 1 else None, eval_envs)
                 next_eval = next_multiple(at, args.eval_freq)
 
             lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
@@ -681,6 +683,8 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
         finals = save(lambda m: final_model_path(m.run_dir, m.args.env_id))
     finally:
         envs.close()
+        for env in eval_envs:
+            env.close()
         if bar is not None:
             bar.close()
         for m in members:
@@ -720,9 +724,10 @@ def _score_text(finished: deque[tuple[float, int]]) -> str:
     return f", game score {np.mean([s for s, _ in finished]):.1f}" if finished else ""
 
 
-def _evaluate(members: list[Member], act: Callable, steps: int, pack: Any) -> None:
-    """SPEC protocol: ``eval_episodes`` whole games per run, raw scores, stochastic policy, separate envs;
-    the games of all members are played together (one batched forward per step)."""
+def _evaluate(members: list[Member], act: Callable, steps: int, pack: Any, envs: list) -> None:
+    """SPEC protocol: ``eval_episodes`` whole games per run, raw scores, stochastic policy, separate envs
+    (``envs``, built once per training); the games of all members are played together (one batched
+    forward per step)."""
     args = members[0].args
     seeds = [eval_seeds(m.args.seed, len(m.history.timesteps), args.eval_episodes) for m in members]
 
@@ -731,7 +736,7 @@ def _evaluate(members: list[Member], act: Callable, steps: int, pack: Any) -> No
             logits, _ = act(torch.as_tensor(obs, device=args.device))
         return sample(logits)[0].cpu().numpy()
 
-    for i, (m, (scores, lengths)) in enumerate(zip(members, evaluate(policy, args.game, seeds))):
+    for i, (m, (scores, lengths)) in enumerate(zip(members, evaluate(policy, args.game, seeds, envs))):
         if record_evaluation(m.history, m.run_dir, steps, scores, lengths, m.writer):
             if pack is not None:
                 pack.export(i, m.policy, m.optimizer)

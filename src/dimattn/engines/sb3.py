@@ -30,7 +30,7 @@ from dimattn.engines.common import (
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.progress import sb3_progress_callback
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
-from dimattn.envs.ale import evaluate, make_env
+from dimattn.envs.ale import evaluate, evaluation_envs, make_env
 
 
 class StudyCallback(BaseCallback):
@@ -41,6 +41,7 @@ class StudyCallback(BaseCallback):
         self.args, self.run_dir, self.history = args, Path(run_dir), history
         self.next_eval = next_multiple(start, args.eval_freq)
         self.next_save = next_multiple(start, args.save_freq)
+        self.eval_envs: list = []  # built at the first evaluation, reused by the others
 
 
     def _on_step(self) -> bool:
@@ -58,13 +59,18 @@ class StudyCallback(BaseCallback):
             return self.model.predict(obs[0], deterministic=False)[0][None]
 
         seeds = eval_seeds(self.args.seed, len(self.history.timesteps), self.args.eval_episodes)
-        ((scores, lengths),) = evaluate(act, self.args.game, [seeds])
+        self.eval_envs = self.eval_envs or evaluation_envs(self.args.game, self.args.eval_episodes)
+        ((scores, lengths),) = evaluate(act, self.args.game, [seeds], self.eval_envs)
         best = record_evaluation(self.history, self.run_dir, steps, scores, lengths)
         self.logger.record("eval/mean_reward", float(np.mean(scores)))
         self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
         self.logger.dump(steps)
         if best:
             self.save(self.run_dir / BEST_MODEL, steps)
+
+    def _on_training_end(self) -> None:
+        for env in self.eval_envs:
+            env.close()
 
     def save(self, path: Path, steps: int) -> None:
         save_sb3(self.model, path, checkpoint_meta(self.args, steps), extra={RNG_ENTRY: rng_state_bytes()})

@@ -83,24 +83,37 @@ def action_meanings(game: str) -> list[str]:
         env.close()
 
 
+def evaluation_envs(game: str, n: int) -> list[VecEnv]:
+    """``n`` evaluation envs of ``game`` (whole games, raw score) for :func:`evaluate` to reuse: building
+    an Atari env costs far more than a short game, and a trainer evaluates many times."""
+    return [make_env(canonical_game(game), n_envs=1, seed=0, training=False) for _ in range(n)]
+
+
 def evaluate(act: Callable[[np.ndarray], np.ndarray], game: str, seeds: Sequence[Sequence[int]],
-             ) -> list[tuple[np.ndarray, np.ndarray]]:
+             envs: list[VecEnv] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Play one whole game per seed, for K policies at once: ``seeds[k][e]`` seeds game e of policy k.
 
     ``act(obs (K, E, 4, 84, 84) uint8) -> actions (K, E)`` is called once per agent step for every
     game, finished or not (one batched forward; the actions of finished games are dropped), and only
     the games still running step their emulators. Each game is the study's evaluation env (SPEC §3:
-    whole game, raw score, 108k-frame cap) in its own copy, seeded once, so the result of a game does
-    not depend on the others. Returns per policy (scores, lengths), each (E,): raw game scores and
-    game lengths in emulator frames (SB3's Monitor sits under the frame skip, as in RL Zoo's ``ep_lengths``).
+    whole game, raw score, 108k-frame cap) in its own copy, reset with its seed, so the result of a game
+    does not depend on the others. ``envs``: K*E envs from :func:`evaluation_envs` to reuse (they stay
+    open); by default they are built and closed here. Returns per policy (scores, lengths), each (E,): raw
+    game scores and game lengths in emulator frames (SB3's Monitor sits under the frame skip, as in RL
+    Zoo's ``ep_lengths``).
     """
     k, e = len(seeds), len(seeds[0])
     if any(len(s) != e for s in seeds) or e < 1:
         raise DimattnError("evaluate needs the same number (>= 1) of games for every policy")
-    envs = [make_env(canonical_game(game), n_envs=1, seed=int(s), training=False) for row in seeds for s in row]
+    own = envs is None
+    envs = evaluation_envs(game, k * e) if envs is None else envs
+    if len(envs) != k * e:
+        raise DimattnError(f"evaluate got {len(envs)} envs for {k * e} games")
     scores, lengths = np.zeros(k * e), np.zeros(k * e, dtype=np.int64)
     running = np.ones(k * e, dtype=bool)
     try:
+        for env, seed in zip(envs, (s for row in seeds for s in row)):
+            env.seed(int(seed))  # used by the reset below: the same game as a fresh env made with this seed
         obs = np.concatenate([env.reset() for env in envs])  # (K*E, 4, 84, 84)
         while running.any():
             actions = np.asarray(act(obs.reshape(k, e, *obs.shape[1:]))).reshape(k * e)
@@ -110,6 +123,7 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], game: str, seeds: Sequence
                 if done[0] and "episode" in info[0]:
                     scores[i], lengths[i], running[i] = info[0]["episode"]["r"], info[0]["episode"]["l"], False
     finally:
-        for env in envs:
-            env.close()
+        if own:
+            for env in envs:
+                env.close()
     return [(scores[i * e:(i + 1) * e], lengths[i * e:(i + 1) * e]) for i in range(k)]
