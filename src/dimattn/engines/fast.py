@@ -75,7 +75,7 @@ class Speed:
     shared out among the groups. ``channels_last``: NHWC tensors for the convolutions. ``bf16``:
     bfloat16 autocast of the network's forward and backward (losses, log-probabilities and Adam stay
     float32). ``compile``: ``torch.compile`` (measured slower; it fails on the attention blocks in
-    torch 2.13). ``cuda_graph``: replay the act step (forward + sampling) as a CUDA graph.
+    torch 2.13). ``cuda_graph``: replay the act step (forward + sampling) as a CUDA graph (a run alone).
     The defaults for each device are :func:`default_speed`'s.
     """
 
@@ -99,8 +99,8 @@ def default_speed(device: torch.device) -> Speed:
     On a GPU the network needs one CPU thread to launch its kernels; torch's default (one OpenMP thread
     per core) spins on the cores the emulators need and halves the speed. EnvPool gets the other cores.
     """
-    if device.type == "cuda":
-        return Speed(groups=2, torch_threads=1, env_threads=0)
+    if device.type == "cuda":  # measured on an H100 node, docs/benchmarks.md: the CUDA graph gave +20%
+        return Speed(groups=2, torch_threads=1, env_threads=0, cuda_graph=True)
     return DEFAULT_SPEED
 
 
@@ -620,7 +620,8 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
         for i, m in enumerate(members):
             pack.load(i, m.policy, m.optimizer)
         act = pack
-    steps_fn = _act_steps(act, envs, speed, device)
+    # The CUDA graph was measured for a run alone; a pack's vmapped act step runs without it (not measured).
+    steps_fn = _act_steps(act, envs, dataclasses.replace(speed, cuda_graph=speed.cuda_graph and k == 1), device)
     for m, tb_root in zip(members, tb_roots):
         m.writer = _tb_writer(tb_root, m.args, m.run_dir)
         if m.checkpoint is not None:
