@@ -10,7 +10,7 @@ DEMO_AGENTS ?= NA CWCA
 DEMO_ARGS ?= --env Breakout -n 30000 --eval-freq 10000 --eval-episodes 2 --save-freq 10000 --log-folder demo-logs --tensorboard-log demo-logs/tb --progress
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,11 @@ demo: setup
 	@echo "next: source $(VENV)/bin/activate   (puts dimattn on your PATH), then e.g. dimattn --help"
 
 test: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test-all: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-logs .pytest_cache
