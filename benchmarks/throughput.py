@@ -228,7 +228,8 @@ def levers_table(args: argparse.Namespace) -> str:
 
 def packed_table(args: argparse.Namespace) -> str:
     """A pack of 2 runs in one process vs the same 2 runs as separate processes at once (aggregate
-    steps/s), and one run alone; each process with 1 torch thread, as a study runs them side by side."""
+    steps/s), and one run alone; each run process with 1 torch thread, as a study runs them side by side,
+    the pack with the threads of both."""
     from concurrent.futures import ThreadPoolExecutor
 
     agent = args.agents[0]
@@ -239,7 +240,8 @@ def packed_table(args: argparse.Namespace) -> str:
         rates["one run alone"].append(run_child(one))
         with ThreadPoolExecutor(2) as pool:
             rates["two runs at once (2 processes)"].append(sum(pool.map(run_child, [one, one])))
-        rates["a pack of 2"].append(run_child({**one, "k": 2}))
+        # the pack gets what the two processes get together: 2 torch threads, 2 threads per EnvPool
+        rates["a pack of 2"].append(run_child({**one, "k": 2, "torch_threads": 2, "speed": {"env_threads": 2}}))
         print(f"[{rep + 1}/{args.repeats}] " + ", ".join(f"{k}: {v[-1]:,.0f}" for k, v in rates.items()), flush=True)
     med = {k: float(statistics.median(v)) for k, v in rates.items()}
     base = med["two runs at once (2 processes)"]

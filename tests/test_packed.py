@@ -63,8 +63,9 @@ def _alone(nets: list[ActorCritic], buf: Rollout, args) -> tuple[list, list, lis
     return nets, opts, stats
 
 
-def _packed(nets: list[ActorCritic], buf: Rollout, args) -> tuple[Pack, list[dict]]:
+def _packed(nets: list[ActorCritic], buf: Rollout, args, vectorize: bool = False) -> tuple[Pack, list[dict]]:
     pack = Pack(nets, "cpu")
+    pack.vectorize = vectorize  # vmap, as on a GPU, or the CPU's loop over members
     adv = gae(buf.rewards, buf.values, buf.done, buf.trunc, buf.last_value, buf.last_done, buf.last_trunc,
               0.99, 0.95)
     rngs = [np.random.RandomState(s) for s in SEEDS]
@@ -73,14 +74,15 @@ def _packed(nets: list[ActorCritic], buf: Rollout, args) -> tuple[Pack, list[dic
     return pack, stats
 
 
+@pytest.mark.parametrize("vectorize", [False, True], ids=["loop", "vmap"])
 @pytest.mark.parametrize("agent", ["NA", "CWCA"])
-def test_packed_update_is_k_separate_updates(agent):
+def test_packed_update_is_k_separate_updates(agent, vectorize):
     torch.manual_seed(0)
     nets = [ActorCritic(A, agent) for _ in range(K)]
     args = _args(agent)
     buf = _rollouts(nets)
     alone, opts, want = _alone(nets, buf, args)
-    pack, got = _packed(nets, buf, args)
+    pack, got = _packed(nets, buf, args, vectorize)
     for k in range(K):
         for key in ("pg", "value", "entropy", "kl", "clipfrac", "loss", "explained_variance"):
             assert got[k][key] == pytest.approx(want[k][key], rel=1e-4, abs=1e-6), (k, key)

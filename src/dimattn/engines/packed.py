@@ -5,7 +5,8 @@ what lets a GPU node train the study at the speed of its emulators (docs/benchma
 each run's learning stays its own, so every member learns exactly as it would alone:
 
 - the K parameter sets are stacked, each tensor (K, ...) (``torch.func.stack_module_state``), and run
-  as one vmapped ``functional_call`` of the study's network (all five agents);
+  as one vmapped ``functional_call`` of the study's network on a GPU (all five agents), member by member
+  on the CPU (measured faster there);
 - each member draws its minibatches from its own NumPy RNG stream (seeded with its seed, as a run
   alone seeds NumPy's global one), normalises advantages over its own minibatch, clips its own global
   gradient norm, and has its own Adam state (moments and step count);
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
+from torch.utils._pytree import tree_map
 
 from dimattn.agents.networks import ActorCritic
 from dimattn.engines.common import explained_variance
@@ -53,13 +55,27 @@ class Pack:
         self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.adam_steps = torch.zeros(self.k, device=device)
+        self.vectorize = torch.device(device).type != "cpu"
 
     def _forward(self, params: dict, buffers: dict, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return functional_call(self.base, (params, buffers), (obs,))
 
     def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (K, n, 4, 84, 84) uint8 -> logits (K, n, A), values (K, n): member k acts on obs[k]."""
-        return vmap(self._forward)(self.params, self.buffers, obs)
+        return self.map(self._forward, self.params, self.buffers, obs)
+
+    def map(self, fn: Any, params: dict, buffers: dict, *batched: torch.Tensor, shared: tuple = ()) -> Any:
+        """``fn(params_k, buffers_k, *batched[k], *shared)`` for every member k, results stacked (K, ...).
+
+        On a GPU one vmapped call (one kernel per layer for all members); on the CPU a loop over the
+        members, which measured faster there (vmap turns the convolutions into grouped ones, and runs
+        SDPA member by member anyway: benchmarks/throughput.py --packed)."""
+        if self.vectorize:
+            return vmap(fn, in_dims=(0, 0) + (0,) * len(batched) + (None,) * len(shared))(
+                params, buffers, *batched, *shared)
+        outs = [fn({n: p[k] for n, p in params.items()}, {n: b[k] for n, b in buffers.items()},
+                   *(x[k] for x in batched), *shared) for k in range(self.k)]
+        return tree_map(lambda *xs: torch.stack(xs), *outs)
 
     # ------------------------------------------------------------------ members as ordinary runs
     def export(self, k: int, policy: ActorCritic, optimizer: torch.optim.Adam) -> None:
@@ -173,7 +189,7 @@ def packed_update(pack: Pack, obs: torch.Tensor, actions: torch.Tensor, logprobs
     returns = flat(advantages + values)
     is_transition = ~np.ascontiguousarray(np.swapaxes(done, 0, 1)).reshape(k, -1)  # (K, T*N)
     member = torch.arange(k, device=device)[:, None]  # (K, 1)
-    per_member_grad = vmap(grad(pack._loss, has_aux=True), in_dims=(0, 0, 0, 0, 0, 0, 0, 0, None, None, None))
+    member_grad = grad(pack._loss, has_aux=True)
     sums = torch.zeros(k, 5, device=device)  # pg, value, entropy, clipfrac, kl (last epoch)
     counts = torch.zeros(k, 2, device=device)  # minibatches stepped: all epochs, last epoch
     count_as = {False: torch.tensor([1.0, 0.0], device=device), True: torch.tensor([1.0, 1.0], device=device)}
@@ -187,9 +203,9 @@ def packed_update(pack: Pack, obs: torch.Tensor, actions: torch.Tensor, logprobs
             mb = index[s]  # (K, B)
             t, e = mb // n_envs, mb % n_envs  # step and env of each row
             x = obs[t, member, e]  # (K, B, 4, 84, 84)
-            grads, stats = per_member_grad(pack.params, pack.buffers, x, acts[member, mb], old_logp[member, mb],
-                                           adv_all[member, mb], returns[member, mb], weight[s], clip,
-                                           args.ent_coef, args.vf_coef)
+            grads, stats = pack.map(member_grad, pack.params, pack.buffers, x, acts[member, mb], old_logp[member, mb],
+                                    adv_all[member, mb], returns[member, mb], weight[s],
+                                    shared=(clip, args.ent_coef, args.vf_coef))
             on = active[s]  # (K,)
             pack.step(grads, lr, args.max_grad_norm, on)
             sums += torch.where(on[:, None], stats[:, :5], 0.0)
