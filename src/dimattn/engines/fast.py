@@ -633,6 +633,9 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
     steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
     eval_envs: list = []  # built at the first evaluation, reused by the others
 
+    def on(x: torch.Tensor) -> torch.Tensor:  # rewards and flags move to the device once per rollout
+        return x.to(device, non_blocking=True)
+
     def save(path_of: Callable[[Member], Path]) -> list[Path]:
         paths = []
         for i, m in enumerate(members):
@@ -655,9 +658,6 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
 
             lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
             clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
-            def on(x: torch.Tensor) -> torch.Tensor:  # rewards and flags move to the device once per rollout
-                return x.to(device, non_blocking=True)
-
             advantages = gae(on(buf.rewards), buf.values, on(buf.done), on(buf.trunc), buf.last_value,
                              on(buf.last_done), on(buf.last_trunc), args.gamma, args.gae_lambda)  # (T, K, N)
             if k == 1:

@@ -135,16 +135,23 @@ class _Queue:
 
     def finished(self, run: Run, outcome: Outcome, board: Board) -> None:
         retrying = outcome.state == "failed" and self.attempts[run.index] < self.max_attempts
-        board.finish(run, outcome, retrying)
-        if outcome.state == "done":
-            self.report.done.append(run.index)
-            self.report.failed.pop(run.index, None)
-        elif outcome.state == "busy":
-            self.report.busy.append(run.index)
-        elif retrying:
+        if tally(self.report, board, run, outcome, retrying):
             self.todo.append(run)
-        else:
-            self.report.failed[run.index] = outcome.message
+
+
+def tally(summary: RunSummary, board: Board, run: Run, outcome: Outcome, retrying: bool) -> bool:
+    """Count one attempt's outcome in ``summary`` and show it; True when the run is to be tried again."""
+    board.finish(run, outcome, retrying)
+    if outcome.state == "done":
+        summary.done.append(run.index)
+        summary.failed.pop(run.index, None)
+    elif outcome.state == "busy":
+        summary.busy.append(run.index)
+    elif retrying:
+        return True
+    else:
+        summary.failed[run.index] = outcome.message
+    return False
 
 
 # --------------------------------------------------------------------------- local pool

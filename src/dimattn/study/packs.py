@@ -51,7 +51,7 @@ from dimattn.study.execute import (
     record_failure,
     usable_cores,
 )
-from dimattn.study.launch import Board, RunSummary, _context, _die_with_runner, connect_ray, import_ray
+from dimattn.study.launch import Board, RunSummary, _context, _die_with_runner, connect_ray, import_ray, tally
 from dimattn.study.locks import lock_holder, run_lock
 from dimattn.study.spec import ERROR_LOG, TRAIN_LOG, Run, Study
 from dimattn.study.status import is_done
@@ -271,16 +271,8 @@ class _PackQueue:
         for outcome in outcomes:
             run = self.study.runs[outcome.index]
             retrying = outcome.state == "failed" and self.attempts[pack.index] < self.max_attempts
-            board.finish(run, outcome, retrying)
-            if outcome.state == "done":
-                self.report.done.append(run.index)
-                self.report.failed.pop(run.index, None)
-            elif outcome.state == "busy":
-                self.report.busy.append(run.index)
-            elif retrying:
+            if tally(self.report, board, run, outcome, retrying):
                 again.append(run)
-            else:
-                self.report.failed[run.index] = outcome.message
         if again:
             self.todo.append(Pack(pack.index, tuple(again)))
 
