@@ -326,3 +326,26 @@ def test_devices_are_resolved_or_refused():
     if not torch.cuda.is_available():
         with pytest.raises(DimattnError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_running_out_of_device_memory_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """A GPU that runs out of memory mid-run (simulated at the first update after a checkpoint): one
+    DimattnError naming the run and the fix; the checkpoint on disk still loads and resumes."""
+    from dimattn.engines import fast
+
+    real, calls = fast.update, []
+
+    def update(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:  # 256 steps saved (2 rollouts of 128), then the memory runs out
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(fast, "update", update)
+    with pytest.raises(DimattnError, match="ran out of memory.*last checkpoints are intact") as err:
+        train_fast(tiny_config().resolve(), tmp_path)
+    assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+    assert load_agent(tmp_path / "rl_model_256_steps.zip").meta["num_timesteps"] == 256
+    monkeypatch.setattr(fast, "update", real)
+    train_fast(tiny_config().resolve(), tmp_path)  # resumes from it
+    assert EvalHistory.load(tmp_path).timesteps == [256, 512]

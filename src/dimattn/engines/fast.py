@@ -543,7 +543,14 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
         if len(group) < len(members):
             print(f"runs {', '.join(str(members[i].run_dir) for i in group)} resume at {start:,} steps "
                   "(the others at another checkpoint): trained as a pack of their own", flush=True)
-        paths = _train_members([members[i] for i in group], [tb_roots[i] for i in group], progress, verbose, speed)
+        try:
+            paths = _train_members([members[i] for i in group], [tb_roots[i] for i in group], progress, verbose,
+                                   speed)
+        except torch.OutOfMemoryError:  # checkpoints are written atomically: the last one of each run is intact
+            names = ", ".join(str(members[i].run_dir) for i in group)
+            raise DimattnError(f"{names}: the {runs[0].device} device ran out of memory; the last checkpoints are "
+                               "intact: rerun to resume, with fewer runs per pack, a smaller n_envs, or another "
+                               "device (--device)") from None
         finals.update(zip(group, paths))
     return [finals[i] for i in range(len(members))]
 
