@@ -210,16 +210,21 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("spawn")  # pragma: no cover
 
 
+def exit_summary(code: int | None, attempt: str) -> str:
+    """One line for a worker that ended without reporting: the signal that killed it, or its exit status."""
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        return f"attempt {attempt} failed: killed by signal {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    return f"attempt {attempt} failed: exit status {code}"
+
+
 def _outcome_of_exit(run: Run, code: int | None, attempt: str) -> Outcome:
     if code == 0:
         return Outcome(run.index, "done")
     if code == EXIT_BUSY:
         return Outcome(run.index, "busy", f"being trained by {lock_holder(run.dir) or 'another process'}")
     if code is not None and code < 0:  # killed by a signal: the worker could not record anything itself
-        name = signal.Signals(-code).name
-        summary = f"attempt {attempt} failed: killed by signal {name}" + (
-            " (out of memory?)" if name == "SIGKILL" else ""
-        )
+        summary = exit_summary(code, attempt)
         with open(run.dir / "train.log", "a") as log:
             log.write(f"=== {summary} ===\n")
         record_failure(run, summary)
@@ -227,7 +232,7 @@ def _outcome_of_exit(run: Run, code: int | None, attempt: str) -> Outcome:
     first = (
         (run.dir / ERROR_LOG).read_text(errors="replace").splitlines()[:1] if (run.dir / ERROR_LOG).is_file() else []
     )
-    return Outcome(run.index, "failed", first[0] if first else f"attempt {attempt} failed: exit status {code}")
+    return Outcome(run.index, "failed", first[0] if first else exit_summary(code, attempt))
 
 
 def run_local(study: Study, workers: int | None = None, threads: int | None = None, retries: int = 1,

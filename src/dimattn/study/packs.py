@@ -28,7 +28,6 @@ import dataclasses
 import multiprocessing as mp
 import multiprocessing.connection
 import os
-import signal
 import socket
 import time
 import traceback
@@ -51,7 +50,16 @@ from dimattn.study.execute import (
     record_failure,
     usable_cores,
 )
-from dimattn.study.launch import Board, RunSummary, _context, _die_with_runner, connect_ray, import_ray, tally
+from dimattn.study.launch import (
+    Board,
+    RunSummary,
+    _context,
+    _die_with_runner,
+    connect_ray,
+    exit_summary,
+    import_ray,
+    tally,
+)
 from dimattn.study.locks import lock_holder, run_lock
 from dimattn.study.spec import ERROR_LOG, TRAIN_LOG, Run, Study
 from dimattn.study.status import is_done
@@ -292,13 +300,6 @@ def _lost(pack: Pack, summary: str) -> list[Outcome]:
     return outcomes
 
 
-def _exit_summary(code: int | None, attempt: str) -> str:
-    if code is not None and code < 0:
-        name = signal.Signals(-code).name
-        return f"attempt {attempt} failed: killed by signal {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
-    return f"attempt {attempt} failed: exit status {code}"
-
-
 # --------------------------------------------------------------------------- local pool
 def _pack_child(root: str, indices: list[int], threads: int, attempt: str,
                 report: multiprocessing.connection.Connection, lifeline: multiprocessing.connection.Connection) -> None:
@@ -357,7 +358,7 @@ def run_local_packs(study: Study, size: int, workers: int | None = None, threads
                     outcomes = _received(receive)
                     receive.close()
                     if outcomes is None:
-                        outcomes = _lost(pack, _exit_summary(proc.exitcode, attempt))
+                        outcomes = _lost(pack, exit_summary(proc.exitcode, attempt))
                     queue.finished(pack, outcomes, board)
         finally:
             for _, _, proc, _ in active.values():  # interrupted: stop our workers; their runs resume next time
