@@ -32,13 +32,14 @@ from pathlib import Path
 
 #: Fast-engine variants measured by ``--levers``: name -> overrides of dimattn.engines.fast.Speed.
 LEVERS: dict[str, dict] = {
-    "default: 2 EnvPool groups (overlap), torch's threads, fp32": {},
+    "default: 2 EnvPool groups (overlap), torch's threads (1 while acting), channels-last, fp32": {},
     "no overlap (1 EnvPool group)": {"groups": 1},
     "1 torch thread": {"torch_threads": 1},
+    "torch's threads while acting too": {"collect_threads": 0},
     "EnvPool threads 2": {"env_threads": 2},
-    "channels-last": {"channels_last": True},
+    "contiguous (not channels-last)": {"channels_last": False},
     "bf16 autocast": {"bf16": True},
-    "channels-last + bf16": {"channels_last": True, "bf16": True},
+    "bf16 autocast, contiguous": {"bf16": True, "channels_last": False},
     "torch.compile (compile time included)": {"compile": True},
 }
 
@@ -59,11 +60,11 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
     try:
         t0 = time.perf_counter()
         if k > 1:
-            from dimattn.engines.fast import DEFAULT_SPEED, train_pack
+            from dimattn.engines.fast import default_speed, train_pack
 
-            train_pack([dataclasses.replace(config, seed=s).resolve() for s in range(k)],
-                       [root / f"run{s}" for s in range(k)], str(root / "tb"),
-                       speed=dataclasses.replace(DEFAULT_SPEED, **speed))
+            runs = [dataclasses.replace(config, seed=s).resolve() for s in range(k)]
+            train_pack(runs, [root / f"run{s}" for s in range(k)], str(root / "tb"),
+                       speed=dataclasses.replace(default_speed(runs[0].device, k), **speed))
         elif engine == "fast":
             from dimattn.engines.fast import DEFAULT_SPEED, train_fast
 
@@ -228,20 +229,26 @@ def levers_table(args: argparse.Namespace) -> str:
 
 def packed_table(args: argparse.Namespace) -> str:
     """A pack of 2 runs in one process vs the same 2 runs as separate processes at once (aggregate
-    steps/s), and one run alone; each run process with 1 torch thread, as a study runs them side by side,
-    the pack with the threads of both."""
+    steps/s), and one run alone; each run process with 1 torch thread, as a study runs them side by side.
+    The pack: its CPU defaults (members in threads, 1 torch thread each, EnvPool threads = cores), with one
+    EnvPool thread, and as on a GPU (one vmapped network, 2 torch threads)."""
     from concurrent.futures import ThreadPoolExecutor
 
     agent = args.agents[0]
     one = {"kind": "train", "engine": "fast", "game": args.game, "agent": agent, "steps": args.steps,
            "torch_threads": 1}
-    rates: dict[str, list[float]] = {"one run alone": [], "two runs at once (2 processes)": [], "a pack of 2": []}
+    packs = {"a pack of 2 (default: members in 2 threads, 1 torch thread each, a thread per core per EnvPool)": {},
+             "a pack of 2, 1 thread per EnvPool": {"env_threads": 1},
+             "a pack of 2, vmapped as on a GPU (2 torch threads, 2 threads per EnvPool)":
+                 {"vmap": True, "torch_threads": 2, "env_threads": 2}}
+    rates: dict[str, list[float]] = {"one run alone": [], "two runs at once (2 processes)": []}
+    rates.update({name: [] for name in packs})
     for rep in range(args.repeats):
         rates["one run alone"].append(run_child(one))
         with ThreadPoolExecutor(2) as pool:
             rates["two runs at once (2 processes)"].append(sum(pool.map(run_child, [one, one])))
-        # the pack gets what the two processes get together: 2 torch threads, 2 threads per EnvPool
-        rates["a pack of 2"].append(run_child({**one, "k": 2, "torch_threads": 2, "speed": {"env_threads": 2}}))
+        for name, speed in packs.items():
+            rates[name].append(run_child({**one, "k": 2, "torch_threads": 0, "speed": speed}))
         print(f"[{rep + 1}/{args.repeats}] " + ", ".join(f"{k}: {v[-1]:,.0f}" for k, v in rates.items()), flush=True)
     med = {k: float(statistics.median(v)) for k, v in rates.items()}
     base = med["two runs at once (2 processes)"]

@@ -63,9 +63,8 @@ def _alone(nets: list[ActorCritic], buf: Rollout, args) -> tuple[list, list, lis
     return nets, opts, stats
 
 
-def _packed(nets: list[ActorCritic], buf: Rollout, args, vectorize: bool = False) -> tuple[Pack, list[dict]]:
-    pack = Pack(nets, "cpu")
-    pack.vectorize = vectorize  # vmap, as on a GPU, or the CPU's loop over members
+def _packed(nets: list[ActorCritic], buf: Rollout, args) -> tuple[Pack, list[dict]]:
+    pack = Pack(nets, "cpu")  # vmapped, as on a GPU
     adv = gae(buf.rewards, buf.values, buf.done, buf.trunc, buf.last_value, buf.last_done, buf.last_trunc,
               0.99, 0.95)
     rngs = [np.random.RandomState(s) for s in SEEDS]
@@ -74,15 +73,14 @@ def _packed(nets: list[ActorCritic], buf: Rollout, args, vectorize: bool = False
     return pack, stats
 
 
-@pytest.mark.parametrize("vectorize", [False, True], ids=["loop", "vmap"])
 @pytest.mark.parametrize("agent", ["NA", "CWCA"])
-def test_packed_update_is_k_separate_updates(agent, vectorize):
+def test_packed_update_is_k_separate_updates(agent):
     torch.manual_seed(0)
     nets = [ActorCritic(A, agent) for _ in range(K)]
     args = _args(agent)
     buf = _rollouts(nets)
     alone, opts, want = _alone(nets, buf, args)
-    pack, got = _packed(nets, buf, args, vectorize)
+    pack, got = _packed(nets, buf, args)
     for k in range(K):
         for key in ("pg", "value", "entropy", "kl", "clipfrac", "loss", "explained_variance"):
             assert got[k][key] == pytest.approx(want[k][key], rel=1e-4, abs=1e-6), (k, key)
@@ -207,3 +205,49 @@ def test_a_pack_of_different_runs_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(DimattnError, match="needs 2 TensorBoard folders, got 1"):  # one per run, or one for all
         train_pack([_tiny(0), _tiny(1)], [tmp_path / "a", tmp_path / "b"], tensorboard_log=[str(tmp_path / "tb")])
     assert not any(tmp_path.iterdir())
+
+
+def _final_weights(path) -> dict[str, torch.Tensor]:
+    from dimattn.agents.checkpoints import load_agent
+
+    return load_agent(path).state_dict()
+
+
+@pytest.mark.parametrize("agent", ["NA", "CWCA"])
+def test_a_member_of_a_pack_on_the_cpu_learns_what_it_would_alone(tmp_path, agent):
+    """On the CPU a pack's members act and learn in threads; each one's weights after two updates are the
+    run alone's (same envs, initial weights, action draws and minibatches; one torch thread in both)."""
+    from dimattn.engines.fast import Speed
+    from dimattn.engines.train import train_pack
+
+    def cfg(seed):
+        return build_config("Breakout", agent=agent, seed=seed, n_timesteps=256, engine="fast", eval_freq=0,
+                            save_freq=0, hyperparams=TINY)
+
+    one = Speed(torch_threads=1)
+    (alone,) = train_pack([cfg(1)], [tmp_path / "alone"], speed=one)
+    finals = train_pack([cfg(0), cfg(1)], [tmp_path / "p0", tmp_path / "p1"], speed=one)
+    again = train_pack([cfg(0), cfg(1)], [tmp_path / "q0", tmp_path / "q1"], speed=one)
+    want, got = _final_weights(alone), _final_weights(finals[1])
+    assert want.keys() == got.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0, msg=name)
+        assert torch.equal(_final_weights(again[0])[name], _final_weights(finals[0])[name])  # reproducible
+    assert not torch.equal(_final_weights(finals[0])["action_net.weight"], got["action_net.weight"])
+
+
+def test_a_vmapped_pack_on_the_cpu_trains_end_to_end(tmp_path):
+    """The accelerators' form of a pack (one vmapped network), run on the CPU: files as alone, resumable."""
+    from dimattn.engines.fast import Speed
+    from dimattn.engines.rundir import EvalHistory, checkpoints
+    from dimattn.engines.train import train_pack
+
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    speed = Speed(torch_threads=1, vmap=True)
+    train_pack([_tiny(0, 256), _tiny(1, 256)], dirs, speed=speed)
+    finals = train_pack([_tiny(0, 512), _tiny(1, 512)], dirs, speed=speed)  # resumes at 256
+    for d in dirs:
+        assert [s for s, _ in checkpoints(d)] == [256, 512]
+        assert EvalHistory.load(d).timesteps == [256, 512]
+    assert not torch.equal(_final_weights(finals[0])["action_net.weight"],
+                           _final_weights(finals[1])["action_net.weight"])

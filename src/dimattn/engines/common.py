@@ -46,12 +46,14 @@ def checkpoint_meta(args: PPOArgs, steps: int) -> dict[str, Any]:
             "engine": args.engine, "num_timesteps": int(steps)}
 
 
-def rng_state_bytes(numpy_state: tuple | None = None) -> bytes:
-    """torch's global RNG state and NumPy's (the global one, or ``numpy_state`` from a RandomState's
-    ``get_state()``) as a ``torch.save`` file (tensors only: loads with weights_only)."""
+def rng_state_bytes(numpy_state: tuple | None = None, torch_state: torch.Tensor | None = None) -> bytes:
+    """torch's RNG state and NumPy's (the global ones, or a run's own: ``numpy_state`` from a RandomState's
+    ``get_state()``, ``torch_state`` from a Generator's ``get_state()``) as a ``torch.save`` file
+    (tensors only: loads with weights_only)."""
     key, pos, has_gauss, gauss = (np.random.get_state() if numpy_state is None else numpy_state)[1:]
+    torch_state = torch.get_rng_state() if torch_state is None else torch_state
     buf = io.BytesIO()
-    torch.save({"torch": torch.get_rng_state(), "np_key": torch.from_numpy(key.astype(np.int64)),
+    torch.save({"torch": torch_state, "np_key": torch.from_numpy(key.astype(np.int64)),
                 "np_rest": torch.tensor([pos, has_gauss], dtype=torch.int64), "np_gauss": torch.tensor(gauss)}, buf)
     return buf.getvalue()
 

@@ -23,6 +23,7 @@ SB3 ``AtariWrapper`` env (:func:`dimattn.envs.ale.evaluate`), i.e. the very prot
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -31,8 +32,10 @@ import re
 import time
 import zipfile
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -72,36 +75,51 @@ class Speed:
     ``groups``: the envs are split into this many EnvPools stepped in turn, so one group's emulators
     run while the network acts for the other (2 = overlap env stepping with inference).
     ``torch_threads``/``env_threads``: 0 = leave torch's as they are / one EnvPool thread per core
-    shared out among the groups. ``channels_last``: NHWC tensors for the convolutions. ``bf16``:
+    shared out among the groups. ``collect_threads``: torch's threads while collecting and evaluating
+    (0 = ``torch_threads``): acting is a small batch, and idle OpenMP threads spin on the cores the
+    emulators need. ``channels_last``: NHWC tensors for the convolutions (fp32; with bf16 it makes the
+    attention blocks 3× slower on the CPU: turn it off there). ``bf16``:
     bfloat16 autocast of the network's forward and backward (losses, log-probabilities and Adam stay
     float32). ``compile``: ``torch.compile`` (measured slower; it fails on the attention blocks in
     torch 2.13). ``cuda_graph``: replay the act step (forward + sampling) as a CUDA graph (a run alone).
-    The defaults for each device are :func:`default_speed`'s.
+    ``vmap``: a pack's K networks run as one vmapped network (:mod:`dimattn.engines.packed`), as on an
+    accelerator; on the CPU the members otherwise act and learn each in its own thread, one torch thread
+    each, which measured faster there (docs/benchmarks.md). The defaults for each device are
+    :func:`default_speed`'s.
     """
 
     groups: int = 2
     torch_threads: int = 0
     env_threads: int = 1
-    channels_last: bool = False  # +22% for NA alone, but with bf16 it makes the attention blocks 3x slower
+    collect_threads: int = 0
+    channels_last: bool = False
     bf16: bool = False  # +44% (NA), but its two parity seeds learned below the SB3 seeds: opt-in for now
     compile: bool = False
     cuda_graph: bool = False
+    vmap: bool = False
 
 
-#: The CPU defaults, measured on 2 cores (docs/benchmarks.md): torch keeps its threads (a lone run) and
-#: each EnvPool one thread, so the emulators and the network share the cores without spinning.
-DEFAULT_SPEED = Speed()
+#: The CPU defaults, measured on 2 cores (docs/benchmarks.md): torch keeps its threads for the update (a
+#: lone run) and uses one while acting, each EnvPool one thread, so the emulators and the network share
+#: the cores without spinning; channels-last convolutions (+16% for NA and CWCA, in the update).
+DEFAULT_SPEED = Speed(collect_threads=1, channels_last=True)
 
 
-def default_speed(device: torch.device) -> Speed:
-    """The measured best :class:`Speed` for ``device`` (docs/benchmarks.md, CPU and GPU tables).
+def default_speed(device: torch.device, members: int = 1) -> Speed:
+    """The measured best :class:`Speed` for ``device`` and a pack of ``members`` runs (docs/benchmarks.md,
+    CPU and GPU tables).
 
     On a GPU the network needs one CPU thread to launch its kernels; torch's default (one OpenMP thread
     per core) spins on the cores the emulators need and halves the speed. EnvPool gets the other cores.
+    On the CPU a pack's members work in threads of their own, so each gets one torch thread, and its
+    collect phase is bound by the emulators: each EnvPool gets as many threads as there are cores (the
+    pools take turns), which measured faster than one (benchmarks/throughput.py --packed).
     """
-    if device.type == "cuda":  # measured on an H100 node, docs/benchmarks.md: the CUDA graph gave +20%
-        return Speed(groups=2, torch_threads=1, env_threads=0, cuda_graph=True)
-    return DEFAULT_SPEED
+    if device.type != "cpu":  # measured on an H100 node, docs/benchmarks.md: the CUDA graph gave +20%
+        return Speed(groups=2, torch_threads=1, env_threads=0, cuda_graph=True, vmap=True)
+    if members == 1:
+        return DEFAULT_SPEED
+    return dataclasses.replace(DEFAULT_SPEED, torch_threads=1, env_threads=len(os.sched_getaffinity(0)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,15 +265,17 @@ class Envs:
             pool.close()
 
 
-def sample(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw actions from Categorical(logits) by the Gumbel-max trick and return (actions, log-probs).
 
     argmax(logits + G) with G ~ Gumbel(0, 1) i.i.d. is distributed as softmax(logits): one uniform
     draw and a few element-wise kernels, no ``torch.distributions`` object per step
     (tests/test_ppo.py::test_gumbel_sampler_draws_from_the_policy). logits (..., A) -> (...,), (...,).
+    ``generator``: the uniform draw's (default torch's global one).
     """
     logp = torch.log_softmax(logits.float(), -1)
-    gumbel = -torch.log(-torch.log(torch.rand_like(logp).clamp_(min=torch.finfo(logp.dtype).tiny)))
+    uniform = torch.rand(logp.shape, generator=generator, dtype=logp.dtype, device=logp.device)
+    gumbel = -torch.log(-torch.log(uniform.clamp_(min=torch.finfo(logp.dtype).tiny)))
     action = torch.argmax(logp + gumbel, -1)
     return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
@@ -263,14 +283,14 @@ def sample(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 Act = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def acting(act: Act, speed: Speed) -> Act:
+def acting(act: Act, speed: Speed, generator: torch.Generator | None = None) -> Act:
     """The act step of :func:`collect`: obs (K, n, 4, 84, 84) uint8 -> (actions, log-probs, values),
-    each (K, n), without gradients, under the engine's autocast."""
+    each (K, n), without gradients, under the engine's autocast; actions drawn with ``generator``."""
 
     def step(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad(), torch.autocast(obs.device.type, torch.bfloat16, enabled=speed.bf16):
             logits, value = act(obs)
-        return (*sample(logits), value.float())
+        return (*sample(logits, generator), value.float())
 
     return step
 
@@ -439,8 +459,10 @@ class Saver:
         self.args, self.policy, self.optimizer = args, policy, optimizer
         self.model = sb3_ppo(args, n_actions=policy.config["n_actions"])
 
-    def save(self, path: Path, steps: int, n_updates: int, numpy_state: tuple | None = None) -> Path:
-        """``numpy_state``: the run's NumPy RNG state when it is not the global one (a pack member's)."""
+    def save(self, path: Path, steps: int, n_updates: int, numpy_state: tuple | None = None,
+             torch_state: torch.Tensor | None = None) -> Path:
+        """``numpy_state``/``torch_state``: the run's RNG states where they are not the global ones (a
+        pack member's)."""
         ours = self.policy.state_dict()
         theirs = {k: ours[re.sub(r"^(pi_|vf_)features_extractor\.", "features_extractor.", k)]
                   for k in self.model.policy.state_dict()}  # SB3 aliases the shared extractor
@@ -449,7 +471,7 @@ class Saver:
         self.model.policy.optimizer.load_state_dict(self.optimizer.state_dict())
         self.model.num_timesteps = steps
         meta = checkpoint_meta(self.args, steps)
-        extra = {RNG_ENTRY: rng_state_bytes(numpy_state), STATE_ENTRY: _state_bytes(steps, n_updates)}
+        extra = {RNG_ENTRY: rng_state_bytes(numpy_state, torch_state), STATE_ENTRY: _state_bytes(steps, n_updates)}
         return save_sb3(self.model, path, meta, extra=extra)
 
 
@@ -483,7 +505,8 @@ class Member:
     """One run of a pack (or the run alone): its configuration, folder, files and learning state.
 
     ``policy``/``optimizer`` are the run's own network and torch Adam: the ones that learn when the run
-    is alone, a CPU copy that checkpoints are written from and restored into in a pack.
+    is alone or in a threaded pack, a CPU copy that checkpoints are written from and restored into in a
+    vmapped pack (:class:`dimattn.engines.packed.Pack`).
     """
 
     args: PPOArgs
@@ -493,6 +516,7 @@ class Member:
     saver: Saver
     history: EvalHistory
     rng: Any  # NumPy RNG of the minibatch draws: the global one alone (as SB3), a RandomState in a pack
+    gen: torch.Generator | None = None  # the actions' draws in a threaded pack (else torch's global RNG)
     start: int = 0
     checkpoint: Path | None = None
     n_updates: int = 0
@@ -527,16 +551,16 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
     """
     check_pack(runs)
     tb_roots = pack_tb_roots(tensorboard_log, len(runs))
-    speed = default_speed(runs[0].device) if speed is None else speed
+    speed = default_speed(runs[0].device, len(runs)) if speed is None else speed
     if speed.torch_threads:
         torch.set_num_threads(speed.torch_threads)
-    torch.manual_seed(runs[0].seed)
     np.random.seed(runs[0].seed)
     print(f"fast engine on {runs[0].device}: {len(runs)} run(s), {speed.groups} EnvPool group(s), "
           f"{speed.env_threads or 'all'} EnvPool thread(s) each, {torch.get_num_threads()} torch thread(s)"
-          + "".join(f", {k}" for k in ("bf16", "channels_last", "cuda_graph", "compile") if getattr(speed, k)),
-          flush=True)
-    members = [_member(a, Path(d), len(runs), resume) for a, d in zip(runs, run_dirs)]
+          + "".join(f", {k}" for k in ("bf16", "channels_last", "cuda_graph", "compile", "vmap")
+                    if getattr(speed, k)), flush=True)
+    stacked = len(runs) > 1 and speed.vmap
+    members = [_member(a, Path(d), len(runs), stacked, resume) for a, d in zip(runs, run_dirs)]
     finals: dict[int, Path] = {}
     for start in sorted({m.start for m in members}):
         group = [i for i, m in enumerate(members) if m.start == start]
@@ -545,7 +569,7 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
                   "(the others at another checkpoint): trained as a pack of their own", flush=True)
         try:
             paths = _train_members([members[i] for i in group], [tb_roots[i] for i in group], progress, verbose,
-                                   speed)
+                                   speed, stacked)
         except torch.OutOfMemoryError:  # checkpoints are written atomically: the last one of each run is intact
             names = ", ".join(str(members[i].run_dir) for i in group)
             raise DimattnError(f"{names}: the {runs[0].device} device ran out of memory; the last checkpoints are "
@@ -572,14 +596,19 @@ def check_pack(runs: list[PPOArgs]) -> None:
         raise DimattnError(f"runs of a pack need different seeds, got {seeds}")
 
 
-def _member(args: PPOArgs, run_dir: Path, k: int, resume: bool) -> Member:
-    """A run's network, Adam and files, restored from its newest checkpoint (alone: on its device)."""
+def _member(args: PPOArgs, run_dir: Path, k: int, stacked: bool, resume: bool) -> Member:
+    """A run's network, Adam and files, restored from its newest checkpoint: on the run's device, or on
+    the CPU for a vmapped pack (whose stacked copy learns on the device). A member's minibatch RNG is
+    NumPy's global one alone, a RandomState of its own seed in a pack; in a threaded pack its actions are
+    drawn from a torch Generator of its own too (worker threads would take turns on the global one in
+    no fixed order)."""
     alone = k == 1
-    device = args.device if alone else torch.device("cpu")
+    device = torch.device("cpu") if stacked else args.device
+    torch.manual_seed(args.seed)  # each member's initial weights are the ones it would have alone
     policy = ActorCritic(_n_actions(args.game), args.agent, ada_attn=args.ada_attn,
                          norm_softmax=args.norm_softmax, features_dim=args.features_dim).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5,
-                                 fused=alone and device.type == "cuda")
+                                 fused=not stacked and device.type == "cuda")
     rng = np.random if alone else np.random.RandomState(args.seed)
     start, path, history = resume_point(run_dir, resume)
     member = Member(args, run_dir, policy, optimizer, Saver(args, policy, optimizer), history, rng)
@@ -590,6 +619,9 @@ def _member(args: PPOArgs, run_dir: Path, k: int, resume: bool) -> Member:
         member.start, member.checkpoint = steps, path
         member.n_updates = n_updates if n_updates is not None else steps // args.rollout_size * args.n_epochs
         history.save(run_dir)
+    if not alone and not stacked:  # after restore, which set torch's global RNG to this member's state
+        member.gen = torch.Generator(device)
+        member.gen.set_state(torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device))
     return member
 
 
@@ -612,23 +644,32 @@ def pack_tb_roots(tensorboard_log: str | Sequence[str | None] | None, k: int) ->
 
 
 def _train_members(members: list[Member], tb_roots: list[str | None], progress: bool, verbose: int,
-                   speed: Speed) -> list[Path]:
-    """The training loop of K members that resume at the same step: collect, evaluate, update, log, save."""
+                   speed: Speed, stacked: bool) -> list[Path]:
+    """The training loop of K members that resume at the same step: collect, evaluate, update, log, save.
+
+    The members' networks act and learn in one of three ways: a run alone; a pack on the CPU, each
+    member in a worker thread of its own (its own network, Adam and :func:`update`; torch ops release
+    the GIL, so K members use K cores); or ``stacked``, one vmapped :class:`Pack` (accelerators).
+    """
     args, k = members[0].args, len(members)
     device = args.device
     envs = Envs(args.game, [m.args.seed for m in members], args.n_envs, speed, pin=device.type == "cuda")
-    if k == 1:
-        net = members[0].policy
-        net = net.to(memory_format=torch.channels_last) if speed.channels_last else net
-        net = torch.compile(net) if speed.compile else net
-        act = _flat_act(net, speed)
-    else:
+    pack, threads, nets = None, None, []
+    if stacked:
         pack = Pack([m.policy for m in members], device)
         for i, m in enumerate(members):
             pack.load(i, m.policy, m.optimizer)
-        act = pack
-    # The CUDA graph was measured for a run alone; a pack's vmapped act step runs without it (not measured).
-    steps_fn = _act_steps(act, envs, dataclasses.replace(speed, cuda_graph=speed.cuda_graph and k == 1), device)
+        act, act_step = pack, acting(pack, speed)
+    else:
+        nets = [_prepared(m.policy, speed) for m in members]
+        acts = [_flat_act(net, speed) for net in nets]
+        act, act_step = acts[0], acting(acts[0], speed, members[0].gen)
+        if k > 1:
+            threads = ThreadPoolExecutor(min(k, len(os.sched_getaffinity(0))), "dimattn-member")
+            act = _in_threads(acts, threads)
+            act_step = _in_threads([acting(a, speed, m.gen) for a, m in zip(acts, members)], threads)
+    # The CUDA graph was measured for a run alone; a pack's act step runs without it (not measured).
+    steps_fn = _act_steps(act_step, envs, dataclasses.replace(speed, cuda_graph=speed.cuda_graph and k == 1), device)
     for m, tb_root in zip(members, tb_roots):
         m.writer = _tb_writer(tb_root, m.args, m.run_dir)
         if m.checkpoint is not None:
@@ -643,38 +684,46 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
     def on(x: torch.Tensor) -> torch.Tensor:  # rewards and flags move to the device once per rollout
         return x.to(device, non_blocking=True)
 
+    def learn(i: int, advantages: torch.Tensor, lr: float, clip: float) -> dict[str, float]:
+        """Member i's PPO update (alone, or in its worker thread)."""
+        for group in members[i].optimizer.param_groups:
+            group["lr"] = lr
+        return update(nets[i], members[i].optimizer, buf.member(i), advantages[:, i], args, clip, speed,
+                      rng=members[i].rng)
+
     def save(path_of: Callable[[Member], Path]) -> list[Path]:
         paths = []
         for i, m in enumerate(members):
-            if k > 1:
+            if pack is not None:
                 pack.export(i, m.policy, m.optimizer)
-            paths.append(m.saver.save(path_of(m), steps, m.n_updates, None if k == 1 else m.rng.get_state()))
+            paths.append(m.saver.save(path_of(m), steps, m.n_updates, *_rng_states(m)))
         return paths
 
     try:
         while steps < args.n_timesteps:
-            collect(envs, steps_fn, buf)
+            with _torch_threads(speed.collect_threads):
+                collect(envs, steps_fn, buf)
             steps += args.rollout_size
             # SB3 evaluates in the middle of a rollout, at the first step (a multiple of n_envs) past
             # each eval_freq; the policy does not change within a rollout, so evaluate it now.
             while next_eval is not None and next_eval <= steps:
                 at = math.ceil(next_eval / args.n_envs) * args.n_envs
                 eval_envs = eval_envs or evaluation_envs(args.game, k * args.eval_episodes)
-                _evaluate(members, act, at, pack if k > 1 else None, eval_envs)
+                with _torch_threads(speed.collect_threads):
+                    _evaluate(members, act, at, pack, eval_envs)
                 next_eval = next_multiple(at, args.eval_freq)
 
             lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
             clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
             advantages = gae(on(buf.rewards), buf.values, on(buf.done), on(buf.trunc), buf.last_value,
                              on(buf.last_done), on(buf.last_trunc), args.gamma, args.gae_lambda)  # (T, K, N)
-            if k == 1:
-                for group in members[0].optimizer.param_groups:
-                    group["lr"] = lr
-                run = buf.member(0)
-                stats = [update(net, members[0].optimizer, run, advantages[:, 0], args, clip, speed)]
-            else:
+            if pack is not None:
                 stats = packed_update(pack, buf.obs, buf.actions, buf.logprobs, buf.values, buf.done.numpy(),
                                       advantages, args, lr, clip, [m.rng for m in members])
+            elif threads is not None:
+                stats = list(threads.map(learn, range(k), repeat(advantages), repeat(lr), repeat(clip)))
+            else:
+                stats = [learn(0, advantages, lr, clip)]
             fps = k * (steps - start) / (time.perf_counter() - t0)
             for m, s, finished in zip(members, stats, envs.finished):
                 m.n_updates += args.n_epochs
@@ -691,6 +740,8 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
         finals = save(lambda m: final_model_path(m.run_dir, m.args.env_id))
     finally:
         envs.close()
+        if threads is not None:
+            threads.shutdown()
         for env in eval_envs:
             env.close()
         if bar is not None:
@@ -701,23 +752,59 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
     return finals
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` (0: unchanged) for the block."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _prepared(net: ActorCritic, speed: Speed) -> nn.Module:
+    """The member's network as it runs: in channels-last memory and/or compiled, as ``speed`` says."""
+    net = net.to(memory_format=torch.channels_last) if speed.channels_last else net
+    return torch.compile(net) if speed.compile else net
+
+
 def _flat_act(net: nn.Module, speed: Speed) -> Callable:
-    """A run's network acting on (K=1, n, 4, 84, 84): logits (1, n, A), values (1, n)."""
+    """A run's network acting on (K=1, n, 4, 84, 84): logits (1, n, A), values (1, n), without gradients
+    (set here: grad mode is per thread, and a pack's members act in worker threads)."""
     memory_format = _memory_format(speed)
 
     def act(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, value = net(obs.flatten(0, 1).contiguous(memory_format=memory_format))  # (K*n, ...)
+        with torch.no_grad():
+            logits, value = net(obs.flatten(0, 1).contiguous(memory_format=memory_format))  # (K*n, ...)
         return logits.unflatten(0, obs.shape[:2]), value.unflatten(0, obs.shape[:2])  # (K, n, A), (K, n)
 
     return act
 
 
-def _act_steps(act: Callable, envs: Envs, speed: Speed, device: torch.device) -> list[Callable]:
+def _in_threads(fns: list[Callable], threads: ThreadPoolExecutor) -> Callable:
+    """``fns[k]`` on member k's slice ``x[k:k+1]`` (1, ...) for every k, in the worker threads; each
+    function's outputs concatenated over the members (K, ...)."""
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = list(threads.map(lambda k: fns[k](x[k:k + 1]), range(len(fns))))
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+
+    return run
+
+
+def _act_steps(step: Callable, envs: Envs, speed: Speed, device: torch.device) -> list[Callable]:
     """One act step per env group for :func:`collect` (a CUDA graph each, with ``speed.cuda_graph``)."""
-    step = acting(act, speed)
     if speed.cuda_graph and device.type == "cuda":
         return [cuda_graphed(step, obs.to(device)) for obs in envs.obs]
     return [step] * len(envs.slices)
+
+
+def _rng_states(m: Member) -> tuple[tuple | None, torch.Tensor | None]:
+    """The member's own NumPy and torch RNG states for its checkpoint; None for those that are the global
+    ones (the checkpoint saves those)."""
+    return None if m.rng is np.random else m.rng.get_state(), None if m.gen is None else m.gen.get_state()
 
 
 def _tb_writer(tensorboard_log: str | None, args: PPOArgs, run_dir: Path) -> Any:
@@ -748,7 +835,7 @@ def _evaluate(members: list[Member], act: Callable, steps: int, pack: Any, envs:
         if record_evaluation(m.history, m.run_dir, steps, scores, lengths, m.writer):
             if pack is not None:
                 pack.export(i, m.policy, m.optimizer)
-            m.saver.save(m.run_dir / BEST_MODEL, steps, m.n_updates, None if pack is None else m.rng.get_state())
+            m.saver.save(m.run_dir / BEST_MODEL, steps, m.n_updates, *_rng_states(m))
 
 
 def _log(writer: Any, steps: int, finished: deque[tuple[float, int]], stats: dict[str, float], lr: float,

@@ -1,12 +1,13 @@
 """Packed runs: K runs of one game and agent (different seeds) learning together in one process.
 
 A pack steps its K×N envs in shared EnvPools and acts for all K networks in one forward pass; it is
-what lets a GPU node train the study at the speed of its emulators (docs/benchmarks.md). What defines
-each run's learning stays its own, so every member learns exactly as it would alone:
+what lets a GPU node train the study at the speed of its emulators (docs/benchmarks.md). (On the CPU
+a pack's members learn in threads instead, each with its own network: :func:`dimattn.engines.fast.
+train_pack`.) What defines each run's learning stays its own, so every member learns exactly as it
+would alone:
 
 - the K parameter sets are stacked, each tensor (K, ...) (``torch.func.stack_module_state``), and run
-  as one vmapped ``functional_call`` of the study's network on a GPU (all five agents), member by member
-  on the CPU (measured faster there);
+  as one vmapped ``functional_call`` of the study's network (all five agents);
 - each member draws its minibatches from its own NumPy RNG stream (seeded with its seed, as a run
   alone seeds NumPy's global one), normalises advantages over its own minibatch, clips its own global
   gradient norm, and has its own Adam state (moments and step count);
@@ -26,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
-from torch.utils._pytree import tree_map
 
 from dimattn.agents.networks import ActorCritic
 from dimattn.engines.common import explained_variance
@@ -55,7 +55,6 @@ class Pack:
         self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.adam_steps = torch.zeros(self.k, device=device)
-        self.vectorize = torch.device(device).type != "cpu"
 
     def _forward(self, params: dict, buffers: dict, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return functional_call(self.base, (params, buffers), (obs,))
@@ -65,17 +64,11 @@ class Pack:
         return self.map(self._forward, self.params, self.buffers, obs)
 
     def map(self, fn: Any, params: dict, buffers: dict, *batched: torch.Tensor, shared: tuple = ()) -> Any:
-        """``fn(params_k, buffers_k, *batched[k], *shared)`` for every member k, results stacked (K, ...).
-
-        On a GPU one vmapped call (one kernel per layer for all members); on the CPU a loop over the
-        members, which measured faster there (vmap turns the convolutions into grouped ones, and runs
-        SDPA member by member anyway: benchmarks/throughput.py --packed)."""
-        if self.vectorize:
-            return vmap(fn, in_dims=(0, 0) + (0,) * len(batched) + (None,) * len(shared))(
-                params, buffers, *batched, *shared)
-        outs = [fn({n: p[k] for n, p in params.items()}, {n: b[k] for n, b in buffers.items()},
-                   *(x[k] for x in batched), *shared) for k in range(self.k)]
-        return tree_map(lambda *xs: torch.stack(xs), *outs)
+        """``fn(params_k, buffers_k, *batched[k], *shared)`` for every member k, results stacked (K, ...):
+        one vmapped call, i.e. one kernel per layer for all members (the convolutions become grouped
+        ones)."""
+        return vmap(fn, in_dims=(0, 0) + (0,) * len(batched) + (None,) * len(shared))(
+            params, buffers, *batched, *shared)
 
     # ------------------------------------------------------------------ members as ordinary runs
     def export(self, k: int, policy: ActorCritic, optimizer: torch.optim.Adam) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dimattn.engines.config import RunConfig, resolve_device
 from dimattn.engines.rundir import write_config
@@ -61,9 +62,10 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
 
 def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
                tensorboard_log: str | Sequence[str | None] | None = None,
-               progress: bool = False, verbose: int = 0, resume: bool = True) -> list[Path]:
+               progress: bool = False, verbose: int = 0, resume: bool = True, speed: Any = None) -> list[Path]:
     """Train runs of one game and agent that differ only in their seeds together, in this process
     (:func:`dimattn.engines.fast.train_pack`). Each run's folder ends up as :func:`train` leaves it.
+    ``speed``: a :class:`dimattn.engines.fast.Speed` (how the machine is used; default: the measured best).
 
     ``tensorboard_log``: one root for every run, or a list of each run's own root (e.g. each run's
     ``<run>/tb``, as a study gives), so each run logs where :func:`train` would have logged it.
@@ -84,4 +86,5 @@ def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
     for config, run_dir in zip(configs, dirs):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config)
-    return train_fast_pack(args, dirs, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
+    return train_fast_pack(args, dirs, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
+                           speed=speed)
