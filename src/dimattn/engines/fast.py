@@ -680,6 +680,7 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
     next_eval, next_save = next_multiple(start, args.eval_freq), next_multiple(start, args.save_freq)
     steps, t0, last_status = start, time.perf_counter(), time.perf_counter()
     eval_envs: list = []  # built at the first evaluation, reused by the others
+    eval_seconds = 0.0
 
     def on(x: torch.Tensor) -> torch.Tensor:  # rewards and flags move to the device once per rollout
         return x.to(device, non_blocking=True)
@@ -708,9 +709,14 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
             # each eval_freq; the policy does not change within a rollout, so evaluate it now.
             while next_eval is not None and next_eval <= steps:
                 at = math.ceil(next_eval / args.n_envs) * args.n_envs
+                t_eval = time.perf_counter()
                 eval_envs = eval_envs or evaluation_envs(args.game, k * args.eval_episodes)
                 with _torch_threads(speed.collect_threads):
                     _evaluate(members, act, at, pack, eval_envs)
+                eval_seconds += time.perf_counter() - t_eval
+                if verbose:
+                    print(f"evaluated at {at:,} steps: {k} × {args.eval_episodes} games in "
+                          f"{time.perf_counter() - t_eval:.1f} s", flush=True)
                 next_eval = next_multiple(at, args.eval_freq)
 
             lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
@@ -738,6 +744,10 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
                 save(lambda m, at=steps: checkpoint_path(m.run_dir, at))
                 next_save = next_multiple(steps, args.save_freq)
         finals = save(lambda m: final_model_path(m.run_dir, m.args.env_id))
+        if verbose:
+            wall = time.perf_counter() - t0
+            print(f"trained {k} run(s) to {steps:,} steps in {wall:,.0f} s, {eval_seconds:,.0f} s of it evaluating "
+                  f"({eval_seconds / max(wall, 1e-9):.0%})", flush=True)
     finally:
         envs.close()
         if threads is not None:
