@@ -64,7 +64,7 @@ def train_child(spec: dict) -> dict:
         if spec["engine"] == "sb3":
             train_sb3(args[0], root / "r0", str(root / "tb"))
             return {"steps_per_s": _fps(root / "tb", args[0].env_id)}
-        speed = dataclasses.replace(default_speed(args[0].device), **spec.get("speed", {}))
+        speed = dataclasses.replace(default_speed(args[0].device, k), **spec.get("speed", {}))
         train_pack(args, [root / f"r{i}" for i in range(k)], str(root / "tb"), speed=speed)
         return {"steps_per_s": k * _fps(root / "tb", args[0].env_id), "torch_threads": torch.get_num_threads()}
     finally:
@@ -104,7 +104,7 @@ def split_child(spec: dict) -> dict:
 
     k, device = spec["k"], torch.device(spec["device"])
     args = build_config(GAME, agent=spec["agent"], device=spec["device"]).resolve()
-    speed = fast.default_speed(device)
+    speed = fast.default_speed(device, k)
     if speed.torch_threads:
         torch.set_num_threads(speed.torch_threads)
     envs = fast.Envs(GAME, list(range(k)), args.n_envs, speed, pin=device.type == "cuda")
@@ -114,7 +114,7 @@ def split_child(spec: dict) -> dict:
                                                                             fused=device.type == "cuda")
     else:
         act = pack = Pack(nets, device)
-    steps = fast._act_steps(act, envs, speed, device)
+    steps = fast._act_steps(fast.acting(act, speed), envs, speed, device)
     buf = fast.Rollout.empty(args.n_steps, args.n_envs, device, members=k)
     rngs = [np.random.RandomState(i) for i in range(k)]
 

@@ -739,7 +739,8 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
             elif verbose and time.perf_counter() - last_status > 30:
                 last_status = time.perf_counter()
                 score = _score_text(envs.finished[0])
-                print(f"{steps:,}/{args.n_timesteps:,} steps, {fps:,.0f} steps/s{score}", flush=True)
+                runs = f" each, {fps:,.0f} steps/s over {k} runs" if k > 1 else f", {fps:,.0f} steps/s"
+                print(f"{steps:,}/{args.n_timesteps:,} steps{runs}{score}", flush=True)
             if next_save is not None and steps >= next_save:
                 save(lambda m, at=steps: checkpoint_path(m.run_dir, at))
                 next_save = next_multiple(steps, args.save_freq)
