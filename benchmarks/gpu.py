@@ -3,7 +3,7 @@
 Prints one Markdown report (and writes it to ``--out``/gpu.md with the raw figures in gpu.json):
 
 1. one run: the SB3 engine (16 subprocess envs) vs the fast engine, NA and CWCA, steps/s and ratios;
-   the fast engine with its levers (CUDA graph of the act step, more EnvPool groups);
+   with --levers, the fast engine without its CUDA graph, with more EnvPool groups, with torch's threads;
 2. where a fast run's time goes: collect vs update, ms per rollout (CUDA-synchronised timers);
 3. packs: K runs in one process (NA and CWCA), several packs at once (the node's aggregate steps/s),
    the EnvPool ceiling with every core (random actions, as many envs), and the share of wall time a
@@ -13,7 +13,7 @@ Prints one Markdown report (and writes it to ``--out``/gpu.md with the raw figur
 Every measurement runs in its own process, so thread settings cannot leak between them; steps/s is
 each run's own ``time/fps`` (training loop only, setup excluded, for both engines alike).
 
-    PYTHONPATH=.gpu-site:src python benchmarks/gpu.py --out $OUT            # on the GPU node (~5 min)
+    PYTHONPATH=.gpu-site:src python benchmarks/gpu.py --out $OUT            # on the GPU node (~6 min)
     PYTHONPATH=src python benchmarks/gpu.py --device cpu --quick --out /tmp/g  # a dry run anywhere
 """
 
@@ -146,7 +146,8 @@ def split_child(spec: dict) -> dict:
 
 
 def eval_child(spec: dict) -> dict:
-    """Seconds for one evaluation of a pack (K runs × 5 whole games, played together), and its game steps."""
+    """Seconds for one evaluation of a pack (K runs × 5 whole games, played together, on envs built beforehand
+    as a trainer reuses them), and its game steps."""
     import numpy as np
     import torch
 
@@ -154,7 +155,7 @@ def eval_child(spec: dict) -> dict:
     from dimattn.engines.common import eval_seeds
     from dimattn.engines.fast import sample
     from dimattn.engines.packed import Pack
-    from dimattn.envs.ale import action_meanings, evaluate
+    from dimattn.envs.ale import action_meanings, evaluate, evaluation_envs
 
     k, device = spec["k"], torch.device(spec["device"])
     torch.set_num_threads(1)
@@ -164,8 +165,9 @@ def eval_child(spec: dict) -> dict:
         with torch.no_grad():
             return sample(pack(torch.as_tensor(obs, device=device))[0])[0].cpu().numpy()
 
+    envs = evaluation_envs(GAME, k * spec["episodes"])  # a trainer builds them once and reuses them
     t0 = time.perf_counter()
-    results = evaluate(policy, GAME, [eval_seeds(s, 0, spec["episodes"]) for s in range(k)])
+    results = evaluate(policy, GAME, [eval_seeds(s, 0, spec["episodes"]) for s in range(k)], envs)
     frames = sum(int(lengths.sum()) for _, lengths in results)
     return {"seconds": time.perf_counter() - t0, "agent_steps": frames // 4}
 
@@ -193,8 +195,10 @@ def ratio(a: dict, b: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--steps", type=int, default=65_536, help="env steps per fast-engine run (a pack: per member)")
-    p.add_argument("--sb3-steps", type=int, default=32_768, help="env steps per SB3-engine run")
+    p.add_argument("--steps", type=int, default=32_768, help="env steps per fast-engine run (a pack: per member)")
+    p.add_argument("--sb3-steps", type=int, default=16_384, help="env steps per SB3-engine run")
+    p.add_argument("--levers", action="store_true",
+                   help="also the fast engine without its CUDA graph, with 4 EnvPool groups, with torch's threads")
     p.add_argument("--k", type=int, default=5, help="runs per pack")
     p.add_argument("--packs", type=int, default=3, help="packs at once, for the node's aggregate")
     p.add_argument("--quick", action="store_true", help="tiny steps: check that everything runs")
@@ -222,8 +226,8 @@ def main() -> None:
     for agent in ("NA", "CWCA"):
         measure(f"sb3 {agent}", {**train, "engine": "sb3", "agent": agent, "steps": a.sb3_steps, "vec_env": "subproc"})
         measure(f"fast {agent}", {**train, "engine": "fast", "agent": agent, "steps": a.steps})
-    levers = {"cuda graph": {"cuda_graph": True}, "4 EnvPool groups": {"groups": 4},
-              "torch's default threads": {"torch_threads": cores}}
+    levers = {"no CUDA graph": {"cuda_graph": False}, "4 EnvPool groups": {"groups": 4},
+              "torch's default threads": {"torch_threads": cores}} if a.levers else {}
     for name, speed in levers.items():
         measure(f"fast NA, {name}", {**train, "engine": "fast", "agent": "NA", "steps": a.steps, "speed": speed})
     measure("ceiling 16", {"kind": "ceiling", "n_envs": 16, "steps": 4 * a.steps})

@@ -237,6 +237,14 @@ def _check_range(name: str, value: Any, low: float, high: float, low_open: bool)
         raise DimattnError(f"{name} must be {bounds}, got {value!r}")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, which honours cgroups and taskset on clusters."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def available_memory() -> int | None:
     """Bytes of memory this machine can still give (Linux' MemAvailable), or None where unknown."""
     try:

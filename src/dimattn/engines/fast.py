@@ -57,7 +57,7 @@ from dimattn.engines.common import (
     sb3_ppo,
     set_rng_state_bytes,
 )
-from dimattn.engines.config import PPOArgs
+from dimattn.engines.config import PPOArgs, usable_cores
 from dimattn.engines.packed import Pack, packed_update
 from dimattn.engines.progress import ProgressBar
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
@@ -111,15 +111,16 @@ def default_speed(device: torch.device, members: int = 1) -> Speed:
 
     On a GPU the network needs one CPU thread to launch its kernels; torch's default (one OpenMP thread
     per core) spins on the cores the emulators need and halves the speed. EnvPool gets the other cores.
-    On the CPU a pack's members work in threads of their own, so each gets one torch thread, and its
-    collect phase is bound by the emulators: each EnvPool gets as many threads as there are cores (the
-    pools take turns), which measured faster than one (benchmarks/throughput.py --packed).
+    On the CPU a pack of K members is given K cores (a study's ``--pack K`` counts them so): the members
+    work in threads of their own with one torch thread each, and the collect phase, bound by the
+    emulators, gives each EnvPool K threads (the pools take turns), which measured faster than one
+    (benchmarks/throughput.py --packed).
     """
     if device.type != "cpu":  # measured on an H100 node, docs/benchmarks.md: the CUDA graph gave +20%
         return Speed(groups=2, torch_threads=1, env_threads=0, cuda_graph=True, vmap=True)
     if members == 1:
         return DEFAULT_SPEED
-    return dataclasses.replace(DEFAULT_SPEED, torch_threads=1, env_threads=len(os.sched_getaffinity(0)))
+    return dataclasses.replace(DEFAULT_SPEED, torch_threads=1, env_threads=min(members, usable_cores()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -665,7 +666,7 @@ def _train_members(members: list[Member], tb_roots: list[str | None], progress: 
         acts = [_flat_act(net, speed) for net in nets]
         act, act_step = acts[0], acting(acts[0], speed, members[0].gen)
         if k > 1:
-            threads = ThreadPoolExecutor(min(k, len(os.sched_getaffinity(0))), "dimattn-member")
+            threads = ThreadPoolExecutor(min(k, usable_cores()), "dimattn-member")
             act = _in_threads(acts, threads)
             act_step = _in_threads([acting(a, speed, m.gen) for a, m in zip(acts, members)], threads)
     # The CUDA graph was measured for a run alone; a pack's act step runs without it (not measured).

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from dimattn.engines.config import usable_cores
 from dimattn.engines.train import train
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
@@ -148,9 +149,3 @@ def default_threads() -> int:
     stepping the Atari envs does not)."""
     return 1 if usable_cores() < 8 else 2
 
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # honours cgroups / taskset on clusters
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
