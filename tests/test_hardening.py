@@ -105,6 +105,12 @@ BAD_VALUES = [
     (["train", "--env", "Pong", "-f", "{out}", "-params", "ent_coef:" + "[" * 30 + "]" * 30], "nested more than 20"),
     (["train", "--env", "Pong", "-f", "{out}", "-params", "ent_coef:" + "(" * 25 + "1" + ")" * 25],
      "nested more than 20"),
+    (["train", "--env", "Pong", "-f", "{out}", "--speed", "bf16=maybe"], "--speed bf16 takes true or false"),
+    (["train", "--env", "Pong", "-f", "{out}", "--speed", "turbo=1"], "unknown --speed field 'turbo'"),
+    (["train", "--env", "Pong", "-f", "{out}", "--speed", "bf16"], "malformed --speed item 'bf16'"),
+    (["train", "--env", "Pong", "-f", "{out}", "--speed", "env_threads=-2"], "takes a whole number >= 0"),
+    (["train", "--env", "Pong", "-f", "{out}", "--speed", "groups=0"], "groups must be at least 1"),
+    (["train", "--env", "Pong", "-f", "{out}", "--engine", "sb3", "--speed", "bf16=1"], "drop --speed"),
     (["study", "init", "{out}", "--games", "Pong", "-params", "learning_rate:-1"], "learning_rate must be above 0"),
     (["study", "init", "{out}", "--games", "Pong", "-n", "1e30"], "above the limit of 1e+12"),
     (["study", "init", "{out}", "--games", "Pong", "--seeds", "0-100000000"], "at most 1,000"),
@@ -336,3 +342,12 @@ def test_explaining_one_na_checkpoint_says_why_there_is_no_orientation_png(files
                          str(out)], capsys)
     assert rc == 0 and (out / "orientation.md").is_file() and not (out / "orientation.png").exists()
     assert "no orientation.png: NA has no attention block" in " ".join(stdout.split())
+
+
+def test_speed_sets_the_fast_engines_levers_on_top_of_the_defaults(tmp_path, capsys):
+    rc, out, _ = run(["train", "--env", "Breakout", "-f", str(tmp_path), "-n", "128", "--eval-freq", "0",
+                      "--speed", "channels_last=false", "env_threads=2", "collect-threads=0", *TINY], capsys)
+    assert rc == 0
+    line = next(x for x in out.splitlines() if x.startswith("fast engine on"))
+    assert "2 EnvPool thread(s) each" in line and "channels_last" not in line, line
+    assert "while acting" not in line, line  # collect_threads=0: torch's threads throughout

@@ -25,7 +25,7 @@ from dimattn.engines.config import (
     build_config,
 )
 from dimattn.engines.rundir import EVALUATIONS, new_run_dir
-from dimattn.engines.train import resolve_engine, train
+from dimattn.engines.train import check_speed_for, resolve_engine, train
 from dimattn.errors import DimattnError
 from dimattn.fileio import check_writable_dir, writing
 
@@ -114,6 +114,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ...")
     p.add_argument("-P", "--progress", action="store_true", help="show a progress bar")
     p.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0: quiet, 1: training stats)")
+    p.add_argument("--speed", nargs="+", metavar="FIELD=VALUE", default=None,
+                   help="the fast engine's levers on top of the device's defaults, e.g. bf16=true "
+                        "channels_last=false env_threads=4 (fields of dimattn.engines.fast.Speed; they change "
+                        "how the machine is used, never what is learned, bf16 aside: docs/fast-engine.md)")
     _add_run_arguments(p)
 
 
@@ -129,17 +133,28 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
                         conf_file=args.conf_file, **options)
 
 
+def _speed_from_args(args: argparse.Namespace) -> dict | None:
+    if not args.speed:
+        return None
+    from dimattn.engines.fast import speed_overrides
+
+    return speed_overrides(args.speed)
+
+
 def _train_from_args(args: argparse.Namespace) -> None:
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     config = resolve_engine(_config_from_args(args))  # every check happens before anything is written
+    speed = _speed_from_args(args)
+    check_speed_for(config, speed)
     if args.tensorboard_log:  # probed before the run folder exists, so a refusal leaves nothing behind
         check_writable_dir(args.tensorboard_log, "TensorBoard folder", "--tensorboard-log")
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
     print(f"training {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps, "
           f"{config.engine} engine) into {run_dir}", flush=True)
     with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
-        final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose)
+        final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose,
+                      speed=speed)
     print(f"done.\n  run folder:   {run_dir}\n  evaluations:  {run_dir / EVALUATIONS}\n"
           f"  final model:  {final}\n  checkpoints:  {run_dir}/rl_model_*_steps.zip, {run_dir}/best_model.zip")
     if args.tensorboard_log:

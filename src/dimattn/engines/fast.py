@@ -105,6 +105,32 @@ class Speed:
 DEFAULT_SPEED = Speed(collect_threads=1, channels_last=True)
 
 
+def speed_overrides(items: Sequence[str]) -> dict[str, int | bool]:
+    """``["bf16=true", "env_threads=4"]`` -> ``{"bf16": True, "env_threads": 4}``: :class:`Speed` fields to set
+    on top of the device's defaults (``dimattn train --speed``). Parsed, never evaluated; DimattnError on an
+    unknown field or a bad value."""
+    fields = {f.name: f.type for f in dataclasses.fields(Speed)}
+    out: dict[str, int | bool] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip().replace("-", "_"), value.strip().lower()
+        if not sep or not name or not value:
+            raise DimattnError(f"malformed --speed item {item!r}; write field=value, e.g. --speed bf16=true")
+        if name not in fields:
+            raise DimattnError(f"unknown --speed field {name!r}; the fields are {', '.join(fields)}")
+        if fields[name] in (bool, "bool"):
+            if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise DimattnError(f"--speed {name} takes true or false, got {value!r}")
+            out[name] = value in ("true", "1", "yes", "on")
+        else:
+            if not value.isdigit():
+                raise DimattnError(f"--speed {name} takes a whole number >= 0, got {value!r}")
+            out[name] = int(value)
+    if out.get("groups") == 0:
+        raise DimattnError("--speed groups must be at least 1")
+    return out
+
+
 def default_speed(device: torch.device, members: int = 1) -> Speed:
     """The measured best :class:`Speed` for ``device`` and a pack of ``members`` runs (docs/benchmarks.md,
     CPU and GPU tables).
@@ -526,20 +552,21 @@ class Member:
 
 def train_fast(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
                progress: bool = False, verbose: int = 0, resume: bool = True,
-               speed: Speed | None = None) -> Path:
+               speed: Speed | None = None, overrides: dict[str, Any] | None = None) -> Path:
     """Train (or resume) one run with the fast engine; returns the final model's path.
 
     ``speed`` picks how the machine is used (never what is learned); the default is the measured best
-    for the run's device (:func:`default_speed`), and the run's log says what was used.
+    for the run's device (:func:`default_speed`), with ``overrides`` (:func:`speed_overrides`) set on
+    top; the run's log says what was used.
     """
     return train_pack([args], [run_dir], tensorboard_log, progress=progress, verbose=verbose, resume=resume,
-                      speed=speed)[0]
+                      speed=speed, overrides=overrides)[0]
 
 
 def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
                tensorboard_log: str | Sequence[str | None] | None = None,
                progress: bool = False, verbose: int = 0, resume: bool = True,
-               speed: Speed | None = None) -> list[Path]:
+               speed: Speed | None = None, overrides: dict[str, Any] | None = None) -> list[Path]:
     """Train (or resume) K runs of one game and agent together (:mod:`dimattn.engines.packed`); K = 1 is a
     run alone. Returns each run's final model; each run's folder is exactly what it would be alone.
 
@@ -553,11 +580,13 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
     check_pack(runs)
     tb_roots = pack_tb_roots(tensorboard_log, len(runs))
     speed = default_speed(runs[0].device, len(runs)) if speed is None else speed
+    speed = dataclasses.replace(speed, **(overrides or {}))
     if speed.torch_threads:
         torch.set_num_threads(speed.torch_threads)
     np.random.seed(runs[0].seed)
     print(f"fast engine on {runs[0].device}: {len(runs)} run(s), {speed.groups} EnvPool group(s), "
           f"{speed.env_threads or 'all'} EnvPool thread(s) each, {torch.get_num_threads()} torch thread(s)"
+          + (f" ({speed.collect_threads} while acting)" if speed.collect_threads else "")
           + "".join(f", {k}" for k in ("bf16", "channels_last", "cuda_graph", "compile", "vmap")
                     if getattr(speed, k)), flush=True)
     stacked = len(runs) > 1 and speed.vmap

@@ -41,12 +41,16 @@ def resolve_engine(config: RunConfig) -> RunConfig:
 
 
 def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None,
-          progress: bool = False, verbose: int = 0, resume: bool = True) -> Path:
+          progress: bool = False, verbose: int = 0, resume: bool = True,
+          speed: dict[str, Any] | None = None) -> Path:
     """Train ``config`` into ``run_dir`` (created if needed), resuming from its last checkpoint.
 
     Returns the path of the final model. ``run_dir`` ends up in the layout of :mod:`dimattn.engines.rundir`.
+    ``speed``: fields of :class:`dimattn.engines.fast.Speed` to set on top of the device's defaults (the
+    fast engine only; how the machine is used, never what is learned).
     """
     config = resolve_engine(config)
+    check_speed_for(config, speed)
     args = config.resolve()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,15 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
         return train_sb3(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
     from dimattn.engines.fast import train_fast
 
-    return train_fast(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
+    return train_fast(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
+                      overrides=speed)
+
+
+def check_speed_for(config: RunConfig, speed: dict[str, Any] | None) -> None:
+    """Speed settings are the fast engine's: refuse them for a run the SB3 engine trains."""
+    if speed and config.engine == "sb3":
+        raise DimattnError("--speed sets the fast engine's levers, but this run trains with the SB3 engine; "
+                           "drop --speed, or train with --engine fast")
 
 
 def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
