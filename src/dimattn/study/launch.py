@@ -181,6 +181,22 @@ def _die_with_runner(lifeline: multiprocessing.connection.Connection) -> None:
     threading.Thread(target=watch, name="dimattn-lifeline", daemon=True).start()
 
 
+def record_crash(root: str, indices: list[int], attempt: str, exc: BaseException) -> str:
+    """Record an attempt that raised as the failure of every run in ``indices`` (one run, or a pack's
+    members); returns the one-line summary. A study that cannot take the record (gone, read-only) is
+    said in one line instead."""
+    summary = f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        study = Study.load(root, validate=False)
+        for index in indices:
+            record_failure(study.run(index), summary)
+    except Exception as again:  # noqa: BLE001 - e.g. the study became read-only: say it once, in one line
+        which = ", ".join(str(i) for i in indices)
+        print(f"dimattn: cannot record the failure of run {which}: {type(again).__name__}: {again}",
+              file=sys.stderr)
+    return summary
+
+
 def _child(root: str, index: int, threads: int, attempt: str,
            lifeline: multiprocessing.connection.Connection | None = None) -> None:
     """A local worker process: one attempt at one run; the exit status tells the parent how it went."""
@@ -191,12 +207,7 @@ def _child(root: str, index: int, threads: int, attempt: str,
         outcome = execute_run(study, index, threads, attempt=attempt)
     except BaseException as exc:  # noqa: BLE001 - e.g. the study directory vanished
         traceback.print_exc()
-        try:
-            record_failure(Study.load(root, validate=False).run(index),
-                           f"attempt {attempt} failed: {type(exc).__name__}: {exc}")
-        except Exception as again:  # noqa: BLE001 - e.g. the study became read-only: say it once, in one line
-            print(f"dimattn: cannot record the failure of run {index}: {type(again).__name__}: {again}",
-                  file=sys.stderr)
+        record_crash(root, [index], attempt, exc)
         sys.exit(1)
     sys.exit({"done": 0, "busy": EXIT_BUSY}.get(outcome.state, 1))
 

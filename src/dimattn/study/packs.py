@@ -50,6 +50,7 @@ from dimattn.study.launch import (
     connect_ray,
     exit_summary,
     import_ray,
+    record_crash,
     tally,
 )
 from dimattn.study.locks import lock_holder, run_lock
@@ -302,10 +303,7 @@ def _pack_child(root: str, indices: list[int], threads: int, attempt: str,
         outcomes = execute_pack(study, indices, threads, attempt=attempt)
     except BaseException as exc:  # noqa: BLE001 - e.g. the study directory vanished
         traceback.print_exc()
-        summary = f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
-        study = Study.load(root, validate=False)
-        for index in indices:
-            record_failure(study.run(index), summary)
+        summary = record_crash(root, indices, attempt, exc)
         outcomes = [Outcome(index, "failed", summary) for index in indices]
     report.send(outcomes)
     report.close()
