@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+from shared_data import SHARED
+
 PUBLISHED = SHARED / "data" / "seed-results" / "post_processed_results_56.pkl"
 
 

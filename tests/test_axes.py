@@ -20,9 +20,10 @@ from dimattn.axes.measure import LABELS, label_of, measure
 from dimattn.axes.play import play
 from dimattn.axes.recommend import published_wins_csv, shipped_wins
 from dimattn.games import AXIS_OF_GAME, SEED56, measured_axes
+from shared_data import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = ROOT.parent / "shared" / "data" / "seed-results" / "post_processed_results_56.pkl"
+PUBLISHED = SHARED / "data" / "seed-results" / "post_processed_results_56.pkl"
 
 
 def bounce(t: np.ndarray, lo: int, hi: int, speed: int) -> np.ndarray:

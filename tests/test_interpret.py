@@ -27,8 +27,9 @@ from dimattn.interpret.measures import (
     row_column_variation,
 )
 from dimattn.interpret.panels import mosaic
+from shared_data import SHARED
 
-PONG_OBS = Path(__file__).parents[1] / ".." / "shared" / "data" / "pong-observations"
+PONG_OBS = SHARED / "data" / "pong-observations"
 PONG_FILES = [PONG_OBS / f"pong_{i}.npy" for i in range(1, 11)]
 
 
