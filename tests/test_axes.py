@@ -14,7 +14,7 @@ import pytest
 
 from dimattn import cli
 from dimattn.analysis import stats
-from dimattn.axes.control import FIRE, MOVE, action_pairs
+from dimattn.axes.control import FIRE, MOVE, action_pairs, control_of, probe
 from dimattn.axes.decide import cascade
 from dimattn.axes.measure import LABELS, label_of, measure
 from dimattn.axes.play import play
@@ -96,6 +96,38 @@ def test_the_probes_see_the_shots_go_up_in_space_invaders():
     control = play("SpaceInvaders", 150, probes=4).control
     votes_h, votes_v = control.votes(FIRE)
     assert votes_v >= 2 and votes_h == 0
+
+
+def test_a_trained_agents_fire_weighs_as_much_as_it_presses_fire():
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    env = gym.make("SpaceInvadersNoFrameskip-v4", repeat_action_probability=0.0, full_action_space=False)
+    env.reset(seed=0)
+    ale, actions, meanings = env.unwrapped.ale, env.unwrapped._action_set, env.unwrapped.get_action_meanings()
+    for _ in range(200):
+        ale.act(actions[0])
+    seen = []
+
+    def presses(name):
+        def policy(stack):
+            seen.append((stack.shape, stack.dtype))
+            return np.eye(len(meanings))[meanings.index(name)]  # all its probability on one action
+        return policy
+
+    state = ale.cloneState()
+    runs = {}
+    for name, policy in (("random", None), ("FIRE", presses("FIRE")), ("NOOP", presses("NOOP"))):
+        ale.restoreState(state)
+        runs[name] = control_of(probe(ale, actions, meanings, 0, policy), 1)
+    env.close()
+    assert seen == [((4, 84, 84), np.uint8)] * 2  # the agent saw the study's observation after the pause
+    for name in ("FIRE", "NOOP"):  # which way the player can move is the game's: moves always weigh 1
+        assert np.array_equal(runs[name].energy(MOVE), runs["random"].energy(MOVE))
+    fire_all, fire_only = runs["random"].energy(FIRE).sum(), runs["FIRE"].energy(FIRE).sum()
+    assert 0 < fire_only < fire_all  # only FIRE-vs-NOOP counts, not RIGHTFIRE-vs-RIGHT or LEFTFIRE-vs-LEFT
+    assert runs["NOOP"].energy(FIRE).sum() == 0 and tuple(runs["NOOP"].votes(FIRE)) == (0, 0)  # it never fires
 
 
 def test_the_rule_asks_shots_then_the_player_then_motion():

@@ -14,18 +14,26 @@ The action names say only which actions fire, never a direction: Pong's ``RIGHT`
 The pixels where two branches differ are taken in frame pairs (flicker), dilated by one pixel (shots
 drawn as single dots), and their small components are tracked with the motion measure's tracker; each
 track's net displacement over the horizon is one *effect*. Per probe, the effects of one kind cast one
-vote: horizontal if their energy ``Σ dx²`` holds at least ``TAU`` of ``Σ dx² + Σ dy²``, vertical if at
+vote: horizontal if their energy ``Σ w·dx²`` holds at least ``TAU`` of ``Σ w·(dx² + dy²)``, vertical if at
 most ``1 − TAU``, none otherwise.
+
+The weight ``w`` of a fire effect is how likely the agent is to press that fire action there: 1 for the
+random policy (every action alike), the trained agent's probability of the action at the probe when a
+checkpoint plays — "where the agent's fire goes" is then where *this* agent fires. The agent sees the
+probe's state as it would after the pause (the pause's last frames, the study's observation). Move effects
+always weigh 1: which way the player *can* move is the game's, not the agent's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from dimattn.axes.measure import PAIR, TAU, _split, label_of, track_masks
+from dimattn.envs.pool import FRAME_SKIP
 
 #: Probes per play, spread evenly over it.
 PROBES = 20
@@ -40,21 +48,22 @@ MOVE, FIRE = 0, 1
 
 @dataclass
 class Control:
-    """The effects of the probes: one row per effect, ``[probe, kind, dx, dy, x0, y0]`` (kind MOVE or FIRE)."""
+    """The effects of the probes: one row per effect, ``[probe, kind, dx, dy, x0, y0, w]`` (kind MOVE or FIRE,
+    ``w`` its weight)."""
 
-    effects: np.ndarray   # (N, 6) float
+    effects: np.ndarray   # (N, 7) float
     n_probes: int
 
     def energy(self, kind: int, probes: np.ndarray | None = None) -> np.ndarray:
-        """(E_x, E_y) = Σ dx², Σ dy² of the effects of ``kind`` (in ``probes``, an index array with repeats)."""
+        """(E_x, E_y) = Σ w·dx², Σ w·dy² of the effects of ``kind`` (in ``probes``, an index array with repeats)."""
         per = self.per_probe(kind)  # (n_probes, 2)
         return (per if probes is None else per[probes]).sum(axis=0)
 
     def per_probe(self, kind: int) -> np.ndarray:
-        """(n_probes, 2): Σ dx², Σ dy² of the effects of ``kind`` per probe."""
+        """(n_probes, 2): Σ w·dx², Σ w·dy² of the effects of ``kind`` per probe."""
         out = np.zeros((self.n_probes, 2))
-        rows = self.effects[self.effects[:, 1] == kind]
-        np.add.at(out, rows[:, 0].astype(int), rows[:, 2:4] ** 2)
+        rows = self.effects[self.effects[:, 1] == kind]  # (n, 7)
+        np.add.at(out, rows[:, 0].astype(int), rows[:, 2:4] ** 2 * rows[:, 6:7])
         return out
 
     def votes(self, kind: int, probes: np.ndarray | None = None) -> np.ndarray:
@@ -94,12 +103,17 @@ def branches(ale, actions, horizon: int = HORIZON) -> np.ndarray:
     return out
 
 
-def effects(frames: np.ndarray, pairs: list[tuple[int, int]], kind: int, probe: int) -> list[list[float]]:
-    """Effects of ``pairs`` of branches (A, K, H, W): rows ``[probe, kind, dx, dy, x0, y0]``."""
+def effects(frames: np.ndarray, pairs: list[tuple[int, int]], kind: int, probe: int,
+            weights: np.ndarray | None = None) -> list[list[float]]:
+    """Effects of ``pairs`` of branches (A, K, H, W): rows ``[probe, kind, dx, dy, x0, y0, w]``.
+
+    ``w`` is ``weights[a]`` for the pair's first action ``a`` (1 when ``weights`` is None).
+    """
     rows = []
     kernel = np.ones((3, 3), np.uint8)
     n = frames.shape[1] // PAIR * PAIR
     for a, b in pairs:
+        w = 1.0 if weights is None else float(weights[a])
         diff = frames[a, :n] != frames[b, :n]  # (n, H, W)
         diff = diff.reshape(n // PAIR, PAIR, *diff.shape[1:]).any(axis=1)  # (n/PAIR, H, W)
         if not diff.any():
@@ -108,25 +122,45 @@ def effects(frames: np.ndarray, pairs: list[tuple[int, int]], kind: int, probe: 
         for _, xy in _split(track_masks(masks)):
             if len(xy) >= MIN_PAIRS:
                 d = xy[-1] - xy[0]
-                rows.append([probe, kind, float(d[0]), float(d[1]), float(xy[0, 0]), float(xy[0, 1])])
+                rows.append([probe, kind, float(d[0]), float(d[1]), float(xy[0, 0]), float(xy[0, 1]), w])
     return rows
 
 
-def probe(ale, actions, meanings: list[str], index: int) -> list[list[float]]:
+#: The agent's action probabilities (A,) for the study's observation (4, 84, 84) uint8.
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+def probe(ale, actions, meanings: list[str], index: int, policy: Policy | None = None) -> list[list[float]]:
     """One probe at the emulator's current state: pause, branch every action, the effects of both kinds.
 
-    The pause is played on the emulator itself (the play goes on after it); the branches are not.
+    The pause is played on the emulator itself (the play goes on after it); the branches are not. With a
+    ``policy``, the fire effects are weighted by its probabilities for the state after the pause.
     """
-    for _ in range(PAUSE):
+    grey = []
+    for k in range(PAUSE):
         ale.act(actions[meanings.index("NOOP")] if "NOOP" in meanings else actions[0])
+        if policy is not None and k % FRAME_SKIP >= FRAME_SKIP - 2:
+            grey.append(ale.getScreenGrayscale())
     move, fire = action_pairs(meanings)
+    weights = None if policy is None else policy(observation_stack(grey))
     frames = branches(ale, actions)
-    return effects(frames, move, MOVE, index) + effects(frames, fire, FIRE, index)
+    return effects(frames, move, MOVE, index) + effects(frames, fire, FIRE, index, weights)
+
+
+def observation(last_two: list[np.ndarray]) -> np.ndarray:
+    """An agent step's last two grey frames (H, W) -> the study's 84×84 frame (max-pooled, area resize)."""
+    return cv2.resize(np.maximum(*last_two), (84, 84), interpolation=cv2.INTER_AREA)
+
+
+def observation_stack(grey: list[np.ndarray]) -> np.ndarray:
+    """Grey frames, the last two of each agent step, (2·S of (H, W)) -> the last 4 steps' stack (4, 84, 84)."""
+    steps = [observation(grey[i:i + 2]) for i in range(0, len(grey) - 1, 2)]
+    return np.stack(steps[-4:])
 
 
 def control_of(rows: list[list[float]], n_probes: int) -> Control:
     """The rows of all probes -> :class:`Control`."""
-    return Control(np.asarray(rows, float).reshape(-1, 6), n_probes)
+    return Control(np.asarray(rows, float).reshape(-1, 7), n_probes)
 
 
 def shot_share(votes: np.ndarray) -> float | None:

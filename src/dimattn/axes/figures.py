@@ -31,10 +31,12 @@ def axes_figure(game: str, screen: np.ndarray | None, m: AxisMeasure, d: Decisio
     for xy, ex, ey in m.segments:
         ax_img.plot(xy[:, 0], xy[:, 1], "-", lw=1.0, alpha=0.7, color=H_COLOUR if ex >= ey else V_COLOUR)
     for kind, colour in ((MOVE, "white"), (FIRE, "red")):
-        rows = control.effects[(control.effects[:, 1] == kind) & (np.abs(control.effects[:, 2:4]).sum(axis=1) > 0)]
-        for _, _, dx, dy, x0, y0 in rows[:60]:
+        e = control.effects  # (N, 7): probe, kind, dx, dy, x0, y0, w
+        rows = e[(e[:, 1] == kind) & (np.abs(e[:, 2:4]).sum(axis=1) > 0) & (e[:, 6] > 0)]
+        top = rows[:, 6].max() if len(rows) else 1.0
+        for _, _, dx, dy, x0, y0, w in rows[:60]:  # a trained agent's unlikely shots fade
             ax_img.annotate("", xy=(x0 + dx, y0 + dy), xytext=(x0, y0),
-                            arrowprops=dict(arrowstyle="->", color=colour, lw=0.9, alpha=0.9))
+                            arrowprops=dict(arrowstyle="->", color=colour, lw=0.9, alpha=0.15 + 0.75 * w / top))
     ax_img.set_xlim(-0.5, (screen.shape[1] if screen is not None else 160) - 0.5)
     ax_img.set_ylim((screen.shape[0] if screen is not None else 210) - 0.5, -0.5)
     ax_img.set_axis_off()

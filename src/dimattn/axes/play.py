@@ -6,26 +6,24 @@ set); an agent step repeats its action for 4 emulator frames. Every frame is kep
 study's observation (max of the step's last two frames in grey, resized to 84×84 by area, 4 stacked).
 A lost game is reset and play goes on until ``steps`` agent steps are taken. Before 20 evenly spread steps
 the play pauses for 32 no-op frames (not kept) and probes what each action does on cloned states
-(:mod:`dimattn.axes.control`); the play then goes on from the paused state.
+(:mod:`dimattn.axes.control`; a trained agent's action probabilities there weigh its fire effects); the
+play then goes on from the paused state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import gymnasium as gym
 import numpy as np
 import torch
 
 from dimattn.agents.checkpoints import load_agent
-from dimattn.axes.control import PROBES, Control, control_of, probe
+from dimattn.axes.control import PROBES, Control, Policy, control_of, observation, probe
 from dimattn.envs.ale import action_meanings
+from dimattn.envs.pool import FRAME_SKIP
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
-
-#: Emulator frames per agent step (SPEC §3's frame skip).
-FRAME_SKIP = 4
 
 
 @dataclass
@@ -55,11 +53,6 @@ def load_policy(checkpoint: str, game: str, agent: str | None = None) -> torch.n
     return model
 
 
-def _observation(last_two: list[np.ndarray]) -> np.ndarray:
-    """The step's last two grey frames (H, W) -> the study's 84×84 frame (max-pooled, area resize)."""
-    return cv2.resize(np.maximum(*last_two), (84, 84), interpolation=cv2.INTER_AREA)
-
-
 def probe_steps(steps: int, probes: int = PROBES) -> set[int]:
     """The agent steps before which the play is probed: ``probes`` of them, evenly spread."""
     return set(np.linspace(steps // (2 * probes), steps - 1, probes).astype(int).tolist()) if probes else set()
@@ -81,6 +74,7 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
     meanings = env.unwrapped.get_action_meanings()
     at, effects, n_probed = probe_steps(steps, probes), [], 0
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    probs = None if policy is None else action_probabilities(policy)
     screen, episodes, stack = None, 1, None
     try:
         env.reset(seed=seed)
@@ -88,12 +82,14 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
         frames = np.empty((steps * FRAME_SKIP, height, width), np.uint8)
         for step in range(steps):
             if step in at:
-                effects += probe(ale, actions, meanings, n_probed)
+                effects += probe(ale, actions, meanings, n_probed, probs)
                 n_probed += 1
-            if policy is None:
+            if probs is None:
                 a = int(rng.integers(len(actions)))
-            else:
-                a = _act(policy, stack, gen) if stack is not None else 0  # NOOP until 4 frames are seen
+            elif stack is None:
+                a = 0  # NOOP until 4 frames are seen
+            else:  # the study's stochastic evaluation policy
+                a = int(torch.multinomial(torch.as_tensor(probs(stack)), 1, generator=gen))
             grey = []
             for k in range(FRAME_SKIP):
                 ale.act(actions[a])
@@ -101,7 +97,7 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
                 if policy is not None and k >= FRAME_SKIP - 2:
                     grey.append(ale.getScreenGrayscale())
             if policy is not None:
-                obs = _observation(grey)  # (84, 84)
+                obs = observation(grey)  # (84, 84)
                 stack = np.stack([obs] * 4) if stack is None else np.concatenate([stack[1:], obs[None]])
             if step == steps // 2:
                 screen = ale.getScreenRGB()
@@ -114,9 +110,10 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
                 control_of(effects, n_probed))
 
 
-def _act(policy: torch.nn.Module, stack: np.ndarray, gen: torch.Generator) -> int:
-    """Sample the agent's action (the study's stochastic evaluation policy) for a stack (4, 84, 84)."""
-    with torch.no_grad():
-        logits, _ = policy(torch.as_tensor(stack[None]))
-    probs = torch.softmax(logits.double(), -1)[0]
-    return int(torch.multinomial(probs, 1, generator=gen))
+def action_probabilities(policy: torch.nn.Module) -> Policy:
+    """The agent's action probabilities (A,) float64 for a stack (4, 84, 84) uint8."""
+    def probs(stack: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits, _ = policy(torch.as_tensor(stack[None]))  # (1, A)
+        return torch.softmax(logits.double(), -1)[0].numpy()
+    return probs
