@@ -216,6 +216,15 @@ def test_a_trained_agent_plays(breakout_checkpoint, capsys):
     assert "Breakout" in capsys.readouterr().out
 
 
+def test_checkpoints_name_their_games(breakout_checkpoint, tmp_path, capsys):
+    # No game named: each checkpoint plays the game it records (a study's final models, say).
+    out = tmp_path / "out"
+    assert cli.main(["axes", "--checkpoint", str(breakout_checkpoint), "--steps", "150", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("Breakout ")
+    rows = list(csv.DictReader((out / "axes.csv").open()))
+    assert [(r["game"], r["policy"]) for r in rows] == [("Breakout", "CWCA")]
+
+
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(breakout_checkpoint, tmp_path, capsys):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -226,6 +235,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(breakout_checkpoint, tm
         (["axes", "Pong", "--steps", "0", "--out", out], "--steps must be at least 1"),
         (["axes", "Pong", "--steps", "10", "--out", str(a_file / "sub")], "is not a directory"),
         (["axes", "--out", out], "no game given"),
+        (["axes", "Breakout", "Pong", "--checkpoint", str(breakout_checkpoint), "--out", out],
+         "no checkpoint plays Pong"),
+        (["axes", "--checkpoint", str(breakout_checkpoint), str(breakout_checkpoint), "--out", out],
+         "two checkpoints play Breakout"),
+        (["axes", "--checkpoint", str(a_file), "--out", out], str(a_file)),
         (["recommend", "Pongg"], "unknown Atari game"),
         (["recommend", "Pooyan", "--steps", "0"], "--steps must be at least 1"),
         (["recommend", "Pong", "--results", str(a_file)], "neither a folder of runs nor a results pickle"),

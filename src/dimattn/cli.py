@@ -516,8 +516,10 @@ def _add_axes(sub: argparse._SubParsersAction) -> None:
         "rests on and a confidence (docs/axes.md). --out writes axes.csv and one figure per game."))
     p.add_argument("game", nargs="*", help="games: names (Pong), v4 or v5 ids")
     p.add_argument("--games", default=None, help="a game set (seed56, atari57) or a comma-separated list")
-    p.add_argument("--checkpoint", metavar="MODEL.zip", help="play this trained agent instead of a random policy")
-    p.add_argument("--agent", help="the agent kind of --checkpoint, if the file does not record it")
+    p.add_argument("--checkpoint", metavar="MODEL.zip", nargs="+", default=[],
+                   help="play trained agents instead of a random policy: one checkpoint per game, matched by the game "
+                        "it records (with no game named: every checkpoint's game)")
+    p.add_argument("--agent", help="the agent kind of --checkpoint, if the files do not record it")
     p.add_argument("--steps", type=integer, default=2000, help="agent steps played per game (default 2000)")
     p.add_argument("--seed", type=integer, default=0, help="environment, policy and bootstrap seed (default 0)")
     p.add_argument("--out", metavar="DIR", help="write axes.csv and <game>.png here")
@@ -527,7 +529,8 @@ def _run_axes(args: argparse.Namespace) -> int:
     from dimattn.axes.run import axes_command
 
     games = list(args.game) + ([args.games] if args.games else [])
-    axes_command(games, steps=args.steps, seed=args.seed, checkpoint=args.checkpoint, agent=args.agent, out=args.out)
+    axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent,
+                 out=args.out)
     return 0
 
 

@@ -39,17 +39,22 @@ class Play:
     control: Control     # the effects of the action probes (dimattn.axes.control)
 
 
-def load_policy(checkpoint: str, game: str, agent: str | None = None) -> torch.nn.Module:
-    """A trained agent for ``game``: a one-line error if it was trained on another game."""
+def load_policy(checkpoint: str, game: str | None = None, agent: str | None = None) -> torch.nn.Module:
+    """A trained agent (``model.meta["game"]``: the game it plays); a one-line error if it was trained on
+    another game than ``game``, or records no game and none is given."""
     model = load_agent(checkpoint, agent)
-    trained = model.meta.get("game")
-    if trained and canonical_game(str(trained)) != game:
-        raise DimattnError(f"checkpoint {checkpoint} was trained on {canonical_game(str(trained))}, not {game}; "
+    trained = canonical_game(str(model.meta["game"])) if model.meta.get("game") else None
+    if game is not None and trained is not None and trained != game:
+        raise DimattnError(f"checkpoint {checkpoint} was trained on {trained}, not {game}; "
                            f"give a checkpoint of {game} or leave --checkpoint out (random policy)")
+    game = game or trained
+    if game is None:
+        raise DimattnError(f"checkpoint {checkpoint} does not record its game; name the game it was trained on")
     n_game, n_model = len(action_meanings(game)), int(model.config["n_actions"])
     if n_game != n_model:
         raise DimattnError(f"{game} has {n_game} actions but checkpoint {checkpoint} has {n_model}; "
                            "give the game the checkpoint was trained on")
+    model.meta["game"] = game
     return model
 
 

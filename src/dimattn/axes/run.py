@@ -11,10 +11,12 @@ import io
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dimattn.axes.decide import Decision, decide
 from dimattn.axes.figures import axes_figure, save_png
@@ -92,31 +94,56 @@ def to_csv(results: list[GameAxis], seed: int) -> str:
     return buf.getvalue()
 
 
-def axes_command(games: list[str], steps: int = DEFAULT_STEPS, seed: int = 0, checkpoint: str | None = None,
+def axes_command(games: list[str], steps: int = DEFAULT_STEPS, seed: int = 0, checkpoints: Sequence[str] = (),
                  agent: str | None = None, out: str | None = None, echo=print) -> list[GameAxis]:
-    """``dimattn axes``: check every input first, then measure each game (one line each), then write."""
-    names = resolve_games(games)
-    if not names:
+    """``dimattn axes``: check every input first, then measure each game (one line each), then write.
+
+    With ``checkpoints`` each game is played by its own trained agent; with no game named, the games are
+    the checkpoints' games.
+    """
+    names = resolve_games(games) if games or not checkpoints else []
+    if not names and not checkpoints:
         raise DimattnError("no game given; name games (Pong Breakout) or a set (--games seed56)")
     if steps < 1:
         raise DimattnError(f"--steps must be at least 1, got {steps}")
     out_dir = check_out_dir(out) if out is not None else None
-    policy = None
-    if checkpoint is not None:
-        if len(names) != 1:
-            raise DimattnError("--checkpoint plays one game: give only the game it was trained on")
-        policy = load_policy(checkpoint, names[0], agent)
+    policies = match_policies(names, checkpoints, agent) if checkpoints else {}
+    names = names or list(policies)
     results: list[GameAxis] = []
     start = time.perf_counter()
     for i, game in enumerate(names):
         print(f"[{i + 1}/{len(names)}] playing {game} ({steps} steps)...", end="\r", file=sys.stderr, flush=True)
-        results.append(measure_game(game, steps, seed, policy))
+        results.append(measure_game(game, steps, seed, policies.get(game)))
         echo(results[-1].line())
     echo(f"measured {len(results)} games in {time.perf_counter() - start:.0f} s")
     if out_dir is not None:
         write_outputs(results, out_dir, seed)
         echo(f"wrote {out_dir / 'axes.csv'} and {len(results)} figures to {out_dir}")
     return results
+
+
+def match_policies(games: list[str], checkpoints: Sequence[str], agent: str | None) -> dict[str, torch.nn.Module]:
+    """{game: its trained agent}: one checkpoint per game, matched by the game each records.
+
+    One game and one checkpoint need no record (the checkpoint is taken to be of that game).
+    """
+    if len(games) == 1 and len(checkpoints) == 1:
+        return {games[0]: load_policy(checkpoints[0], games[0], agent)}
+    policies: dict[str, torch.nn.Module] = {}
+    for path in checkpoints:
+        model = load_policy(path, None, agent)
+        game = model.meta["game"]
+        if game in policies:
+            raise DimattnError(f"two checkpoints play {game} ({path} and another); give one checkpoint per game")
+        if games and game not in games:
+            raise DimattnError(f"checkpoint {path} plays {game}, which is not among the games named; "
+                               f"name {game} too or leave the checkpoint out")
+        policies[game] = model
+    missing = [g for g in games if g not in policies]
+    if missing:
+        raise DimattnError(f"no checkpoint plays {', '.join(missing)}; give one checkpoint per game "
+                           "(or leave --checkpoint out: random policy)")
+    return policies
 
 
 def write_outputs(results: list[GameAxis], out_dir: Path, seed: int) -> None:
