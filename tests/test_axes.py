@@ -19,6 +19,7 @@ from dimattn.axes.decide import cascade
 from dimattn.axes.measure import LABELS, label_of, measure
 from dimattn.axes.play import play
 from dimattn.axes.recommend import published_wins_csv, shipped_wins
+from dimattn.envs.ale import make_game
 from dimattn.games import AXIS_OF_GAME, SEED56, measured_axes
 from shared_data import SHARED
 
@@ -99,11 +100,7 @@ def test_the_probes_see_the_shots_go_up_in_space_invaders():
 
 
 def test_a_trained_agents_fire_weighs_as_much_as_it_presses_fire():
-    import ale_py
-    import gymnasium as gym
-
-    gym.register_envs(ale_py)
-    env = gym.make("SpaceInvadersNoFrameskip-v4", repeat_action_probability=0.0, full_action_space=False)
+    env = make_game("SpaceInvadersNoFrameskip-v4", repeat_action_probability=0.0, full_action_space=False)
     env.reset(seed=0)
     ale, actions, meanings = env.unwrapped.ale, env.unwrapped._action_set, env.unwrapped.get_action_meanings()
     for _ in range(200):

@@ -305,6 +305,19 @@ def test_ale_prints_no_banner():
     assert "A.L.E" not in done.stdout + done.stderr and "Stella" not in done.stdout + done.stderr
 
 
+def test_a_reader_that_goes_away_stops_the_command_quietly():
+    # `dimattn axes Pong Breakout | head -1`: the second line meets a closed pipe.
+    cmd = [sys.executable, "-m", "dimattn", "axes", "Pong", "Breakout", "--steps", "30"]
+    env = {**ENV, "PYTHONUNBUFFERED": "1"}  # each line leaves at once, as on a terminal: the close lands mid-run
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert first.startswith("Pong ") and "Traceback" not in err and "Error" not in err, err
+    assert "A.L.E" not in first + err  # and ale-py's banner is not printed by the axes' play either
+
+
 # ----------------------------------------------------------------------------- options and the newcomer (15, 16)
 def test_vec_env_subproc_with_the_fast_engine_is_noted_and_config_records_envpool(capsys):
     pytest.importorskip("envpool")

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from dimattn.agents.checkpoints import load_agent
 from dimattn.axes.control import PROBES, Control, Policy, control_of, observation, probe
-from dimattn.envs.ale import action_meanings
+from dimattn.envs.ale import action_meanings, make_game
 from dimattn.envs.pool import FRAME_SKIP
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
@@ -68,13 +67,10 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
 
     Before ``probes`` of the steps the actions' effects are probed on cloned states (:mod:`dimattn.axes.control`).
     """
-    import ale_py
-
     if steps < 1:
         raise DimattnError(f"--steps must be at least 1, got {steps}")
     game = canonical_game(game)
-    gym.register_envs(ale_py)
-    env = gym.make(v4_id(game), repeat_action_probability=0.0, full_action_space=False)
+    env = make_game(v4_id(game), repeat_action_probability=0.0, full_action_space=False)
     ale, actions = env.unwrapped.ale, env.unwrapped._action_set
     meanings = env.unwrapped.get_action_meanings()
     at, effects, n_probed = probe_steps(steps, probes), [], 0

@@ -34,8 +34,9 @@ def _register() -> None:
     gym.register_envs(ale_py)
 
 
-def _make_game(env_id: str, **kwargs) -> gym.Env:
-    """Module-level so SubprocVecEnv can pickle it; registers ale-py's ids in the worker process."""
+def make_game(env_id: str, **kwargs) -> gym.Env:
+    """``gym.make(env_id, **kwargs)`` of an ALE id without ale-py's banner (module-level so SubprocVecEnv can
+    pickle it; registers ale-py's ids in the worker process)."""
     _register()
     return gym.make(env_id, **kwargs)
 
@@ -65,7 +66,7 @@ def make_env(
     _register()
     wrapper_kwargs = {} if training else {"terminal_on_life_loss": False, "clip_reward": False}
     env = make_atari_env(
-        partial(_make_game, env_id), n_envs=n_envs, seed=seed, wrapper_kwargs=wrapper_kwargs,
+        partial(make_game, env_id), n_envs=n_envs, seed=seed, wrapper_kwargs=wrapper_kwargs,
         vec_env_cls=VEC_ENVS[vec_env],
         env_kwargs={"repeat_action_probability": 0.0, "full_action_space": False, "render_mode": render_mode},
     )
