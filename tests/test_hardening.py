@@ -357,6 +357,16 @@ def test_explaining_one_na_checkpoint_says_why_there_is_no_orientation_png(files
     assert "no orientation.png: NA has no attention block" in " ".join(stdout.split())
 
 
+def test_the_closing_lines_name_what_the_run_wrote(tmp_path):
+    final = tmp_path / "PongNoFrameskip-v4.zip"
+    assert "evaluations:" not in cli.done_message(tmp_path, final)
+    for name in ("evaluations.npz", "rl_model_2048_steps.zip", "best_model.zip"):
+        (tmp_path / name).write_bytes(b"")
+    text = cli.done_message(tmp_path, final)
+    assert f"evaluations:  {tmp_path / 'evaluations.npz'}" in text and f"final model:  {final}" in text
+    assert f"checkpoints:  {tmp_path}/rl_model_*_steps.zip, {tmp_path}/best_model.zip" in text
+
+
 def test_speed_sets_the_fast_engines_levers_on_top_of_the_defaults(tmp_path, capsys):
     rc, out, _ = run(["train", "--env", "Breakout", "-f", str(tmp_path), "-n", "128", "--eval-freq", "0",
                       "--speed", "channels_last=false", "env_threads=2", "collect-threads=0", *TINY], capsys)
@@ -364,3 +374,5 @@ def test_speed_sets_the_fast_engines_levers_on_top_of_the_defaults(tmp_path, cap
     line = next(x for x in out.splitlines() if x.startswith("fast engine on"))
     assert "2 EnvPool thread(s) each" in line and "channels_last" not in line, line
     assert "while acting" not in line, line  # collect_threads=0: torch's threads throughout
+    # The closing lines name only what was written: no evaluations, no checkpoints here.
+    assert "final model:" in out and "evaluations:" not in out and "checkpoints:" not in out, out

@@ -142,6 +142,19 @@ def _speed_from_args(args: argparse.Namespace) -> dict | None:
     return speed_overrides(args.speed)
 
 
+def done_message(run_dir: Path, final: Path) -> str:
+    """What a finished run wrote, naming only files that exist (no evaluations with --eval-freq 0, ...)."""
+    lines = ["done.", f"  run folder:   {run_dir}"]
+    if (run_dir / EVALUATIONS).exists():
+        lines.append(f"  evaluations:  {run_dir / EVALUATIONS}")
+    lines.append(f"  final model:  {final}")
+    saved = [str(run_dir / pattern) for pattern in ("rl_model_*_steps.zip", "best_model.zip")
+             if any(run_dir.glob(pattern))]
+    if saved:
+        lines.append(f"  checkpoints:  {', '.join(saved)}")
+    return "\n".join(lines)
+
+
 def _train_from_args(args: argparse.Namespace) -> None:
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
@@ -156,8 +169,7 @@ def _train_from_args(args: argparse.Namespace) -> None:
     with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
         final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose,
                       speed=speed)
-    print(f"done.\n  run folder:   {run_dir}\n  evaluations:  {run_dir / EVALUATIONS}\n"
-          f"  final model:  {final}\n  checkpoints:  {run_dir}/rl_model_*_steps.zip, {run_dir}/best_model.zip")
+    print(done_message(run_dir, final))
     if args.tensorboard_log:
         print(f"  TensorBoard:  tensorboard --logdir {args.tensorboard_log}")
 
