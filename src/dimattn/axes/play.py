@@ -95,9 +95,9 @@ def play(game: str, steps: int, seed: int = 0, policy: torch.nn.Module | None = 
             for k in range(FRAME_SKIP):
                 ale.act(actions[a])
                 frames[step * FRAME_SKIP + k] = ale.getScreen()
-                if policy is not None and k >= FRAME_SKIP - 2:
+                if probs is not None and k >= FRAME_SKIP - 2:
                     grey.append(ale.getScreenGrayscale())
-            if policy is not None:
+            if probs is not None:
                 obs = observation(grey)  # (84, 84)
                 stack = np.stack([obs] * 4) if stack is None else np.concatenate([stack[1:], obs[None]])
             if step == steps // 2:

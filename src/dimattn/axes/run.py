@@ -101,7 +101,7 @@ def axes_command(games: list[str], steps: int = DEFAULT_STEPS, seed: int = 0, ch
     With ``checkpoints`` each game is played by its own trained agent; with no game named, the games are
     the checkpoints' games.
     """
-    names = resolve_games(games) if games or not checkpoints else []
+    names = list(resolve_games(games))
     if not names and not checkpoints:
         raise DimattnError("no game given; name games (Pong Breakout) or a set (--games seed56)")
     if steps < 1:
