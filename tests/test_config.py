@@ -4,7 +4,9 @@ import pytest
 
 from dimattn.cli import _config_from_args as config_from_args
 from dimattn.cli import build_parser
-from dimattn.engines.config import build_config, default_hyperparams, parse_hyperparams, parse_value
+from dimattn.engines.config import build_config
+from dimattn.engines.literals import parse_value
+from dimattn.engines.rlzoo import default_hyperparams, parse_hyperparams
 from dimattn.errors import DimattnError
 
 PUBLISHED = (

@@ -1,9 +1,8 @@
-"""Run configuration: the study's hyperparameters, RL Zoo-style overrides, parsed without ``eval``.
+"""A run's configuration: what ``config.yml`` holds, checked, and resolved once for the engines.
 
-The hyperparameters ship as ``data/ppo.yml`` (RL Baselines3 Zoo's format, SPEC §4). Users override
-them with ``--conf-file`` (same format) and ``--hyperparams key:value ...``, whose values are Python
-expressions *parsed* by :func:`parse_value`: literals, ``dict(...)``, ``lin_<x>`` schedules and a few
-known names (``SelfAttnCNNPPO``, ``nn.ReLU``, ...). Nothing the user writes is executed.
+The hyperparameters ship as ``data/ppo.yml`` (RL Baselines3 Zoo's format, SPEC §4), read by
+:mod:`dimattn.engines.rlzoo`; users override them with ``--conf-file`` (same format) and
+``--hyperparams key:value ...``, whose values :mod:`dimattn.engines.literals` parses (never executes).
 
 Two forms of one run's configuration:
 
@@ -17,182 +16,23 @@ The defaults of a run (10M steps, evaluate every 200k, 5 games, save every 500k,
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
-import os
-import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 if TYPE_CHECKING:
     import torch
 
 from dimattn.agents.attention import ADA_ATTN, check_agent
+from dimattn.engines.literals import as_float_schedule
+from dimattn.engines.rlzoo import default_hyperparams, load_conf_file, parse_hyperparams
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
+from dimattn.host import check_rollout_memory
 
-#: Names a ``--hyperparams`` value may mention, kept as strings in the config and resolved when the
-#: model is built (see :func:`resolve_policy_kwargs`).
-KNOWN_NAMES = ("SelfAttnCNNPPO", "SelfAttnCNN", "nn.ReLU", "nn.Tanh", "nn.LeakyReLU", "nn.ELU")
 _EXTRACTORS = ("SelfAttnCNNPPO", "SelfAttnCNN")
-_SCHEDULE = re.compile(r"^lin_([0-9.eE+-]+)$")
-
-#: Hyperparameters a run may set (PPO's own, plus RL Zoo's keys that we honour or ignore).
-PPO_KEYS = (
-    "n_envs", "n_steps", "n_epochs", "batch_size", "learning_rate", "clip_range", "clip_range_vf",
-    "vf_coef", "ent_coef", "gamma", "gae_lambda", "max_grad_norm", "normalize_advantage",
-    "target_kl", "policy_kwargs", "policy", "n_timesteps", "env_wrapper", "frame_stack",
-)
-
-
-#: Caps on a ``--hyperparams`` value, checked before parsing: the longest real one (policy_kwargs with
-#: every option) is ~200 characters and 3 levels deep. Without them, e.g. 50,000 unary minus signs
-#: exhaust Python's parser (MemoryError) or our recursive walk (RecursionError).
-MAX_VALUE_CHARS = 2_000
-MAX_VALUE_DEPTH = 20
-_OPENERS = re.compile(r"[-+(\[{]")
-
-
-def _short(text: str) -> str:
-    """``text`` for an error message: long values are cut, so the message stays one readable line."""
-    return repr(text) if len(text) <= 80 else f"{text[:60]!r}... ({len(text):,} characters)"
-
-
-def parse_value(text: str) -> Any:
-    """Parse one ``--hyperparams`` value: ``0.1``, ``'lin_2.5e-4'``, ``lin_2.5e-4``, ``[64, 64]``,
-    ``dict(a=1, b=dict(c='x'))``, ``SelfAttnCNNPPO``, ``nn.ReLU``. Raises DimattnError otherwise."""
-    text = text.strip()
-    if _SCHEDULE.match(text):
-        return text
-    if len(text) > MAX_VALUE_CHARS:
-        raise DimattnError(f"hyperparameter value {_short(text)} is longer than {MAX_VALUE_CHARS:,} characters; "
-                           "give a shorter value")
-    # Every level of nesting needs an opening bracket or a sign, so counting them bounds the depth
-    # before Python's parser (which recurses in C) ever sees the text.
-    if len(_OPENERS.findall(text)) > MAX_VALUE_DEPTH and _depth_bound(text) > MAX_VALUE_DEPTH:
-        raise DimattnError(f"hyperparameter value {_short(text)} is nested more than {MAX_VALUE_DEPTH} levels "
-                           "deep; give a plain value")
-    try:
-        tree = ast.parse(text, mode="eval")
-        return _literal(tree.body, text)
-    except SyntaxError:
-        raise DimattnError(f"cannot parse hyperparameter value {_short(text)}: not a Python literal") from None
-    except (RecursionError, MemoryError):
-        raise DimattnError(f"hyperparameter value {_short(text)} is too deeply nested; give a plain value") from None
-
-
-def _depth_bound(text: str) -> int:
-    """An upper bound of the nesting depth of ``text``: brackets open, plus the longest run of signs
-    (``--+-1`` is 4 unary operators deep). Brackets inside strings count too: a safe overestimate."""
-    depth = deepest = run = 0
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(0, depth - 1)
-        run = run + 1 if ch in "+-" else 0 if not ch.isspace() else run
-        deepest = max(deepest, depth + run)
-    return deepest
-
-
-def _literal(node: ast.AST, text: str) -> Any:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_literal(e, text) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.Dict):
-        return {_literal(k, text): _literal(v, text) for k, v in zip(node.keys, node.values)}
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _literal(node.operand, text)
-        if isinstance(value, (int, float)):
-            return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
-        if any(kw.arg is None for kw in node.keywords):
-            raise DimattnError(f"cannot parse {_short(text)}: dict(**...) is not allowed")
-        return {kw.arg: _literal(kw.value, text) for kw in node.keywords}
-    if isinstance(node, (ast.Name, ast.Attribute)):
-        name = ast.unparse(node)
-        if name in KNOWN_NAMES:
-            return name
-        raise DimattnError(
-            f"unknown name {name!r} in hyperparameter value {_short(text)}; known names: {', '.join(KNOWN_NAMES)}"
-        )
-    raise DimattnError(
-        f"cannot parse hyperparameter value {_short(text)}: only literals, dict(...), lin_<x> and known names "
-        f"are allowed (never code)"
-    )
-
-
-def parse_hyperparams(items: list[str] | None) -> dict[str, Any]:
-    """``["n_envs:8", 'policy_kwargs:dict(net_arch=[])']`` -> ``{"n_envs": 8, "policy_kwargs": {...}}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition(":")
-        if not sep or not key.strip():
-            raise DimattnError(f"malformed --hyperparams item {item!r}; write key:value, e.g. n_envs:8")
-        key = key.strip()
-        if key not in PPO_KEYS:
-            raise DimattnError(f"unknown hyperparameter {key!r} in --hyperparams; known: {', '.join(PPO_KEYS)}")
-        out[key] = parse_value(value)
-    return out
-
-
-def _load_yaml(text: str, source: str) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DimattnError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(doc, dict):
-        raise DimattnError(f"{source} must be a YAML mapping of env ids (or 'atari') to hyperparameters")
-    return doc
-
-
-def default_hyperparams() -> dict[str, Any]:
-    """The study's hyperparameters (SPEC §4) from the shipped ``ppo.yml``, values parsed."""
-    doc = _load_yaml(resources.files("dimattn").joinpath("data/ppo.yml").read_text(), "ppo.yml")
-    return _section(doc["atari"], "ppo.yml")
-
-
-def _section(raw: dict[str, Any], source: str) -> dict[str, Any]:
-    out = {}
-    for key, value in raw.items():
-        if key not in PPO_KEYS:
-            raise DimattnError(f"unknown hyperparameter {key!r} in {source}; known: {', '.join(PPO_KEYS)}")
-        out[key] = parse_value(value) if key == "policy_kwargs" and isinstance(value, str) else value
-    return out
-
-
-def load_conf_file(path: str | Path, env_id: str) -> dict[str, Any]:
-    """Hyperparameters for ``env_id`` from an RL Zoo-style YAML file (its ``env_id`` or ``atari`` entry)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DimattnError(f"--conf-file {path} does not exist")
-    doc = _load_yaml(path.read_text(), str(path))
-    for key in (env_id, "atari"):
-        if key in doc:
-            if not isinstance(doc[key], dict):
-                raise DimattnError(f"{path}: entry {key!r} must be a mapping of hyperparameters")
-            return _section(doc[key], str(path))
-    raise DimattnError(f"{path} has no entry for {env_id} nor 'atari'")
-
-
-def as_float_schedule(value: Any, name: str) -> tuple[float, bool]:
-    """``'lin_2.5e-4'`` -> (2.5e-4, True); ``0.1`` -> (0.1, False)."""
-    if isinstance(value, str):
-        m = _SCHEDULE.match(value)
-        if not m:
-            raise DimattnError(f"{name} must be a number or lin_<x>, got {value!r}")
-        return float(m.group(1)), True
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value), False
-    raise DimattnError(f"{name} must be a number or lin_<x>, got {value!r}")
-
 
 #: A run's defaults (SPEC §4-§5), used by ``dimattn train``, ``dimattn study init`` and the API alike.
 DEFAULT_N_TIMESTEPS = 10_000_000
@@ -210,7 +50,9 @@ DEFAULT_ENGINE = "auto"
 #: Above this many steps a number is a typo (``-n 1e30``), not a plan: 1e12 steps is ~30 years of
 #: training at 1,000 steps/s.
 MAX_STEPS = 10**12
-#: Seeds stay below 2**31 with room for the evaluation seeds (seed + 10,000 + k) and the envs (seed + i).
+#: Seeds stay below 2**31 (EnvPool and ALE take signed 32-bit seeds) with room for the training envs'
+#: ``seed + i`` (the rollout's memory check keeps n_envs far below 2**20). Evaluation seeds come from a
+#: SeedSequence of the seed (common.eval_seeds): any seed gives them.
 MAX_SEED = 2**31 - 2**20
 #: SPEC §4 values' ranges: name -> (low, high, low excluded). Checked once, by RunConfig.validated.
 RANGES: dict[str, tuple[float, float, bool]] = {
@@ -225,8 +67,6 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "max_grad_norm": (0.0, 1e9, True),
 }
 OPTIONAL = ("clip_range_vf", "target_kl")  # None: not used
-#: Bytes of one stacked observation (4 × 84 × 84 uint8).
-OBS_BYTES = 4 * 84 * 84
 
 
 def _check_range(name: str, value: Any, low: float, high: float, low_open: bool) -> None:
@@ -235,46 +75,6 @@ def _check_range(name: str, value: Any, low: float, high: float, low_open: bool)
     if value > high or value < low or (low_open and value == low):
         bounds = f"{'above' if low_open else 'at least'} {low:g} and at most {high:g}"
         raise DimattnError(f"{name} must be {bounds}, got {value!r}")
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity, which honours cgroups and taskset on clusters."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this machine can still give (Linux' MemAvailable), or None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return None
-
-
-def rollout_memory(n_envs: int, n_steps: int, batch_size: int, engine: str) -> int:
-    """Bytes a rollout needs: its observations (uint8 in the fast engine; SB3's buffer stores float32),
-    a minibatch of them as float32 through the network (~3 copies: input, activations, gradients),
-    and a fixed ~0.5 GiB for torch, the envs and the network."""
-    per_obs = 4 * OBS_BYTES if engine == "sb3" else OBS_BYTES
-    return n_envs * n_steps * per_obs + 3 * batch_size * 4 * OBS_BYTES + 2**29
-
-
-def check_rollout_memory(n_envs: int, n_steps: int, batch_size: int, engine: str) -> None:
-    """Refuse, from the arithmetic and before anything is allocated, a rollout that cannot fit in memory."""
-    need, have = rollout_memory(n_envs, n_steps, batch_size, engine), available_memory()
-    if have is not None and need > have:
-        raise DimattnError(
-            f"a rollout of n_envs*n_steps = {n_envs * n_steps:,} observations (batch_size {batch_size:,}) needs "
-            f"{need / 2**30:,.1f} GiB of memory and this machine has {have / 2**30:,.1f} GiB available; "
-            "lower n_envs, n_steps or batch_size")
 
 
 @dataclass
@@ -292,6 +92,8 @@ class RunConfig:
     device: str = "auto"
     vec_env: str = "dummy"
     hyperparams: dict[str, Any] = field(default_factory=default_hyperparams)
+    #: Made by :meth:`validated`: its checks passed (a copy by ``dataclasses.replace`` is checked anew).
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def env_id(self) -> str:
@@ -299,18 +101,27 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        del d["_checked"]
         d["env_id"] = self.env_id
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
         return cls(**{k: v for k, v in d.items() if k in names}).validated()
 
     def validated(self) -> RunConfig:
-        """Check every field, normalise names; raise DimattnError on the first bad one."""
-        self.game = canonical_game(self.game)
-        self.agent = check_agent(self.agent)
+        """This configuration checked, its names normalised, as a new RunConfig (``self`` is left as it is);
+        ``self`` when it came from validated() already, so the checks run once however many layers ask.
+        Raises DimattnError on the first bad field."""
+        if self._checked:
+            return self
+        config = dataclasses.replace(self, game=canonical_game(self.game), agent=check_agent(self.agent))
+        config._check()
+        config._checked = True
+        return config
+
+    def _check(self) -> None:
         hp = self.hyperparams
         for name in ("n_timesteps", "n_envs", "n_steps", "n_epochs", "batch_size", "eval_episodes"):
             value = getattr(self, name, None) if name in ("n_timesteps", "eval_episodes") else hp.get(name)
@@ -347,19 +158,31 @@ class RunConfig:
         if self.vec_env not in VEC_ENVS or (self.vec_env == "envpool" and self.engine == "sb3"):
             raise DimattnError(f"unknown vec_env {self.vec_env!r}; choose dummy or subproc (SB3 engine), "
                                "or envpool (fast engine)")
-        return self
+
+    def on_engine(self, engine: str) -> RunConfig:
+        """This config, checked, as ``engine`` runs and records it: ``fast`` steps EnvPool's envs (the checks
+        still hold: its rollout needs what ``auto``'s did); ``sb3`` is checked for its own rollout (float32
+        observations: 4x the memory)."""
+        config = self.validated()
+        if engine == "sb3":
+            return dataclasses.replace(config, engine="sb3").validated()
+        fast = dataclasses.replace(config, engine="fast", vec_env="envpool")
+        fast._checked = True
+        return fast
 
     def resolve(self) -> PPOArgs:
-        """Check and resolve everything once (schedules, device, policy kwargs) for the engines."""
-        self.validated()
-        hp = self.hyperparams
+        """Check (once: see :meth:`validated`) and resolve everything (schedules, device, policy kwargs)
+        for the engines."""
+        config = self.validated()
+        hp = config.hyperparams
         lr, lr_linear = as_float_schedule(hp["learning_rate"], "learning_rate")
         clip, clip_linear = as_float_schedule(hp["clip_range"], "clip_range")
         kw = hp["policy_kwargs"].get("features_extractor_kwargs", {})
         return PPOArgs(
-            config=self, game=self.game, env_id=self.env_id, agent=self.agent, seed=self.seed,
-            n_timesteps=self.n_timesteps, eval_freq=self.eval_freq, eval_episodes=self.eval_episodes,
-            save_freq=self.save_freq, engine=self.engine, device=resolve_device(self.device), vec_env=self.vec_env,
+            config=config, game=config.game, env_id=config.env_id, agent=config.agent, seed=config.seed,
+            n_timesteps=config.n_timesteps, eval_freq=config.eval_freq, eval_episodes=config.eval_episodes,
+            save_freq=config.save_freq, engine=config.engine, device=resolve_device(config.device),
+            vec_env=config.vec_env,
             n_envs=hp["n_envs"], n_steps=hp["n_steps"], n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
             learning_rate=lr, lr_linear=lr_linear, clip_range=clip, clip_linear=clip_linear,
             clip_range_vf=hp.get("clip_range_vf"), target_kl=hp.get("target_kl"),

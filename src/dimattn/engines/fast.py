@@ -57,13 +57,14 @@ from dimattn.engines.common import (
     sb3_ppo,
     set_rng_state_bytes,
 )
-from dimattn.engines.config import PPOArgs, usable_cores
+from dimattn.engines.config import PPOArgs
 from dimattn.engines.packed import Pack, packed_update
 from dimattn.engines.progress import ProgressBar
 from dimattn.engines.rundir import BEST_MODEL, EvalHistory, checkpoint_path, final_model_path
 from dimattn.envs.ale import evaluate, evaluation_envs
 from dimattn.envs.pool import FRAME_SKIP, make_pool, task_id
 from dimattn.errors import DimattnError
+from dimattn.host import usable_cores
 
 STATE_ENTRY = "dimattn_fast_state.pt"  # not .pth: SB3 loads every .pth entry as parameters
 

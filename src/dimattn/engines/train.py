@@ -19,8 +19,9 @@ from dimattn.errors import DimattnError
 
 def resolve_engine(config: RunConfig) -> RunConfig:
     """Check, before anything is written, that the engine can run ``config``; ``engine: auto`` becomes
-    ``fast`` or ``sb3`` (saying why when it is sb3). Raises DimattnError for ``fast`` it cannot run."""
-    config.validated()
+    ``fast`` or ``sb3`` (saying why when it is sb3). Raises DimattnError for ``fast`` it cannot run.
+    Returns the checked config (:meth:`RunConfig.validated`), so later layers do not check it again."""
+    config = config.validated()
     resolve_device(config.device)  # a bad device is an error for either engine, not a reason to switch
     if config.engine == "sb3":
         return config
@@ -32,12 +33,12 @@ def resolve_engine(config: RunConfig) -> RunConfig:
         if config.engine == "fast":
             raise
         print(f"note: the fast engine cannot run this ({exc}); using the SB3 engine", flush=True)
-        return dataclasses.replace(config, engine="sb3").validated()  # SB3's rollout needs more memory
+        return config.on_engine("sb3")
     if config.vec_env == "subproc":
         print("note: --vec-env subproc applies to the SB3 engine; the fast engine steps its envs in EnvPool's "
               "threads (config.yml records vec_env: envpool)", flush=True)
     # config.yml records what ran: the fast engine's envs are an EnvPool whatever --vec-env said
-    return dataclasses.replace(config, engine="fast", vec_env="envpool")
+    return config.on_engine("fast")
 
 
 def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None,

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dimattn.engines.config import usable_cores
 from dimattn.engines.train import train
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
+from dimattn.host import usable_cores
 from dimattn.study.locks import lock_holder, run_lock
 from dimattn.study.spec import ERROR_LOG, ERROR_TAIL, TRAIN_LOG, Run, Study
 from dimattn.study.status import is_done

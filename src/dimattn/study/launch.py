@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dimattn.engines.config import usable_cores
 from dimattn.errors import DimattnError
+from dimattn.host import usable_cores
 from dimattn.study.execute import Outcome, default_threads, execute_run, record_failure
 from dimattn.study.locks import lock_holder
 from dimattn.study.spec import ERROR_LOG, Run, Study

@@ -38,9 +38,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dimattn.engines.config import RunConfig, usable_cores
+from dimattn.engines.config import RunConfig
 from dimattn.engines.rundir import CONFIG, read_config
 from dimattn.errors import DimattnError
+from dimattn.host import usable_cores
 from dimattn.study.execute import Outcome, _duration, _output_to, default_threads, index_from_env, record_failure
 from dimattn.study.launch import (
     Board,

@@ -40,8 +40,8 @@ from dimattn.engines.config import (
     MAX_SEED,
     RunConfig,
     build_config,
-    parse_hyperparams,
 )
+from dimattn.engines.rlzoo import parse_hyperparams
 from dimattn.engines.rundir import CONFIG, read_config
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
