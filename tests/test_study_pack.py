@@ -114,8 +114,8 @@ def test_a_pack_skips_busy_members_and_a_failed_pack_fails_every_member(tmp_path
     import fcntl
 
     import dimattn.engines.train
+    from dimattn.study.execute import execute
     from dimattn.study.locks import LOCK
-    from dimattn.study.packs import execute_pack
 
     calls = []
 
@@ -131,14 +131,14 @@ def test_a_pack_skips_busy_members_and_a_failed_pack_fails_every_member(tmp_path
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write("4242 otherhost 2024-01-01\n")
         held.flush()
-        outcomes = execute_pack(study, [0, 1], attempt="1/2")
+        outcomes = execute(study, [0, 1], attempt="1/2", packed=True)
     assert [(o.index, o.state) for o in outcomes] == [(0, "failed"), (1, "busy")]
     assert "being trained by 4242 otherhost" in outcomes[1].message
     assert calls == [([0], ["seed0"], [str(first.dir / "tb")])]
     assert (first.dir / ERROR_LOG).read_text().startswith("attempt 1/2 failed: RuntimeError: boom")
     assert not (busy.dir / TRAIN_LOG).exists() and not (busy.dir / ERROR_LOG).exists()
     # both members train, the pack fails: both get error.log, the second pointing at the first's output
-    outcomes = execute_pack(study, [0, 1], attempt="2/2")
+    outcomes = execute(study, [0, 1], attempt="2/2", packed=True)
     assert [o.state for o in outcomes] == ["failed", "failed"] and calls[-1][0] == [0, 1]
     error = (busy.dir / ERROR_LOG).read_text()
     assert error.startswith("attempt 2/2 failed: RuntimeError: boom") and str(first.dir / TRAIN_LOG) in error
@@ -203,12 +203,12 @@ def test_corrupt_members_fail_alone_and_run_one_trains_a_pack(tmp_path, capsys):
 def test_ray_tasks_train_packs(tmp_path):
     import ray
 
-    from dimattn.study.packs import run_ray_packs
+    from dimattn.study.launch import run_ray
 
     study = init(tmp_path / "s", seeds="0-1")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        report = run_ray_packs(study, 2, threads=1, gpus=0, retries=0)
+        report = run_ray(study, pack=2, threads=1, gpus=0, retries=0)
     finally:
         ray.shutdown()
     assert sorted(report.done) == [0, 1] and not report.failed

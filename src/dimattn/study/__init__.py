@@ -1,10 +1,17 @@
 """Studies: games × agents × seeds, defined once in ``study.yml``, run anywhere, resumed after any fault.
 
-    spec.py        the study spec, its expansion into runs, creating a study (``init_study``), run status
-    execute.py     executing one run: its lock, its log, retries (``run_one``, ``execute_run``)
-    launch.py      running many: a local pool of workers, Ray
-    packs.py       packed runs (``--pack K``): seeds of one game and agent trained together, per worker/task
-    jobscripts.py  PBS Pro and Slurm job-array scripts
+The unit of work is the pack: up to K seeds of one game and agent trained in one process (``--pack K``);
+a run alone is a pack of one (the default).
 
-May import: ``dimattn.engines`` and everything below it. Not analysis, interpret or cli.
+    spec.py        the study spec and its expansion into runs, creating a study (``init_study``)
+    packs.py       the runs cut into packs (``RunGroup``, ``form_packs``), what must hold before any starts
+    locks.py       a run's lock (``flock`` on ``<run>/.lock``): one process trains a run at a time
+    execute.py     one attempt at one pack in this process: locks, members' checks, output, failures
+                   (``execute``); what an array task runs (``run_one``)
+    launch.py      running every pack: one queue with retries, a local pool of workers, Ray
+    jobscripts.py  PBS Pro and Slurm job-array scripts, one array task per pack
+    status.py      each run's state read from its folder: pending / running / done / failed
+    board.py       what a person watches: the live board, the closing report, ``study status``'s table
+
+May import: ``dimattn.engines``, ``dimattn.host`` and everything below them. Not analysis, interpret or cli.
 """

@@ -1,5 +1,22 @@
-"""Executing one run of a study in this process: under its lock, its output in ``train.log``,
-a failure recorded in ``error.log``, retried; what each array task and each local worker calls."""
+"""Executing one pack of a study in this process (a run alone is a pack of one): what every local worker,
+Ray task and array task calls. Exceptions do not escape; what happened comes back as one Outcome per run.
+
+An attempt at a pack (:func:`execute`):
+
+1. members already finished are dropped;
+2. every other member's lock is taken (:func:`dimattn.study.locks.run_lock`); a member whose lock another
+   process holds is left to it (reported *busy*);
+3. in a pack of several, each member is checked: its ``config.yml`` readable, recorded by the fast engine
+   and as the spec gives it, its ``evaluations.npz`` and newest checkpoint readable. A member failing its
+   check is reported *failed* with the reason (``error.log``, as for any failed run) and the others train;
+4. the remaining members train: a run alone with :func:`dimattn.engines.train.train` (any engine), several
+   together with :func:`dimattn.engines.train.train_pack` (the fast engine; members that stopped at
+   different checkpoints resume as sub-packs of equal step count). The output goes to the first member's
+   ``train.log``; every other member's ``train.log`` gets a line naming the pack and where its output is.
+   If training fails, every member gets ``error.log`` with the end of that output, and is retried as usual.
+
+:func:`run_one` is what an array task runs: one pack, its failed members retried.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +26,17 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dimattn.engines.train import train
+from dimattn.engines import train as trainer  # looked up at each call: tests stand in for train_pack
+from dimattn.engines.rundir import CONFIG, read_config
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.host import usable_cores
 from dimattn.study.locks import lock_holder, run_lock
+from dimattn.study.packs import check_runnable, pack_of
 from dimattn.study.spec import ERROR_LOG, ERROR_TAIL, TRAIN_LOG, Run, Study
 from dimattn.study.status import is_done
 
@@ -32,7 +51,7 @@ class Outcome:
 
 
 @contextmanager
-def _output_to(path: Path) -> Iterator[None]:
+def output_to(path: Path) -> Iterator[None]:
     """Send this process's stdout and stderr (file descriptors 1 and 2, so C code's output too) to ``path``."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -70,44 +89,116 @@ def record_failure(run: Run, summary: str, output_of: Run | None = None) -> None
     atomic_write_text(run.dir / ERROR_LOG, text)
 
 
-def execute_run(study: Study, index: int, threads: int = 1, attempt: str = "1/1") -> Outcome:
-    """Train (or resume) run ``index`` in this process under its lock, output appended to ``train.log``.
+def append_log(run: Run, line: str) -> None:
+    """Add one line to the run's ``train.log`` (for what its own output cannot say: a pack, a killed worker)."""
+    run.dir.mkdir(parents=True, exist_ok=True)
+    with open(run.dir / TRAIN_LOG, "a") as log:
+        log.write(line + "\n")
 
-    Exceptions do not escape: a failure is recorded in ``error.log`` and returned as an Outcome.
-    ``threads`` caps torch's intra-op threads for this run.
+
+def _header(run: Run, attempt: str, threads: int) -> str:
+    return (f"=== {run.name}: attempt {attempt}, pid {os.getpid()} on {socket.gethostname()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {threads} torch thread(s)")
+
+
+def _failure(attempt: str, exc: BaseException) -> str:
+    return f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def execute(study: Study, indices: list[int], threads: int = 1, attempt: str = "1/1",
+            packed: bool = False) -> list[Outcome]:
+    """Train (or resume) runs ``indices`` in this process under their locks: one run, or with ``packed`` a
+    pack (runs of one game and agent, trained together). ``threads`` caps torch's intra-op threads.
+
+    Returns one Outcome per run, in the order given: ``done``, ``busy`` (another process holds its lock) or
+    ``failed`` (its folder failed the check, or training failed). Exceptions do not escape.
     """
-    run = study.run(index)
-    if is_done(run):
-        return Outcome(index, "done", "already finished")
-    with run_lock(run.dir) as mine:
-        if not mine:
-            return Outcome(
-                index, "busy", f"being trained by {lock_holder(run.dir) or 'another process'} (its lock is held)"
-            )
-        if is_done(run):  # finished by another process while we waited for the lock
-            return Outcome(index, "done", "already finished")
-        import torch
+    outcomes: dict[int, Outcome] = {}
+    with ExitStack() as locks:
+        mine = _claim(study, indices, locks, outcomes)
+        ready = [run for run in mine if not packed or _member_ready(study, run, attempt, threads, outcomes)]
+        if ready:
+            outcomes.update(_train(study, ready, threads, attempt, packed))
+    return [outcomes[i] for i in indices]
 
-        torch.set_num_threads(max(1, threads))
-        start = time.monotonic()
-        failure = None
-        with _output_to(run.dir / TRAIN_LOG):
-            print(f"=== {run.name}: attempt {attempt}, pid {os.getpid()} on {socket.gethostname()}, "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {threads} torch thread(s) ===", flush=True)
-            try:
-                train(study.config(run), run.dir, tensorboard_log=str(run.dir / "tb"))
-            except BaseException as exc:  # noqa: BLE001 - a run's failure must not take the study down
-                traceback.print_exc()
-                failure = f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
+
+def _claim(study: Study, indices: list[int], locks: ExitStack, outcomes: dict[int, Outcome]) -> list[Run]:
+    """The runs this process is to train, their locks held until ``locks`` closes; the others' outcomes
+    (finished, or another process's) go to ``outcomes``."""
+    mine = []
+    for run in (study.run(i) for i in indices):
+        if is_done(run):
+            outcomes[run.index] = Outcome(run.index, "done", "already finished")
+        elif not locks.enter_context(run_lock(run.dir)):
+            holder = lock_holder(run.dir) or "another process"
+            outcomes[run.index] = Outcome(run.index, "busy", f"being trained by {holder} (its lock is held)")
+        elif is_done(run):  # finished by another process while we waited for the lock
+            outcomes[run.index] = Outcome(run.index, "done", "already finished")
+        else:
+            mine.append(run)
+    return mine
+
+
+def _member_ready(study: Study, run: Run, attempt: str, threads: int, outcomes: dict[int, Outcome]) -> bool:
+    """Check a pack's member before it trains; a member whose folder is unusable fails alone, with the reason."""
+    from dimattn.agents.checkpoints import read_checkpoint
+    from dimattn.engines.common import resume_point
+
+    try:
+        study.config(run)
+        if (run.dir / CONFIG).is_file():
+            found = read_config(run.dir)
+            if found.engine != "fast":
+                raise DimattnError(f"{run.dir} was started with the {found.engine} engine and a pack needs the fast "
+                                   "engine; train this run alone (without --pack)")
+            study.check_unchanged([run])
+        _, checkpoint, _ = resume_point(run.dir, True)  # reads evaluations.npz up to the newest checkpoint
+        if checkpoint is not None:
+            read_checkpoint(checkpoint)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a corrupt folder fails its member, not the pack
+        failure = _failure(attempt, exc)
+        append_log(run, f"{_header(run, attempt, threads)}, in a pack ===\n{failure}")
+        record_failure(run, failure)
+        outcomes[run.index] = Outcome(run.index, "failed", failure)
+        return False
+
+
+def _train(study: Study, ready: list[Run], threads: int, attempt: str, packed: bool) -> dict[int, Outcome]:
+    """Train ``ready`` (one run, or a pack) in this process; its output in the first run's ``train.log``."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    first, names, size = ready[0], ", ".join(r.name for r in ready), len(ready)
+    for run in ready[1:]:
+        append_log(run, f"{_header(run, attempt, threads)}, in a pack of {size} ({names}); "
+                        f"its output is in {first.dir / TRAIN_LOG} ===")
+    start = time.monotonic()
+    failure = None
+    with output_to(first.dir / TRAIN_LOG):
+        print(_header(first, attempt, threads) + (f", a pack of {size}: {names}" if packed else "") + " ===",
+              flush=True)
+        try:
+            if packed:
+                trainer.train_pack([study.config(r) for r in ready], [r.dir for r in ready],
+                                   tensorboard_log=[str(r.dir / "tb") for r in ready])
+            else:
+                trainer.train(study.config(first), first.dir, tensorboard_log=str(first.dir / "tb"))
+        except BaseException as exc:  # noqa: BLE001 - a run's failure must not take the study down
+            traceback.print_exc()
+            failure = _failure(attempt, exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+    took = f"trained in {_duration(time.monotonic() - start)}" + (f", a pack of {size}" if packed else "")
+    outcomes = {}
+    for run in ready:
         if failure is not None:
-            record_failure(run, failure)
-            outcome = Outcome(index, "failed", failure)
+            record_failure(run, failure, output_of=first)
+            outcomes[run.index] = Outcome(run.index, "failed", failure)
         else:
             (run.dir / ERROR_LOG).unlink(missing_ok=True)
-            outcome = Outcome(index, "done", f"trained in {_duration(time.monotonic() - start)}")
-    return outcome
+            outcomes[run.index] = Outcome(run.index, "done", took)
+    return outcomes
 
 
 def _duration(seconds: float) -> str:
@@ -128,24 +219,30 @@ def index_from_env() -> int:
                        "give --index N (0-based run number)")
 
 
-def run_one(root: str | Path, index: int | None = None, threads: int = 1, retries: int = 0) -> Outcome:
-    """What an array job runs: run ``index`` (default: the scheduler's index), retried up to ``retries`` times."""
+def run_one(root: str | Path, index: int | None = None, threads: int = 1, retries: int = 0,
+            pack: int = 1) -> list[Outcome]:
+    """What an array task runs: pack ``index`` of the study's packs of ``pack`` runs (default 1: run
+    ``index`` alone; default index: the scheduler's array index), its failed members retried up to
+    ``retries`` times. One Outcome per member, and one line per member and attempt on stdout."""
     study = Study.load(root, validate=False)
     index = index_from_env() if index is None else index
-    run = study.run(index)
-    study.check_unchanged([run])
-    outcome = Outcome(index, "failed")
+    group = pack_of(study, pack, index)
+    check_runnable(study, pack, list(group.runs))
+    outcomes: dict[int, Outcome] = {}
+    todo = [r.index for r in group.runs]
     for attempt in range(1, retries + 2):
-        outcome = execute_run(study, index, threads, attempt=f"{attempt}/{retries + 1}")
-        # one line per attempt in the scheduler's log; the run's own output is in its train.log
-        print(f"run {index} {run.name}: {outcome.state}: {outcome.message}", flush=True)
-        if outcome.state != "failed":
+        for outcome in execute(study, todo, threads, attempt=f"{attempt}/{retries + 1}", packed=pack > 1):
+            outcomes[outcome.index] = outcome
+            # the scheduler's log gets this line; the run's own output is in its train.log
+            print(f"run {outcome.index} {study.runs[outcome.index].name}: {outcome.state}: {outcome.message}",
+                  flush=True)
+        todo = [i for i in todo if outcomes[i].state == "failed"]
+        if not todo:
             break
-    return outcome
+    return [outcomes[r.index] for r in group.runs]
 
 
 def default_threads() -> int:
     """Torch threads per run: 1 on small machines, 2 where cores are plenty (the PPO update uses them;
     stepping the Atari envs does not)."""
     return 1 if usable_cores() < 8 else 2
-

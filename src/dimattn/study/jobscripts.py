@@ -1,9 +1,9 @@
-"""PBS Pro and Slurm job-array scripts for a study: one array index per run (or per pack, with ``--pack K``).
+"""PBS Pro and Slurm job-array scripts for a study: one array index per pack (:mod:`dimattn.study.packs`;
+with ``--pack 1``, the default, a pack is one run).
 
-Each array task runs ``dimattn study run-one <study> --index <offset + array index>``, which trains or
-resumes that run under its lock (:func:`dimattn.study.spec.run_one`), so resubmitting the same script after
-a failure redoes only what is unfinished. With ``pack`` > 1 each task trains one pack of up to K seeds of a
-game and agent (``run-one --pack K --index N``, :mod:`dimattn.study.packs`). Large studies are split into
+Each array task runs ``dimattn study run-one <study> --index <offset + array index>`` (with ``--pack K``
+when K > 1), which trains or resumes that pack under its members' locks (:func:`dimattn.study.execute.run_one`),
+so resubmitting the same script after a failure redoes only what is unfinished. Large studies are split into
 several arrays of at most ``array_size`` tasks each (Slurm's default ``MaxArraySize`` is 1001; some PBS
 sites allow far fewer).
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
+from dimattn.study.packs import form_packs
 from dimattn.study.spec import Study
 
 JOBS = "jobs"
@@ -162,17 +163,13 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
 
 
 def _unit_count(study: Study, pack: int) -> int:
-    """Array tasks the study needs: one per run, or one per pack of ``pack`` runs."""
-    if pack <= 1:
-        return len(study.runs)
-    from dimattn.study.packs import form_packs
-
+    """Array tasks the study needs: one per pack of ``pack`` runs (one per run with ``pack`` 1)."""
     return len(form_packs(study, pack))
 
 
 def write_scripts(study: Study, scheduler: str, res: JobResources, retries: int = 1, pack: int = 1) -> list[Path]:
     """Write ``<study>/jobs/<scheduler>.sh`` (or ``<scheduler>-<k>.sh`` when split); returns their paths.
-    With ``pack`` > 1, one array task per pack (:mod:`dimattn.study.packs`) instead of one per run."""
+    One array task per pack of ``pack`` runs (:mod:`dimattn.study.packs`; the default 1: one per run)."""
     if scheduler not in SCHEDULERS:
         raise DimattnError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     res.checked()

@@ -1,10 +1,13 @@
-"""Executing a study's runs on this machine (a pool of worker processes) or on a Ray cluster, and watching them.
+"""Running a study's packs on this machine (a pool of worker processes) or on a Ray cluster.
 
-Both backends share one loop (:class:`_Queue`): every unfinished run is attempted, a failed attempt is
-retried (at the back of the queue) up to ``retries`` times, a run whose lock another process holds is
-left to that process. Each attempt runs :func:`dimattn.study.spec.execute_run`, which resumes from the run's
-last checkpoint. A live board shows runs done / running / failed and the steps per second the study
-makes, read from what the runs write to disk (checkpoints and evaluations), so it works for any engine.
+The unit of work is the pack (:mod:`dimattn.study.packs`; a run alone is a pack of one). Both backends
+drive one loop (:func:`_drive`) over one queue (:class:`_Queue`): every pack with unfinished runs is
+attempted, a pack's failed members are retried (as a pack, at the back of the queue) up to ``retries``
+times, and a run whose lock another process holds is left to that process. Each attempt runs
+:func:`dimattn.study.execute.execute` in a worker process or a Ray task; it resumes every member from its
+last checkpoint and reports one outcome per member. A worker that dies without reporting (killed, out of
+memory, its node lost) fails the members it had not finished, and they are retried like any failure.
+The live board is :class:`dimattn.study.board.Board`.
 """
 
 from __future__ import annotations
@@ -16,143 +19,100 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from dimattn.errors import DimattnError
 from dimattn.host import usable_cores
-from dimattn.study.execute import Outcome, default_threads, execute_run, record_failure
+from dimattn.study.board import Board, RunSummary
+from dimattn.study.execute import Outcome, append_log, default_threads, execute, record_failure
 from dimattn.study.locks import lock_holder
-from dimattn.study.spec import ERROR_LOG, Run, Study
-from dimattn.study.status import STATES, RunStatus, is_done, progress_on_disk
-
-EXIT_BUSY = 75  # a local worker's exit status when another process holds the run's lock (EX_TEMPFAIL)
-
-
-@dataclass
-class RunSummary:
-    """What one ``study run`` achieved, by run index."""
-
-    done: list[int] = field(default_factory=list)
-    failed: dict[int, str] = field(default_factory=dict)  # index -> the last attempt's error summary
-    busy: list[int] = field(default_factory=list)  # trained by another process meanwhile
-    already_done: int = 0
-
-
-class Board:
-    """Live display: runs done / running / failed / pending and steps per second (rich; plain lines when
-    the output is not a terminal, e.g. a cluster job's log)."""
-
-    def __init__(self, study: Study, console: Console | None = None, running_label: str = "running") -> None:
-        self.study, self.label = study, running_label
-        if console is None:  # logs (not a terminal) get wide lines rather than rich's 80 columns
-            console = Console(stderr=True)
-            console = console if console.is_terminal else Console(stderr=True, width=160)
-        self.console = console
-        self.done = sum(is_done(r) for r in study.runs)
-        self.failed = self.busy = self.running = 0
-        self.start = time.monotonic()
-        self.base: dict[int, int] = {}  # steps on disk when this process first saw the run active
-        self.now: dict[int, int] = {}
-        self.last_read = 0.0
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("runs · {task.fields[info]}"), TimeElapsedColumn(), console=self.console)
-        self.task = self.progress.add_task(study.spec.name, total=len(study.runs), completed=self.done, info="")
-
-    def __enter__(self) -> Board:
-        self.update([], force=True)
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.update([], force=True)
-        self.progress.stop()
-
-    def event(self, run: Run, text: str) -> None:
-        self.progress.console.print(f"{run.index:>4} {run.name}: {text}", highlight=False)
-
-    def update(self, active: Iterable[Run], force: bool = False) -> None:
-        """Refresh counts; re-read the active runs' steps from disk every 2 s (less often for many runs)."""
-        active = list(active)
-        self.running = len(active)
-        if force or time.monotonic() - self.last_read > max(2.0, len(active) / 50):
-            self.last_read = time.monotonic()
-            for run in active:
-                steps = progress_on_disk(run)[0]
-                self.base.setdefault(run.index, steps)
-                self.now[run.index] = steps
-        made = sum(self.now[i] - self.base[i] for i in self.now)
-        rate = made / max(time.monotonic() - self.start, 1e-9)
-        pending = len(self.study.runs) - self.done - self.failed - self.busy - self.running
-        info = (f"{self.label} {self.running} · failed {self.failed} · pending {pending}"
-                + (f" · elsewhere {self.busy}" if self.busy else "") + f" · {rate:,.0f} steps/s")
-        self.progress.update(self.task, completed=self.done, info=info)
-
-    def finish(self, run: Run, outcome: Outcome, retrying: bool) -> None:
-        steps = progress_on_disk(run)
-        self.base.setdefault(run.index, steps[0])
-        self.now[run.index] = steps[0]
-        if outcome.state == "done":
-            self.done += 1
-            score = "" if steps[1] is None else f", last score {steps[1]:.2f}"
-            self.event(
-                run, f"[green]done[/] ({steps[0]:,} steps{score})" + (f" {outcome.message}" if outcome.message else "")
-            )
-        elif outcome.state == "busy":
-            self.busy += 1
-            self.event(run, f"[yellow]skipped[/]: {outcome.message}")
-        else:
-            self.failed += 0 if retrying else 1
-            self.event(run, f"[red]failed[/]: {outcome.message}" + ("; retrying" if retrying else ""))
+from dimattn.study.packs import RunGroup, form_packs
+from dimattn.study.spec import Study
+from dimattn.study.status import is_done
 
 
 class _Queue:
-    """The runs still to attempt, with retries at the back."""
+    """The packs still to attempt; a pack's failed members are retried, as a pack, at the back."""
 
-    def __init__(self, study: Study, retries: int) -> None:
+    def __init__(self, study: Study, size: int, retries: int) -> None:
         self.study, self.max_attempts = study, retries + 1
-        self.todo = deque(r for r in study.runs if not is_done(r))
+        self.todo: deque[RunGroup] = deque()
+        for group in form_packs(study, size):
+            left = tuple(r for r in group.runs if not is_done(r))
+            if left:
+                self.todo.append(RunGroup(group.index, left))
         self.attempts: dict[int, int] = {}
-        self.report = RunSummary(already_done=len(study.runs) - len(self.todo))
+        self.report = RunSummary(already_done=len(study.runs) - sum(len(g.runs) for g in self.todo))
 
-    def next(self) -> tuple[Run, str] | None:
-        """The next run to start and its attempt label ("2/3"), or None; skips runs finished or locked meanwhile."""
+    def next(self) -> tuple[RunGroup, str] | None:
+        """The next pack to start (its members not finished meanwhile) and its attempt label ("2/3"), or None."""
         while self.todo:
-            run = self.todo.popleft()
-            if is_done(run):
+            group = self.todo.popleft()
+            left = tuple(r for r in group.runs if not is_done(r))
+            if not left:
                 continue
-            self.attempts[run.index] = self.attempts.get(run.index, 0) + 1
-            return run, f"{self.attempts[run.index]}/{self.max_attempts}"
+            self.attempts[group.index] = self.attempts.get(group.index, 0) + 1
+            return RunGroup(group.index, left), f"{self.attempts[group.index]}/{self.max_attempts}"
         return None
 
-    def finished(self, run: Run, outcome: Outcome, board: Board) -> None:
-        retrying = outcome.state == "failed" and self.attempts[run.index] < self.max_attempts
-        if tally(self.report, board, run, outcome, retrying):
-            self.todo.append(run)
+    def finished(self, group: RunGroup, outcomes: list[Outcome], board: Board) -> None:
+        """Count and show each member's outcome; queue the members to try again."""
+        again = []
+        for outcome in outcomes:
+            run = self.study.runs[outcome.index]
+            retrying = outcome.state == "failed" and self.attempts[group.index] < self.max_attempts
+            board.finish(run, outcome, retrying)
+            if outcome.state == "done":
+                self.report.done.append(run.index)
+                self.report.failed.pop(run.index, None)
+            elif outcome.state == "busy":
+                self.report.busy.append(run.index)
+            elif retrying:
+                again.append(run)
+            else:
+                self.report.failed[run.index] = outcome.message
+        if again:
+            self.todo.append(RunGroup(group.index, tuple(again)))
 
 
-def tally(summary: RunSummary, board: Board, run: Run, outcome: Outcome, retrying: bool) -> bool:
-    """Count one attempt's outcome in ``summary`` and show it; True when the run is to be tried again."""
-    board.finish(run, outcome, retrying)
-    if outcome.state == "done":
-        summary.done.append(run.index)
-        summary.failed.pop(run.index, None)
-    elif outcome.state == "busy":
-        summary.busy.append(run.index)
-    elif retrying:
-        return True
-    else:
-        summary.failed[run.index] = outcome.message
-    return False
+Active = dict[Any, tuple[RunGroup, str]]  # what is in flight (a worker, a Ray reference) -> its pack, attempt
+
+
+def _drive(queue: _Queue, board: Board, workers: int | None, active: Active,
+           start: Callable[[RunGroup, str], Any],
+           collect: Callable[[Active], list[tuple[Any, list[Outcome]]]]) -> None:
+    """The loop of both backends: keep ``workers`` packs in flight (None: as many as the queue has),
+    ``start`` each, ``collect`` the finished ones' outcomes (waiting a second at most), until none is left.
+    ``active`` stays the caller's, to stop what is in flight when interrupted."""
+    while True:
+        while (workers is None or len(active) < workers) and (nxt := queue.next()) is not None:
+            active[start(*nxt)] = nxt
+        if not active:
+            return
+        board.update(run for group, _ in active.values() for run in group.runs)
+        for handle, outcomes in collect(active):
+            group, _ = active.pop(handle)
+            queue.finished(group, outcomes, board)
+
+
+def _lost(group: RunGroup, summary: str) -> list[Outcome]:
+    """The worker training ``group`` died without reporting: its members' outcomes, read from their folders."""
+    outcomes = []
+    for run in group.runs:
+        if is_done(run):
+            outcomes.append(Outcome(run.index, "done"))
+        elif (holder := lock_holder(run.dir)) is not None:  # the dead worker's locks are free: another's
+            outcomes.append(Outcome(run.index, "busy", f"being trained by {holder}"))
+        else:
+            append_log(run, f"=== {summary} ===")
+            record_failure(run, summary)
+            outcomes.append(Outcome(run.index, "failed", summary))
+    return outcomes
 
 
 # --------------------------------------------------------------------------- local pool
@@ -161,7 +121,7 @@ def _die_with_runner(lifeline: multiprocessing.connection.Connection) -> None:
 
     ``lifeline`` is the read end of a pipe whose write end only the runner holds; the kernel closes it
     when the runner dies, so a thread blocked reading it wakes up (EOF) and kills this process. The
-    kernel then releases the run's lock, and the next ``study run`` resumes the run. A parent-death
+    kernel then releases the runs' locks, and the next ``study run`` resumes the runs. A parent-death
     signal alone is not enough: forkserver workers are children of the fork server, which outlives
     the runner as long as a worker holds its pipe. It is set too (SIGKILL), for the spawn context.
     """
@@ -182,9 +142,9 @@ def _die_with_runner(lifeline: multiprocessing.connection.Connection) -> None:
 
 
 def record_crash(root: str, indices: list[int], attempt: str, exc: BaseException) -> str:
-    """Record an attempt that raised as the failure of every run in ``indices`` (one run, or a pack's
-    members); returns the one-line summary. A study that cannot take the record (gone, read-only) is
-    said in one line instead."""
+    """Record an attempt that raised as the failure of every run in ``indices`` (the pack's members);
+    returns the one-line summary. A study that cannot take the record (gone, read-only) is said in one
+    line instead."""
     summary = f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
     try:
         study = Study.load(root, validate=False)
@@ -197,19 +157,18 @@ def record_crash(root: str, indices: list[int], attempt: str, exc: BaseException
     return summary
 
 
-def _child(root: str, index: int, threads: int, attempt: str,
-           lifeline: multiprocessing.connection.Connection | None = None) -> None:
-    """A local worker process: one attempt at one run; the exit status tells the parent how it went."""
-    if lifeline is not None:
-        _die_with_runner(lifeline)
+def _child(root: str, indices: list[int], threads: int, attempt: str, packed: bool,
+           report: multiprocessing.connection.Connection, lifeline: multiprocessing.connection.Connection) -> None:
+    """A local worker process: one attempt at one pack; sends the members' outcomes to the parent."""
+    _die_with_runner(lifeline)
     try:
-        study = Study.load(root, validate=False)
-        outcome = execute_run(study, index, threads, attempt=attempt)
+        outcomes = execute(Study.load(root, validate=False), indices, threads, attempt=attempt, packed=packed)
     except BaseException as exc:  # noqa: BLE001 - e.g. the study directory vanished
         traceback.print_exc()
-        record_crash(root, [index], attempt, exc)
-        sys.exit(1)
-    sys.exit({"done": 0, "busy": EXIT_BUSY}.get(outcome.state, 1))
+        summary = record_crash(root, indices, attempt, exc)
+        outcomes = [Outcome(index, "failed", summary) for index in indices]
+    report.send(outcomes)
+    report.close()
 
 
 def _context() -> mp.context.BaseContext:
@@ -230,57 +189,57 @@ def exit_summary(code: int | None, attempt: str) -> str:
     return f"attempt {attempt} failed: exit status {code}"
 
 
-def _outcome_of_exit(run: Run, code: int | None, attempt: str) -> Outcome:
-    if code == 0:
-        return Outcome(run.index, "done")
-    if code == EXIT_BUSY:
-        return Outcome(run.index, "busy", f"being trained by {lock_holder(run.dir) or 'another process'}")
-    if code is not None and code < 0:  # killed by a signal: the worker could not record anything itself
-        summary = exit_summary(code, attempt)
-        with open(run.dir / "train.log", "a") as log:
-            log.write(f"=== {summary} ===\n")
-        record_failure(run, summary)
-        return Outcome(run.index, "failed", summary)
-    first = (
-        (run.dir / ERROR_LOG).read_text(errors="replace").splitlines()[:1] if (run.dir / ERROR_LOG).is_file() else []
-    )
-    return Outcome(run.index, "failed", first[0] if first else exit_summary(code, attempt))
+def _received(receive: multiprocessing.connection.Connection) -> list[Outcome] | None:
+    try:
+        return receive.recv() if receive.poll() else None
+    except (EOFError, OSError):  # the worker died before it reported
+        return None
 
 
 def run_local(study: Study, workers: int | None = None, threads: int | None = None, retries: int = 1,
-              console: Console | None = None) -> RunSummary:
-    """Run every unfinished run of ``study`` here, ``workers`` at a time, each in its own process.
+              console: Console | None = None, pack: int = 1) -> RunSummary:
+    """Run every unfinished run of ``study`` here, in packs of ``pack`` runs (default 1: each run alone),
+    ``workers`` packs at a time, each in its own process.
 
-    ``threads``: torch threads per run (default :func:`default_threads`); ``workers`` defaults to the
-    usable cores divided by ``threads``.
+    ``threads``: torch threads per pack (default :func:`default_threads`); ``workers`` defaults to the
+    usable cores divided by ``threads × pack``.
     """
     threads = threads or default_threads()
-    workers = workers or max(1, usable_cores() // threads)
-    queue, ctx = _Queue(study, retries), _context()
-    active: dict[int, tuple[Run, str, mp.process.BaseProcess]] = {}
+    workers = workers or max(1, usable_cores() // (threads * pack))
+    queue, ctx = _Queue(study, pack, retries), _context()
     # The workers' lifeline: they hold the read end, only this process the write end (see _die_with_runner).
     lifeline, alive = ctx.Pipe(duplex=False)
+    active: Active = {}  # (process, the pipe its outcomes come back on) -> its pack, attempt
+
+    def start(group: RunGroup, attempt: str) -> tuple[mp.process.BaseProcess, multiprocessing.connection.Connection]:
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, name=f"dimattn-pack-{group.index}",
+                           args=(str(study.root), [r.index for r in group.runs], threads, attempt, pack > 1, send,
+                                 lifeline))
+        proc.start()
+        send.close()  # the worker holds the only write end: EOF once it is gone
+        return proc, receive
+
+    def collect(active: Active) -> list[tuple[Any, list[Outcome]]]:
+        multiprocessing.connection.wait([proc.sentinel for proc, _ in active], timeout=1.0)
+        finished = []
+        for proc, receive in [worker for worker in active if not worker[0].is_alive()]:
+            proc.join()
+            outcomes = _received(receive)
+            receive.close()
+            if outcomes is None:
+                group, attempt = active[proc, receive]
+                outcomes = _lost(group, exit_summary(proc.exitcode, attempt))
+            finished.append(((proc, receive), outcomes))
+        return finished
+
     with Board(study, console) as board:
         try:
-            while True:
-                while len(active) < workers and (nxt := queue.next()) is not None:
-                    run, attempt = nxt
-                    proc = ctx.Process(target=_child, args=(str(study.root), run.index, threads, attempt, lifeline),
-                                       name=f"dimattn-run-{run.index}")
-                    proc.start()
-                    active[run.index] = (run, attempt, proc)
-                if not active:
-                    break
-                board.update(r for r, _, _ in active.values())
-                multiprocessing.connection.wait([p.sentinel for _, _, p in active.values()], timeout=1.0)
-                for index in [i for i, (_, _, p) in active.items() if not p.is_alive()]:
-                    run, attempt, proc = active.pop(index)
-                    proc.join()
-                    queue.finished(run, _outcome_of_exit(run, proc.exitcode, attempt), board)
+            _drive(queue, board, workers, active, start, collect)
         finally:
-            for _, _, proc in active.values():  # interrupted: stop our workers; their runs resume next time
+            for proc, _ in active:  # interrupted: stop our workers; their runs resume next time
                 proc.terminate()
-            for _, _, proc in active.values():
+            for proc, _ in active:
                 proc.join(timeout=30)
             lifeline.close()
             alive.close()
@@ -288,9 +247,9 @@ def run_local(study: Study, workers: int | None = None, threads: int | None = No
 
 
 # --------------------------------------------------------------------------- Ray
-def _ray_task(root: str, index: int, threads: int, attempt: str) -> Outcome:
-    """One attempt at one run, as a Ray task on whichever node Ray picks (the study directory is shared)."""
-    return execute_run(Study.load(root, validate=False), index, threads, attempt=attempt)
+def _ray_task(root: str, indices: list[int], threads: int, attempt: str, packed: bool) -> list[Outcome]:
+    """One attempt at one pack, as a Ray task on whichever node Ray picks (the study directory is shared)."""
+    return execute(Study.load(root, validate=False), indices, threads, attempt=attempt, packed=packed)
 
 
 def import_ray() -> Any:
@@ -320,8 +279,9 @@ def connect_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
 
 
 def run_ray(study: Study, address: str | None = None, workers: int | None = None, threads: int | None = None,
-            retries: int = 1, console: Console | None = None, gpus: float = 0) -> RunSummary:
-    """Run every unfinished run of ``study`` as a Ray task needing ``threads`` CPUs (and ``gpus`` GPUs).
+            retries: int = 1, console: Console | None = None, gpus: float = 0, pack: int = 1) -> RunSummary:
+    """Run every unfinished run of ``study`` as Ray tasks, one per pack of ``pack`` runs (default 1: each run
+    alone), each needing ``threads`` CPUs and ``gpus`` GPUs (Ray's ``num_gpus``: 0.3 lets three share a GPU).
 
     Connects to the Ray cluster at ``address`` (``auto``: the one this node belongs to), or starts a
     local Ray with ``workers × threads`` CPUs (default: all). A Ray already initialised in this process
@@ -329,80 +289,34 @@ def run_ray(study: Study, address: str | None = None, workers: int | None = None
     """
     ray = import_ray()
     threads = threads or default_threads()
-    queue = _Queue(study, retries)
+    queue = _Queue(study, pack, retries)
     if not queue.todo:
         return queue.report
     started = connect_ray(ray, address, workers * threads if workers else None)
-    remote = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=gpus, max_retries=0)  # retries: ours, per run
-    refs: dict[object, tuple[Run, str]] = {}
+    remote = ray.remote(_ray_task).options(num_cpus=threads, num_gpus=gpus, max_retries=0)  # retries: ours, per pack
+    active: Active = {}  # Ray reference -> its pack, attempt
+
+    def start(group: RunGroup, attempt: str) -> Any:
+        return remote.remote(str(study.root), [r.index for r in group.runs], threads, attempt, pack > 1)
+
+    def collect(active: Active) -> list[tuple[Any, list[Outcome]]]:
+        ready, _ = ray.wait(list(active), num_returns=len(active), timeout=1.0)
+        return [(ref, _ray_outcomes(ray, ref, *active[ref])) for ref in ready]
+
     try:
         with Board(study, console, running_label="in flight") as board:
-            while True:
-                while (workers is None or len(refs) < workers) and (nxt := queue.next()) is not None:
-                    run, attempt = nxt
-                    refs[remote.remote(str(study.root), run.index, threads, attempt)] = (run, attempt)
-                if not refs:
-                    break
-                board.update(r for r, _ in refs.values())
-                ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=1.0)
-                for ref in ready:
-                    run, attempt = refs.pop(ref)
-                    queue.finished(run, _ray_outcome(ray, ref, run, attempt), board)
+            _drive(queue, board, workers, active, start, collect)
     finally:
-        for ref in refs:
+        for ref in active:
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
     return queue.report
 
 
-def _ray_outcome(ray: object, ref: object, run: Run, attempt: str) -> Outcome:
+def _ray_outcomes(ray: Any, ref: Any, group: RunGroup, attempt: str) -> list[Outcome]:
     try:
-        return ray.get(ref)  # type: ignore[attr-defined]
-    except Exception as exc:  # the worker or its node died (execute_run itself never raises)
-        summary = f"attempt {attempt} failed: Ray: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        record_failure(run, summary)
-        return Outcome(run.index, "failed", summary)
-
-
-# --------------------------------------------------------------------------- report
-def print_report(study: Study, report: RunSummary, write: Callable[[str], None] = print) -> None:
-    """Totals, then each failed run with the last lines of its error."""
-    n = len(study.runs)
-    write(f"study {study.spec.name}: {report.already_done + len(report.done)}/{n} runs done "
-          f"({len(report.done)} now, {report.already_done} before), {len(report.failed)} failed"
-          + (f", {len(report.busy)} being trained by another process" if report.busy else ""))
-    for index in sorted(report.failed):
-        run = study.runs[index]
-        lines = (
-            (run.dir / ERROR_LOG).read_text(errors="replace").splitlines() if (run.dir / ERROR_LOG).is_file() else []
-        )
-        write(f"  FAILED {index} {run.name}: {report.failed[index]}")
-        for line in [ln for ln in lines[2:] if ln.strip()][-6:]:
-            write(f"      {line}")
-    if report.failed:
-        write(f"  full errors: {study.root}/runs/<Game>/<Agent>/seed<k>/{ERROR_LOG}; "
-              "`dimattn study run` again retries them from their last checkpoint")
-
-
-
-def status_table(study: Study, rows: list[RunStatus]) -> Table:
-    """One line per run: state, steps a resume keeps (the newest checkpoint) / total, the last evaluation's
-    step and mean score, and a note. An evaluation past the checkpoint is work a resume redoes."""
-    table = Table(title=f"study {study.spec.name} ({study.root})", title_justify="left")
-    for name, justify in (("#", "right"), ("game", "left"), ("agent", "left"), ("seed", "right"),
-                          ("state", "left"), ("steps kept", "right"), ("last eval", "right"),
-                          ("last score", "right"), ("note", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    colour = {"done": "green", "running": "cyan", "failed": "red", "pending": "white"}
-    for s in rows:
-        table.add_row(str(s.run.index), s.run.game, s.run.agent, str(s.run.seed),
-                      f"[{colour[s.state]}]{s.state}[/]", f"{s.steps:,}/{study.spec.n_timesteps:,}",
-                      "" if s.eval_steps is None else f"{s.eval_steps:,}",
-                      "" if s.last_score is None else f"{s.last_score:.2f}", s.note)
-    return table
-
-
-def status_summary(rows: list[RunStatus]) -> str:
-    counts = {state: sum(r.state == state for r in rows) for state in STATES}
-    return f"{len(rows)} runs: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "pending"))
+        return ray.get(ref)
+    except Exception as exc:  # the worker or its node died (execute itself never raises)
+        why = str(exc).splitlines()[0] if str(exc) else ""
+        return _lost(group, f"attempt {attempt} failed: Ray: {type(exc).__name__}: {why}")
