@@ -403,19 +403,19 @@ def _study_run(args: argparse.Namespace) -> int:
     _check_gpus(args)
     # A study that cannot be written (read-only, full) is refused here in one line, not by every worker.
     _check_study_writable(study.root)
-    if args.pack > 1:
-        return _study_run_packs(args, study)
-    study.check_unchanged()
+    from dimattn.study.packs import check_runnable
+
+    check_runnable(study, args.pack)  # a spec edited after runs started; with --pack K > 1, the engine
     if args.backend in ("pbs", "slurm"):
         return _study_jobscripts(args, study)
-    from dimattn.study.launch import print_report, run_local, run_ray
+    from dimattn.study.board import print_report
+    from dimattn.study.launch import run_local, run_ray
 
-    if args.backend == "ray":
-        report = run_ray(
-            study, address=args.ray_address, workers=args.workers, threads=args.threads, retries=args.retries,
-            gpus=args.gpus or 0)
+    if args.backend == "ray":  # the unit of work is the pack: --pack 1 (the default) is each run alone
+        report = run_ray(study, address=args.ray_address, workers=args.workers, threads=args.threads,
+                         retries=args.retries, gpus=args.gpus or 0, pack=args.pack)
     else:
-        report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries)
+        report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries, pack=args.pack)
     print_report(study, report)
     return 1 if report.failed else 0
 
@@ -445,24 +445,6 @@ def _check_gpus(args: argparse.Namespace) -> None:
         args.ngpus = int(args.gpus)
 
 
-def _study_run_packs(args: argparse.Namespace, study) -> int:
-    """``study run --pack K``: checked before anything is written, then packs instead of runs."""
-    from dimattn.study.packs import check_packable, run_local_packs, run_ray_packs
-
-    check_packable(study, args.pack)  # the engine, and a spec edited after runs started
-    if args.backend in ("pbs", "slurm"):
-        return _study_jobscripts(args, study)
-    from dimattn.study.launch import print_report
-
-    if args.backend == "ray":
-        report = run_ray_packs(study, args.pack, address=args.ray_address, workers=args.workers,
-                               threads=args.threads, gpus=args.gpus or 0, retries=args.retries)
-    else:
-        report = run_local_packs(study, args.pack, workers=args.workers, threads=args.threads, retries=args.retries)
-    print_report(study, report)
-    return 1 if report.failed else 0
-
-
 def _study_jobscripts(args: argparse.Namespace, study) -> int:
     import sys
 
@@ -471,7 +453,7 @@ def _study_jobscripts(args: argparse.Namespace, study) -> int:
     res = JobResources(ncpus=args.threads or 2, mem=args.mem, walltime=args.walltime, ngpus=args.ngpus,
                        queue=args.queue, account=args.account, max_parallel=args.max_parallel,
                        array_size=args.array_size, setup=args.setup, python=args.python or sys.executable)
-    paths = write_scripts(study, args.backend, res, retries=args.retries, pack=getattr(args, "pack", 1))
+    paths = write_scripts(study, args.backend, res, retries=args.retries, pack=args.pack)
     tool = "qsub" if args.backend == "pbs" else "sbatch"
     for path in paths:
         print(f"wrote {path}")
@@ -490,20 +472,15 @@ def _study_run_one(args: argparse.Namespace) -> int:
 
     if (Path(args.dir) / "study.yml").is_file():  # a missing study is run_one's to explain
         _check_study_writable(Path(args.dir))
-    if args.pack > 1:
-        from dimattn.study.packs import run_one_pack
-
-        outcomes = run_one_pack(args.dir, args.pack, index=args.index, threads=args.threads or default_threads(),
-                                retries=args.retries)
-        return 1 if any(o.state == "failed" for o in outcomes) else 0
-    outcome = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries)
-    return 1 if outcome.state == "failed" else 0
+    outcomes = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries,
+                       pack=args.pack)
+    return 1 if any(o.state == "failed" for o in outcomes) else 0
 
 
 def _study_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from dimattn.study.launch import status_summary, status_table
+    from dimattn.study.board import status_summary, status_table
     from dimattn.study.spec import Study
     from dimattn.study.status import STATES, statuses
 
