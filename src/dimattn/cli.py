@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from dimattn.engines.config import (
@@ -22,6 +24,7 @@ from dimattn.engines.config import (
     DEFAULT_N_TIMESTEPS,
     DEFAULT_SAVE_FREQ,
     ENGINES,
+    MAX_SEED,
     RunConfig,
     build_config,
 )
@@ -31,23 +34,66 @@ from dimattn.errors import DimattnError
 from dimattn.fileio import check_writable_dir, writing
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help: appended where the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
+                or default == [] or not action.option_strings):
+            return text
+        shown = f"{default:,}" if isinstance(default, int) and not isinstance(default, bool) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit 2 (argparse prints the whole usage)."""
+    """argparse, but usage errors are one line and exit 2 (argparse prints the whole usage), and every
+    option's default shows in ``--help``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
 
 
+# ASCII digits only (int() would take "٣" and "1_000"), an optional fraction and exponent (RL Zoo writes 2e5).
+_INTEGER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_MAX_DIGITS = 100  # far beyond every limit below, and cheap to compare: 1e999999999 is refused unexpanded
+
+
 def integer(text: str) -> int:
-    """``5``, ``200000`` or ``2e5`` (RL Zoo writes step counts that way) -> int."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not value.is_integer():
+    """``5``, ``200000``, ``2e5`` or ``2.5e6`` -> int, exactly: parsed as a decimal, never through float
+    (so ``99999999999999999999`` stays what was typed)."""
+    if len(text) > _MAX_DIGITS or not _INTEGER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer (write digits 0-9, e.g. 200000 or 2e5)")
+    value = Decimal(text)
+    if value.adjusted() >= _MAX_DIGITS:
+        raise argparse.ArgumentTypeError(f"{text} has more than {_MAX_DIGITS} digits")
+    if value != value.to_integral_value():
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
     return int(value)
+
+
+def bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an :func:`integer` from ``low`` to ``high`` (a count a user types has a sane range)."""
+    def parse(text: str) -> int:
+        value = integer(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}, got {text}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+# The ranges of the counts and seeds a user types (the fast engine's own limits live in engines.config).
+SEEDS = bounded(0, MAX_SEED)
+PLAY_STEPS = bounded(1, 1_000_000)   # axes/recommend: 2,000 by default; 10^6 is hours of play
+THREADS = bounded(1, 1024)           # what a job script may ask of one node
 
 
 def positive_int(text: str) -> int:
@@ -114,7 +160,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uuid", action="store_true", help="append a UUID to the run folder's name")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ...")
     p.add_argument("-P", "--progress", action="store_true", help="show a progress bar")
-    p.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0: quiet, 1: training stats)")
+    p.add_argument("--verbose", type=bounded(0, 2), default=0, help="SB3 verbosity (0: quiet, 1: training stats)")
     p.add_argument("--speed", nargs="+", metavar="FIELD=VALUE", default=None,
                    help="the fast engine's levers on top of the device's defaults, e.g. bf16=true "
                         "channels_last=false env_threads=4 (fields of dimattn.engines.fast.Speed; they change "
@@ -202,9 +248,10 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--obs", nargs="+", metavar="FILE.npy",
                      help="stacked observations: uint8 .npy files of shape (4,84,84) or (n,4,84,84)")
     src.add_argument("--env", metavar="GAME", help="take observations from the (first) agent playing GAME")
-    p.add_argument("--n-obs", type=int, default=4, help="with --env: how many observations (default 4)")
-    p.add_argument("--every", type=int, default=25, help="with --env: agent steps between observations (default 25)")
-    p.add_argument("--seed", type=int, default=0, help="with --env: environment and policy seed (default 0)")
+    p.add_argument("--n-obs", type=bounded(1, 1000), default=4, help="with --env: how many observations (default 4)")
+    p.add_argument("--every", type=bounded(1, 100_000), default=25,
+                   help="with --env: agent steps between observations (default 25)")
+    p.add_argument("--seed", type=SEEDS, default=0, help="with --env: environment and policy seed (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
 
 
@@ -225,14 +272,15 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="MODEL.zip", help="the agent (an SB3 model .zip)")
     p.add_argument("--agent", help="the agent kind, if the checkpoint does not record it")
     p.add_argument("--env", metavar="GAME", help="the game (default: the one the checkpoint records)")
-    p.add_argument("--episodes", type=int, default=1, help="whole games to record (default 1)")
+    p.add_argument("--episodes", type=bounded(1, 100), default=1, help="whole games to record (default 1)")
     p.add_argument("--out", required=True, metavar="FILE", help="output video: .gif or .mp4")
     p.add_argument("--saliency", action="store_true", help="blend the Grad-CAM of each chosen action over the screen")
     p.add_argument("--deterministic", action="store_true", help="greedy actions (default: sampled, as in evaluation)")
-    p.add_argument("--seed", type=int, default=0, help="environment and policy seed (default 0)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop each episode after this many agent steps")
-    p.add_argument("--fps", type=int, default=15, help="frames per second; 15 is real time (default 15)")
-    p.add_argument("--scale", type=int, default=2,
+    p.add_argument("--seed", type=SEEDS, default=0, help="environment and policy seed (default 0)")
+    p.add_argument("--max-steps", type=bounded(1, 1_000_000), default=None,
+                   help="stop each episode after this many agent steps (default: the game's own end)")
+    p.add_argument("--fps", type=bounded(1, 240), default=15, help="frames per second; 15 is real time (default 15)")
+    p.add_argument("--scale", type=integer, default=2,
                    help="integer upscaling of the 210x160 screen, 1 to 8 (default 2)")
 
 
@@ -258,8 +306,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="score each seed by its last evaluation instead of the mean over all evaluations")
     p.add_argument("--se", choices=("ddof0", "ddof1"), default="ddof0",
                    help="standard error over seeds: std with ddof=0 (published, default) or ddof=1")
-    p.add_argument("--reps", type=positive_int, default=2000, help="bootstrap replicates (default: 2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    p.add_argument("--reps", type=bounded(1, 100_000), default=2000, help="bootstrap replicates (default: 2000)")
+    p.add_argument("--seed", type=SEEDS, default=0, help="seed of the bootstrap (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -308,17 +356,17 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         default="local",
         help="where runs execute (default local)",
     )
-    r.add_argument("--workers", type=positive_int, default=None,
+    r.add_argument("--workers", type=bounded(1, 1024), default=None,
                    help="local: runs at once (default: usable cores / --threads); ray: most tasks in flight, "
                         "and a local Ray gets workers × threads CPUs")
-    r.add_argument("--threads", type=positive_int, default=None,
+    r.add_argument("--threads", type=THREADS, default=None,
                    help="CPUs per run: torch threads, Ray num_cpus, PBS ncpus, Slurm cpus-per-task "
                         "(default: 1 below 8 cores, else 2; pbs/slurm: 2)")
-    r.add_argument("--retries", type=non_negative_int, default=1, help="retry a failed run this many times (default 1)")
+    r.add_argument("--retries", type=bounded(0, 100), default=1, help="retry a failed run this many times (default 1)")
     r.add_argument(
         "--ray-address", default=None, help="ray: the cluster to join, e.g. auto (default: start a local Ray)"
     )
-    r.add_argument("--pack", type=positive_int, default=1, metavar="K",
+    r.add_argument("--pack", type=bounded(1, 1000), default=1, metavar="K",
                    help="train up to K seeds of one game and agent together in one process (fast engine): a "
                         "local worker, Ray task or array task trains a pack; --workers then counts packs "
                         "(default 1: each run alone)")
@@ -331,12 +379,13 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--walltime", default="24:00:00", help="time limit per run, H:MM:SS or D-HH:MM:SS (default 24:00:00)"
     )
-    g.add_argument("--ngpus", type=non_negative_int, default=0,
+    g.add_argument("--ngpus", type=bounded(0, 64), default=0,
                    help="GPUs per array task: per run, or per pack with --pack (default 0; --gpus is the same)")
     g.add_argument("--queue", default=None, help="PBS queue / Slurm partition")
     g.add_argument("--account", default=None, help="account / project to charge")
-    g.add_argument("--max-parallel", type=positive_int, default=None, help="at most this many runs at once (array %%N)")
-    g.add_argument("--array-size", type=positive_int, default=None,
+    g.add_argument("--max-parallel", type=bounded(1, 1_000_000), default=None,
+                   help="at most this many runs at once (array %%N)")
+    g.add_argument("--array-size", type=bounded(1, 1_000_000), default=None,
                    help="split into arrays of at most N tasks (default: slurm 1000, pbs 10000)")
     g.add_argument("--setup", action="append", default=[], metavar="LINE",
                    help="shell line to run before training, e.g. 'module load python' (repeatable)")
@@ -348,16 +397,16 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "the index is $PBS_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID."))
     o.add_argument("dir", help="study directory")
     o.add_argument(
-        "--index", type=non_negative_int, default=None,
+        "--index", type=bounded(0, 10**9), default=None,
         help="run number, or pack number with --pack (default: the scheduler's array index)"
     )
-    o.add_argument("--pack", type=positive_int, default=1, metavar="K",
+    o.add_argument("--pack", type=bounded(1, 1000), default=1, metavar="K",
                    help="train pack --index of the study's packs of up to K seeds of one game and agent, together "
                         "(as `study run --pack K` forms them; default 1: one run)")
     o.add_argument(
-        "--threads", type=positive_int, default=None, help="torch threads (default: 1 below 8 cores, else 2)"
+        "--threads", type=THREADS, default=None, help="torch threads (default: 1 below 8 cores, else 2)"
     )
-    o.add_argument("--retries", type=non_negative_int, default=1, help="retry a failed run this many times (default 1)")
+    o.add_argument("--retries", type=bounded(0, 100), default=1, help="retry a failed run this many times (default 1)")
 
     s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done",
                       description=(
@@ -510,15 +559,15 @@ def _add_axes(sub: argparse._SubParsersAction) -> None:
                    help="play trained agents instead of a random policy: one checkpoint per game, matched by the game "
                         "it records (with no game named: every checkpoint's game)")
     p.add_argument("--agent", help="the agent kind of --checkpoint, if the files do not record it")
-    p.add_argument("--steps", type=integer, default=2000, help="agent steps played per game (default 2000)")
-    p.add_argument("--seed", type=integer, default=0, help="environment, policy and bootstrap seed (default 0)")
+    p.add_argument("--steps", type=PLAY_STEPS, default=2000, help="agent steps played per game (default 2000)")
+    p.add_argument("--seed", type=SEEDS, default=0, help="environment, policy and bootstrap seed (default 0)")
     p.add_argument("--out", metavar="DIR", help="write axes.csv and <game>.png here")
 
 
 def _run_axes(args: argparse.Namespace) -> int:
     from dimattn.axes.run import axes_command
 
-    games = list(args.game) + ([args.games] if args.games else [])
+    games = list(args.game) + [g for g in (args.games or "").split(",") if g.strip()]  # --games A,B as documented
     axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent,
                  out=args.out)
     return 0
@@ -531,14 +580,24 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p.add_argument("game", help="a game name (Pong), v4 or v5 id")
     p.add_argument("--results", metavar="PATH", help="published results pickle or study directory to count wins "
                                                      "from (default: the shipped summary of the published study)")
-    p.add_argument("--steps", type=integer, default=2000, help="agent steps played to measure a game outside the 56")
-    p.add_argument("--seed", type=integer, default=0, help="seed of that play (default 0)")
+    p.add_argument("--steps", type=PLAY_STEPS, default=2000, help="agent steps played to measure a game outside the 56")
+    p.add_argument("--seed", type=SEEDS, default=0, help="seed of that play (default 0)")
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
+    import warnings
+
+    from dimattn.analysis.results import DataWarning
     from dimattn.axes.recommend import recommend
 
-    print(recommend(args.game, results=args.results, steps=args.steps, seed=args.seed).text())
+    with warnings.catch_warnings(record=True) as caught:  # caveats about --results: one line each, as report's
+        warnings.simplefilter("always", DataWarning)
+        try:
+            text = recommend(args.game, results=args.results, steps=args.steps, seed=args.seed).text()
+        finally:  # said before an error too: they may be its cause
+            for w in caught:
+                print(f"dimattn recommend: note: {w.message}", file=sys.stderr)
+    print(text)
     return 0
 
 

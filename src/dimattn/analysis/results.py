@@ -18,7 +18,9 @@ It can be read from (SPEC §5):
 - a folder of runs (a study directory or any RL Zoo log folder): every ``evaluations.npz`` with a
   resolved ``config.yml`` beside it, found recursively; the config names game, agent and seed;
 - the published post-processed pickle, through :func:`restricted_load`, which admits NumPy arrays
-  and plain containers and refuses anything else.
+  and plain containers and refuses anything else;
+- the word ``published``: the same published scores, shipped with dimattn as :data:`PUBLISHED_TABLE`
+  (the tidy table, generated from the pickle by ``scripts/published_table.py``, tested equal to it).
 
 Problems that still leave something to analyse are reported as :class:`DataWarning` warnings;
 problems that leave nothing are :class:`~dimattn.errors.DimattnError`.
@@ -26,10 +28,12 @@ problems that leave nothing are :class:`~dimattn.errors.DimattnError`.
 
 from __future__ import annotations
 
+import gzip
 import io
 import pickle
 import warnings
 import zipfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,10 @@ COLUMNS: tuple[str, ...] = ("game", "agent", "seed", "timestep", "score")
 #: File names that mark a run directory.
 #: Suffixes read as a published results pickle.
 PICKLE_SUFFIXES = (".pkl", ".pickle")
+#: The word that names the published study's scores shipped with dimattn (``dimattn report published``).
+PUBLISHED = "published"
+#: Package data: the published scores as the tidy table (gzip CSV), made by ``scripts/published_table.py``.
+PUBLISHED_TABLE = "data/published_scores.csv.gz"
 
 
 class DataWarning(UserWarning):
@@ -173,13 +181,32 @@ def from_published(obj: Any, source: str = "pickle") -> pd.DataFrame:
                     f"{source}: {env_id}/{agent_name} has timesteps {steps.shape} and mean_per_eval "
                     f"{per_eval.shape}; expected (T,) and (T, n_seeds)")
             n_evals, n_seeds = per_eval.shape
-            frames.append(pd.DataFrame({
+            frame = pd.DataFrame({
                 "game": game, "agent": agent,
                 "seed": np.tile(np.arange(n_seeds), n_evals),      # (T*S,) seed varies fastest
                 "timestep": np.repeat(steps.astype(np.int64), n_seeds),
                 "score": per_eval.reshape(-1),                      # (T, S) -> (T*S,)
-            }))
+            })
+            for seed, g in frame.groupby("seed"):
+                drop_non_finite(g["timestep"].to_numpy(), g["score"].to_numpy(), f"{source}: {env_id}/{agent_name} "
+                                f"seed {seed}")
+            frames.append(frame[np.isfinite(frame["score"])])
     return tidy(pd.concat(frames, ignore_index=True))
+
+
+def drop_non_finite(steps: np.ndarray, score: np.ndarray, run: str) -> np.ndarray:
+    """The mask of ``score``'s finite evaluations; a :class:`DataWarning` names ``run`` and the steps dropped.
+
+    A diverged run can write NaN or ±inf. Such an evaluation has no place on a score scale (it would
+    poison every mean, interval and profile it enters), so it is left out, as a missing evaluation is;
+    the run's finite evaluations still count (docs/report.md).
+    """
+    finite = np.isfinite(score)
+    if not finite.all():
+        bad = [f"{int(s):,}" for s in steps[~finite][:5]] + (["..."] if (~finite).sum() > 5 else [])
+        note(f"{run}: left out {int((~finite).sum())} of {len(score)} evaluation(s) whose score is not a finite "
+             f"number (NaN or infinite; a diverged run?), at step(s) {', '.join(bad)}")
+    return finite
 
 
 def load_published(path: str | Path) -> pd.DataFrame:
@@ -285,6 +312,10 @@ def load_runs(folder: str | Path) -> pd.DataFrame:
         if len(steps) == 0:
             note(f"skipped {run}: it has no evaluations yet")
             continue
+        finite = drop_non_finite(steps, score, str(run))
+        if not finite.any():
+            continue  # the warning above says that every evaluation was left out
+        steps, score = steps[finite], score[finite]
         game, agent, seed = key
         frames.append(pd.DataFrame({"game": game, "agent": agent, "seed": seed, "timestep": steps, "score": score}))
     if not frames:
@@ -294,8 +325,25 @@ def load_runs(folder: str | Path) -> pd.DataFrame:
     return tidy(pd.concat(frames, ignore_index=True))
 
 
+def published_table_bytes(df: pd.DataFrame) -> bytes:
+    """The tidy table as the shipped file: CSV with every float written exactly, gzip'd reproducibly."""
+    text = tidy(df).to_csv(index=False, lineterminator="\n")  # floats as repr: they read back bit for bit
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
+def load_shipped_published() -> pd.DataFrame:
+    """The published study's scores (56 games x 5 agents x 5 seeds x 50 evaluations) shipped with dimattn."""
+    data = resources.files("dimattn").joinpath(PUBLISHED_TABLE).read_bytes()
+    # keep_default_na=False: pandas would read the agent NA as a missing value
+    df = pd.read_csv(io.BytesIO(data), compression="gzip", keep_default_na=False, float_precision="round_trip")
+    return tidy(df)
+
+
 def load_results(source: str | Path) -> pd.DataFrame:
-    """A study directory, a folder of runs or a published results pickle -> tidy table."""
+    """A study directory, a folder of runs, a published results pickle, or ``"published"`` (the shipped
+    published scores; ``./published`` names a folder of that name) -> tidy table."""
+    if str(source) == PUBLISHED:
+        return load_shipped_published()
     path = Path(source)
     if path.is_dir():
         return load_runs(path)

@@ -1,0 +1,138 @@
+"""Issue 24, the second hardening pass: diverged runs, hand-edited studies, bounds, leftovers, the newcomer's
+second day.
+
+As in ``tests/test_hardening.py``, bad inputs are tables (input -> exit 2, one line on stderr, no traceback,
+nothing written), run in-process through ``dimattn.cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+
+import numpy as np
+import pytest
+
+from analysis_fixtures import write_run, write_study
+from dimattn import cli
+from test_hardening import assert_one_line, run
+
+STEPS = [25_000, 50_000, 75_000]
+
+
+# ----------------------------------------------------------------------------- 1: non-finite scores
+DIVERGED = [
+    # (episode returns of NA seed 1 at STEPS, the steps the note names, steps every Pong run keeps)
+    ([[1, np.nan], [2, 3], [np.inf, 4]], "2 of 3 evaluation(s)", "25,000, 75,000", [50_000]),
+    ([[1, 2], [2, 3], [-np.inf, 4]], "1 of 3 evaluation(s)", "75,000", [25_000, 50_000]),
+    ([[np.nan, np.nan]] * 3, "3 of 3 evaluation(s)", "25,000, 50,000, 75,000", STEPS),  # the run is left out
+]
+
+
+@pytest.mark.parametrize("returns,count,steps,kept", DIVERGED, ids=["nan+inf", "-inf", "all-nan"])
+def test_non_finite_scores_are_left_out_with_a_note_naming_the_run(returns, count, steps, kept, tmp_path, capsys):
+    root = write_study(tmp_path / "s", games=("Pong",), agents=("NA", "CWCA"), seeds=(0, 1), n_evals=3, episodes=2)
+    diverged = write_run(root / "runs/Pong/NA/seed1", "Pong", "NA", 1, STEPS, returns)
+    rc, out, err = run(["report", str(root), "--out", str(tmp_path / "r"), "--reps", "10", "--quiet"], capsys)
+    assert rc == 0 and "Traceback" not in err, err
+    assert f"note: {diverged}: left out {count} whose score is not a finite number" in err, err
+    assert f"at step(s) {steps}" in err
+    scores = np.genfromtxt(tmp_path / "r/data/scores.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    assert np.isfinite(scores["score"]).all() and sorted(set(scores["timestep"])) == kept
+    # recommend --results counts wins from the same data: the same note, one line each, never a traceback
+    rc, _, err = run(["recommend", "Pong", "--results", str(root)], capsys)
+    assert "Traceback" not in err and f"dimattn recommend: note: {diverged}: left out" in err, err
+    assert all(line.startswith("dimattn recommend: ") for line in err.splitlines()), err
+
+
+def test_a_pickle_with_non_finite_scores_is_analysed_without_them(tmp_path, capsys):
+    per_eval = np.array([[1.0, 2.0], [np.nan, 3.0], [4.0, np.inf]])  # (T=3, S=2)
+    data = {f"{g}NoFrameskip-v4": {a: {"timesteps": np.array(STEPS), "mean_per_eval": per_eval + i}
+                                   for i, a in enumerate(("NA", "CWCA"))} for g in ("Pong", "Breakout")}
+    path = tmp_path / "diverged.pkl"
+    path.write_bytes(pickle.dumps(data))
+    rc, _, err = run(["report", str(path), "--out", str(tmp_path / "r"), "--reps", "10", "--quiet"], capsys)
+    assert rc == 0 and "Traceback" not in err, err
+    assert f"{path}: PongNoFrameskip-v4/NA seed 0: left out 1 of 3" in err and "at step(s) 50,000" in err, err
+    assert f"{path}: BreakoutNoFrameskip-v4/CWCA seed 1: left out 1 of 3" in err and "at step(s) 75,000" in err
+
+
+def test_a_study_whose_every_run_diverged_is_one_line(tmp_path, capsys):
+    root = tmp_path / "s"
+    write_run(root / "runs/Pong/NA/seed0", "Pong", "NA", 0, STEPS, [[np.nan]] * 3)
+    rc, _, err = run(["report", str(root), "--out", str(tmp_path / "r"), "--quiet"], capsys)
+    assert rc == 2 and "no runs with evaluations" in err.splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------- 4: bounds, integers as integers
+BAD_COUNTS = [
+    (["axes", "Pong", "--steps", "99999999999999999999"], "--steps: must be from 1 to 1,000,000, got "
+                                                          "99999999999999999999"),
+    (["axes", "Pong", "--steps", "0"], "--steps: must be from 1"),
+    (["axes", "Pong", "--steps", "٣"], "'٣' is not an integer"),           # Arabic-Indic three: int() takes it
+    (["axes", "Pong", "--steps", "1_000"], "'1_000' is not an integer"),
+    (["axes", "Pong", "--steps", "1e999999999"], "has more than 100 digits"),  # refused, never expanded
+    (["axes", "Pong", "--seed", "-1"], "--seed: must be from 0 to"),
+    (["recommend", "Pong", "--steps", "10000000"], "--steps: must be from 1 to 1,000,000"),
+    (["recommend", "Pong", "--seed", "1e10"], "--seed: must be from 0 to"),
+    (["explain", "--checkpoint", "x.zip", "--env", "Pong", "--out", "{out}", "--n-obs", "0"],
+     "--n-obs: must be from 1 to 1,000, got 0"),
+    (["explain", "--checkpoint", "x.zip", "--env", "Pong", "--out", "{out}", "--n-obs", "1e6"], "--n-obs: must be"),
+    (["explain", "--checkpoint", "x.zip", "--env", "Pong", "--out", "{out}", "--every", "2.5"], "'2.5' is not an"),
+    (["record", "--checkpoint", "x.zip", "--out", "{out}/v.gif", "--episodes", "1000000"],
+     "--episodes: must be from 1 to 100"),
+    (["record", "--checkpoint", "x.zip", "--out", "{out}/v.gif", "--fps", "0"], "--fps: must be from 1 to 240"),
+    (["record", "--checkpoint", "x.zip", "--out", "{out}/v.gif", "--max-steps", "-5"], "--max-steps: must be"),
+    (["report", "x", "--out", "{out}", "--reps", "1e9"], "--reps: must be from 1 to 100,000, got 1e9"),
+    (["report", "x", "--out", "{out}", "--reps", "0"], "--reps: must be from 1"),
+    (["study", "run", "{out}", "--threads", "100000"], "--threads: must be from 1 to 1,024"),
+    (["study", "run", "{out}", "--workers", "0"], "--workers: must be from 1"),
+    (["study", "run", "{out}", "--retries", "1e6"], "--retries: must be from 0 to 100"),
+    (["study", "run", "{out}", "--pack", "99999"], "--pack: must be from 1 to 1,000"),
+    (["study", "run", "{out}", "--backend", "pbs", "--ngpus", "1000"], "--ngpus: must be from 0 to 64"),
+    (["study", "run-one", "{out}", "--threads", "0"], "--threads: must be from 1"),
+    (["train", "--env", "Pong", "-f", "{out}", "--eval-freq", "٢٠٠"], "is not an integer"),
+    (["train", "--env", "Pong", "-f", "{out}", "--verbose", "7"], "--verbose: must be from 0 to 2"),
+    (["train", "--env", "Pong", "-f", "{out}", "-n", "99999999999999999999"], "above the limit of 1e+12"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_COUNTS, ids=[" ".join(a)[:60] for a, _ in BAD_COUNTS])
+def test_counts_are_bounded_and_parsed_as_integers(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = run([a.format(out=out) for a in argv], capsys)
+    assert_one_line(rc, err, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text,value", [("5", 5), ("2e5", 200_000), ("2.5e6", 2_500_000), ("+7", 7),
+                                        ("99999999999999999999", 99999999999999999999), ("1E3", 1000)])
+def test_integers_are_exact(text, value):
+    assert cli.integer(text) == value and type(cli.integer(text)) is int
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    walk(sub, f"{name} {sub_name}")
+            elif (action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS)
+                  and "default" not in parser._get_formatter()._get_help_string(action)):
+                missing.append(f"{name} {action.option_strings[-1]}")
+
+    parser = cli.build_parser()
+    walk(parser, "dimattn")
+    assert not missing, missing
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    text = " ".join(train.format_help().split())
+    assert "(default: 200,000)" in text and "(default: 5)" in text  # --eval-freq, --eval-episodes
+
+# ----------------------------------------------------------------------------- 6: axes --games A,B
+def test_axes_games_takes_a_comma_separated_list(capsys):
+    rc, out, err = run(["axes", "--games", "Pong,Breakout", "--steps", "20"], capsys)
+    assert rc == 0, err
+    assert [line.split()[0] for line in out.splitlines()[:2]] == ["Pong", "Breakout"]
