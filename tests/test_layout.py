@@ -6,6 +6,7 @@ Each package's ``__init__.py`` says the same in words; this test keeps the words
 """
 
 import ast
+import re
 from pathlib import Path
 
 import dimattn
@@ -75,3 +76,19 @@ def test_no_import_cycles():
 
     cycles = sorted(m for m in edges if m in reachable(m) and not m.endswith("__init__"))
     assert not cycles, f"modules in import cycles: {cycles}"
+
+
+def test_package_indexes_name_every_module():
+    """Each subpackage's ``__init__`` docstring draws its files, one indented ``name.py`` line each: every
+    module of the package is there, and nothing that is not a module."""
+    wrong = []
+    for init in sorted(SRC.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        named = re.findall(r"^ +([A-Za-z_]\w*\.py)\b", doc, re.MULTILINE)
+        modules = {p.name for p in init.parent.glob("*.py")} - {"__init__.py"}
+        package = init.parent.name
+        wrong += [f"{package}/__init__.py does not name {m}" for m in sorted(modules - set(named))]
+        wrong += [f"{package}/__init__.py names {m}, which is not a module of {package}"
+                  for m in sorted(set(named) - modules)]
+        wrong += [f"{package}/__init__.py names {m} twice" for m in sorted({m for m in named if named.count(m) > 1})]
+    assert not wrong, "package indexes out of date:\n" + "\n".join(wrong)
