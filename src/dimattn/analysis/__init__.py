@@ -5,7 +5,12 @@
     tables.py   Markdown / LaTeX / CSV tables
     figures.py  rliable figures and learning curves
     report.py   ``build_report``: all of the above into a folder with one ``index.html``
+    protocol.py        a run's config.yml against the published protocol (SPEC §3–4)
+    compare.py         ``compare``: your runs against the published study at a matched budget, with a
+                       calibrated verdict per game and agent; the calibration itself
+    compare_report.py  a comparison as compare.md / .csv, curves and aggregates figures
 
-May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.agents.attention`` (agent names)
-and the base modules. Not study, interpret or cli.
+May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.engines.config`` and ``.rlzoo`` (the
+published protocol, which is dimattn's defaults), ``dimattn.agents.attention`` (agent names) and the base modules.
+Not study, interpret or cli.
 """

@@ -1,0 +1,146 @@
+"""Protocol check: each run's ``config.yml`` (and ``evaluations.npz``) against the published study's
+protocol (SPEC §3–4), so that a comparison across protocols is never silent.
+
+The published protocol is not restated here: it is dimattn's defaults (``data/ppo.yml`` through
+:func:`dimattn.engines.rlzoo.default_hyperparams`, and the run defaults of
+:mod:`dimattn.engines.config`), which are SPEC §4's, plus the engine the study ran (SB3's PPO in RL
+Baselines3 Zoo). The environment (frame skip 4, no sticky actions, up to 30 no-ops, SPEC §3) is not
+recorded per run by dimattn, which always builds it that way; a config that does record such a key
+(``frame_skip``, ``repeat_action_probability``, ``noop_max``, at the top or under ``env_kwargs``) is
+checked too.
+
+Reads, per run folder::
+
+    <run>/config.yml        game, agent, seed, n_timesteps, eval_freq, eval_episodes, engine, hyperparams
+    <run>/evaluations.npz   results (E, episodes): the episodes actually played per evaluation
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from dimattn.analysis.results import PUBLISHED, find_runs
+from dimattn.engines.config import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_FREQ, DEFAULT_N_TIMESTEPS
+from dimattn.engines.rlzoo import default_hyperparams
+from dimattn.engines.rundir import CONFIG, EVALUATIONS
+
+#: The engine the published runs trained with (RL Baselines3 Zoo's fork, SB3's PPO).
+PUBLISHED_ENGINE = "sb3"
+#: SPEC §3's environment, checked where a config records it.
+ENVIRONMENT: dict[str, Any] = {"frame_skip": 4, "repeat_action_probability": 0.0, "noop_max": 30}
+#: Keys of the hyperparameters that say nothing about the protocol (the extractor's class name, the
+#: RL Zoo wrapper path) or are checked elsewhere (the schedule's length is ``n_timesteps``).
+_NOT_PROTOCOL = ("env_wrapper", "policy", "n_timesteps", "policy_kwargs")
+
+
+def published_protocol() -> dict[str, Any]:
+    """{field: value} of the published protocol, in the order the differences are listed."""
+    hp = default_hyperparams()
+    pk = hp["policy_kwargs"]
+    return {
+        "n_timesteps": DEFAULT_N_TIMESTEPS,  # the length of the learning-rate and clip-range schedules
+        "eval_freq": DEFAULT_EVAL_FREQ,
+        "eval_episodes": DEFAULT_EVAL_EPISODES,
+        "engine": PUBLISHED_ENGINE,
+        **{k: v for k, v in hp.items() if k not in _NOT_PROTOCOL},
+        "net_arch": pk.get("net_arch", []),
+        "attention options": {},  # features_extractor_kwargs beyond self_attn (ada_attn, norm_softmax, ...)
+        **ENVIRONMENT,
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def run_protocol(config: dict[str, Any], episodes: int | None) -> dict[str, Any]:
+    """What one run's ``config.yml`` (and its evaluations' episode count) says of each protocol field;
+    a field the config does not record is left out."""
+    hp = config.get("hyperparams") if isinstance(config.get("hyperparams"), dict) else {}
+    seen: dict[str, Any] = {k: config[k] for k in ("n_timesteps", "eval_freq", "eval_episodes", "engine")
+                            if k in config}
+    if episodes is not None:
+        seen["eval_episodes"] = episodes  # what was played beats what was asked for
+    seen.update({k: v for k, v in hp.items() if k not in _NOT_PROTOCOL})
+    pk = hp.get("policy_kwargs")
+    if isinstance(pk, dict):
+        seen["net_arch"] = pk.get("net_arch", [])
+        fk = pk.get("features_extractor_kwargs") or {}
+        seen["attention options"] = {k: v for k, v in fk.items() if k != "self_attn"} if isinstance(fk, dict) else fk
+    env = config.get("env_kwargs") if isinstance(config.get("env_kwargs"), dict) else {}
+    seen.update({k: v for src in (config, env) for k, v in src.items() if k in ENVIRONMENT})
+    return seen
+
+
+def differences(seen: dict[str, Any], protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{field: the run's value} for every field that differs from the published protocol."""
+    protocol = published_protocol() if protocol is None else protocol
+    return {k: v for k, v in seen.items() if k in protocol and not _same(v, protocol[k])}
+
+
+def _episodes(run: Path) -> int | None:
+    try:
+        with np.load(run / EVALUATIONS, allow_pickle=False) as z:
+            results = np.asarray(z["results"])
+    except (OSError, ValueError, KeyError):
+        return None  # the loader reports unreadable evaluations
+    return int(results.shape[1]) if results.ndim == 2 else 1
+
+
+def check_folder(folder: str | Path, label: str = "your runs") -> list[str]:
+    """One line per protocol field on which runs under ``folder`` differ from the published protocol,
+    saying how many runs and with which values; ``[]`` when every run follows it."""
+    protocol = published_protocol()
+    runs = find_runs(folder)
+    found: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    unrecorded: dict[str, int] = defaultdict(int)
+    for run in runs:
+        try:
+            config = yaml.safe_load((run / CONFIG).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # the loader reports an unreadable config
+        if not isinstance(config, dict):
+            continue
+        seen = run_protocol(config, _episodes(run))
+        for field, value in differences(seen, protocol).items():
+            found[field][_show(value)] += 1
+        for field in protocol:
+            if field not in seen and field not in ENVIRONMENT:  # dimattn never records its SPEC §3 environment
+                unrecorded[field] += 1
+    lines = []
+    for field in protocol:
+        if field in found:
+            values = ", ".join(f"{v} ({n} of {len(runs)} runs)" for v, n in found[field].items())
+            lines.append(f"{label}: {field} {values}; published: {_show(protocol[field])}")
+    if unrecorded:
+        most = max(unrecorded.values())
+        lines.append(f"{label}: config.yml does not record {', '.join(unrecorded)} (up to {most} of {len(runs)} "
+                     "runs); not checked")
+    return lines
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return f"{int(value):,}"
+    return str(value)
+
+
+def protocol_lines(source: str | Path, label: str) -> list[str]:
+    """The protocol differences of ``source`` as lines for the top of the output: a folder of runs is
+    checked run by run; the shipped published scores follow the protocol; a pickle records none."""
+    path = Path(source)
+    if str(source) == PUBLISHED:
+        return []
+    if path.is_dir():
+        return check_folder(path, label)
+    return [f"{label}: {path.name} is a results pickle, which records no protocol; it is taken as the published one"]
