@@ -601,6 +601,29 @@ def _run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_agents(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("agents", help="list the registered attention blocks, with bias and source", description=(
+        "The attention blocks every command knows by name: the five study agents, then those that installed "
+        "packages (entry-point group dimattn.agents) and --plugin modules register. An agent is a block at a "
+        "place in the network: CWCA (after conv1, the study) or CWCA@conv2. How to add one: docs/agents.md."))
+
+
+def _run_agents(args: argparse.Namespace) -> int:
+    from dimattn.agents.registry import listing
+
+    print(listing())
+    return 0
+
+
+def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    """``--plugin MODULE`` (repeatable) on a command and on each of its subcommands (study init, run, ...)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for p in [c for a in subs for c in a.choices.values()] or [parser]:
+        p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                       help="import MODULE first: it registers attention blocks of your own (repeatable; "
+                            "installed plugin packages need no option; docs/agents.md)")
+
+
 # Subcommands in the order `dimattn --help` lists them.
 COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("train", _add_train, _run_train),
@@ -610,6 +633,7 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("record", _add_record, _run_record),
     ("axes", _add_axes, _run_axes),
     ("recommend", _add_recommend, _run_recommend),
+    ("agents", _add_agents, _run_agents),
 ]
 
 
@@ -624,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for _, add, _ in COMMANDS:
         add(sub)
+    for parser_of_command in sub.choices.values():
+        _add_plugin_option(parser_of_command)
     return parser
 
 
@@ -631,6 +657,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {name: run for name, _, run in COMMANDS}[args.command]
     try:
+        if hasattr(args, "plugin"):  # every block registered before a name is looked up
+            from dimattn.agents.registry import load_plugins
+
+            load_plugins(args.plugin)
         code = int(run(args) or 0)
         sys.stdout.flush()  # a reader gone away shows here, not as an error at exit
         return code

@@ -2,7 +2,9 @@
 
 A checkpoint is an SB3 zip: ``policy.pth`` (the policy's state dict) and ``data`` (JSON).
 We never unpickle: ``policy.pth`` is read with ``torch.load(weights_only=True)`` and only the plain
-JSON fields of ``data`` are used. Our engines add ``dimattn.json`` (agent, game, options) to the zip.
+JSON fields of ``data`` are used. Our engines add ``dimattn.json`` (agent, game, options) to the zip; since 0.2
+it also holds ``block``: the block's name, position, keyword arguments (plain data), bias and the package
+(and version) that provided it. Loading looks the name up in the registry; it never imports what a file names.
 Checkpoints of the published code use other key names (``c1``, ``self_attn_layer.w_qs``, ...);
 they are mapped onto ours here.
 """
@@ -21,8 +23,9 @@ from typing import Any
 
 import torch
 
-from dimattn.agents.attention import AGENTS, check_agent
+from dimattn.agents.attention import AGENTS
 from dimattn.agents.networks import ActorCritic
+from dimattn.agents.registry import DEFAULT_POSITION, check_agent, check_kwargs, split_label
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_path
 
@@ -106,10 +109,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     kwargs = (data.get("policy_kwargs") or {}).get("features_extractor_kwargs") or {}
     if not isinstance(kwargs, dict):
         kwargs = {}
+    block = ours.get("block") if isinstance(ours.get("block"), dict) else {}
     meta: dict[str, Any] = {
         "agent": ours.get("agent") or kwargs.get("self_attn"),
         "ada_attn": ours.get("ada_attn", kwargs.get("ada_attn")),
         "norm_softmax": ours.get("norm_softmax", kwargs.get("norm_softmax", True)),
+        "attention_after": block.get("attention_after", kwargs.get("attention_after", DEFAULT_POSITION)),
+        "block_kwargs": block.get("kwargs", kwargs.get("block_kwargs")) or {},
+        "block": block,
         "n_actions": int(state["action_net.weight"].shape[0]),
         "features_dim": int(state["action_net.weight"].shape[1]),  # (n_actions, features_dim)
         "game": ours.get("game"),
@@ -122,9 +129,27 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         meta["game"] = meta["game"] or m.group("game")
     if meta["agent"] is None and not any(".attention." in k for k in state):
         meta["agent"] = "NA"
-    if meta["agent"] is not None and str(meta["agent"]).upper() not in AGENTS:
-        raise DimattnError(f"{path} names an unknown agent {meta['agent']!r}")
+    if meta["agent"] is not None:
+        meta["agent"] = _registered_agent(path, str(meta["agent"]), meta["attention_after"], block)
+        meta["attention_after"] = split_label(meta["agent"])[1]
+    meta["block_kwargs"] = check_kwargs(meta["block_kwargs"], f"{path}: block_kwargs")
     return state, meta
+
+
+def _registered_agent(path: Path, agent: str, position: Any, block: dict[str, Any]) -> str:
+    """The canonical label of the agent a checkpoint records; one line naming what provides its block when
+    that block is not registered here."""
+    try:
+        name, at = split_label(agent)
+        return check_agent(f"{name}@{position if at == DEFAULT_POSITION else at}")
+    except DimattnError as exc:
+        if not str(exc).startswith("unknown agent"):
+            raise DimattnError(f"{path}: {exc}") from None
+    package = block.get("package")
+    where = (f"install {package} {block.get('version') or ''}".rstrip() + ", which provides it," if package else
+             "register it")
+    raise DimattnError(f"{path} holds agent {agent}, whose block is not registered here; {where} "
+                       "or give --plugin MODULE that registers it (dimattn agents lists what is registered)")
 
 
 def load_agent(path: str | Path, agent: str | None = None, device: str | torch.device = "cpu") -> ActorCritic:
@@ -141,20 +166,20 @@ def load_agent(path: str | Path, agent: str | None = None, device: str | torch.d
     state, meta = read_checkpoint(path)
     if agent is not None:
         agent = check_agent(agent)
-        if meta["agent"] is not None and meta["agent"].upper() != agent:
+        if meta["agent"] is not None and meta["agent"].upper() != agent.upper():
             raise DimattnError(
-                f"checkpoint {path} holds a {meta['agent'].upper()} agent, not {agent}; "
-                f"load it with agent={meta['agent'].upper()!r} or pick the {agent} checkpoint"
+                f"checkpoint {path} holds a {meta['agent']} agent, not {agent}; "
+                f"load it with agent={meta['agent']!r} or pick the {agent} checkpoint"
             )
         meta["agent"] = agent
     if meta["agent"] is None:
         raise DimattnError(f"checkpoint {path} does not say which attention agent it holds; pass the agent "
-                           f"(one of {', '.join(AGENTS[1:])})")
+                           f"(one of {', '.join(AGENTS[1:])}, or a registered block)")
     ada = meta["ada_attn"]
     if ada is None:  # the published code stores alpha/beta even when unused
         state = {k: v for k, v in state.items() if not k.endswith(("attention.alpha", "attention.beta"))}
     model = ActorCritic(meta["n_actions"], meta["agent"], ada_attn=ada, norm_softmax=bool(meta["norm_softmax"]),
-                        features_dim=meta["features_dim"])
+                        features_dim=meta["features_dim"], block_kwargs=meta["block_kwargs"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

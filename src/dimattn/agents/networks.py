@@ -1,10 +1,14 @@
 """The study's CNN encoder with an attention block, and the actor-critic built on it (SPEC §1).
 
     x (N,4,84,84) uint8 --/255--> conv1 8x8/4 + ReLU -> H1 (N,16,20,20)
-      -> attention block (identity for NA)       -> A  (N,16,20,20)
+      -> attention block (identity for NA)       -> A  (N,16,20,20)   attention_after: conv1 (the study)
       -> conv2 4x4/2 + ReLU                      -> H2 (N,32,9,9)
+         [-> attention block                     -> A2 (N,32,9,9)]    attention_after: conv2
       -> flatten (C,H,W order) -> linear + ReLU  -> features (N,256)
     logits = action_net(features) (N,n_actions); value = value_net(features) (N,1)
+
+The block is any registered one (:mod:`dimattn.agents.registry`), built by name with plain keyword
+arguments; it keeps the module name ``attention`` wherever it sits, so state dicts keep their keys.
 
 :class:`SelfAttnCNN` is an SB3 ``BaseFeaturesExtractor`` (SB3 divides images by 255 before it).
 :class:`ActorCritic` is the same network as SB3's ``ActorCriticPolicy`` with ``net_arch=[]``,
@@ -22,20 +26,24 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from dimattn.agents.attention import build_attention
+from dimattn.agents.registry import DEFAULT_POSITION, agent_label, block_options, build_block, get, split_label
+from dimattn.errors import DimattnError
 
 OBS_SHAPE = (4, 84, 84)
 
 
 class SelfAttnCNN(BaseFeaturesExtractor):
-    """Encoder of SPEC §1 with the attention block of agent ``self_attn`` after the first conv.
+    """Encoder of SPEC §1 with the attention block of agent ``self_attn`` after ``attention_after``.
 
     Args:
         observation_space: a Box of shape (4, 84, 84) (channel-first stacked frames).
         features_dim: size of the output features (256 in the study).
-        self_attn: the agent: ``NA``, ``SWA``, ``CWRA``, ``CWCA`` or ``CWRCA``.
-        ada_attn: ``None``, ``"alpha"``, ``"beta"`` or ``"alpha_beta"``.
-        norm_softmax: ``False`` for unscaled attention without softmax.
+        self_attn: the agent: ``NA``, ``SWA``, ``CWRA``, ``CWCA``, ``CWRCA`` or any registered block
+            (a label such as ``CWCA@conv2`` also sets the position).
+        ada_attn: ``None``, ``"alpha"``, ``"beta"`` or ``"alpha_beta"`` (the study's blocks).
+        norm_softmax: ``False`` for unscaled attention without softmax (the study's blocks).
+        attention_after: ``conv1`` (the study) or ``conv2``.
+        block_kwargs: the block's keyword arguments, plain data.
 
     ``forward`` takes observations already scaled to [0, 1], (N, 4, 84, 84) -> (N, features_dim).
     """
@@ -47,35 +55,48 @@ class SelfAttnCNN(BaseFeaturesExtractor):
         self_attn: str = "NA",
         ada_attn: str | None = None,
         norm_softmax: bool = True,
+        attention_after: str = DEFAULT_POSITION,
+        block_kwargs: dict | None = None,
     ) -> None:
         super().__init__(observation_space, features_dim)
-        n_input = observation_space.shape[0]
+        name, position = split_label(self_attn)
+        if "@" in str(self_attn) and attention_after not in (DEFAULT_POSITION, position):
+            raise DimattnError(f"agent {self_attn} contradicts attention_after={attention_after!r}; give one")
+        position = split_label(f"{name}@{attention_after}")[1] if position == DEFAULT_POSITION else position
+        n_input, height, width = observation_space.shape
+        h1 = (16, (height - 8) // 4 + 1, (width - 8) // 4 + 1)  # conv1 8x8/4: (16, 20, 20) for 84x84
+        h2 = (32, (h1[1] - 4) // 2 + 1, (h1[2] - 4) // 2 + 1)  # conv2 4x4/2: (32, 9, 9)
+        kwargs = block_options(block_kwargs, ada_attn, norm_softmax)
+        # conv1, attention, conv2, linear: the order SB3's initialisation draws its random weights in
         self.conv1 = nn.Conv2d(n_input, 16, kernel_size=8, stride=4)
-        self.attention = build_attention(self_attn, 16, ada_attn=ada_attn, norm_softmax=norm_softmax)
+        self.attention = build_block(name, h1 if position == "conv1" else h2, kwargs)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=4, stride=2)
-        with torch.no_grad():
-            sample = torch.zeros(1, *observation_space.shape)
-            n_flat = self._convs(sample).flatten(1).shape[1]  # 32*9*9 = 2592 for 84x84
-        self.linear = nn.Linear(n_flat, features_dim)
-        self.agent = str(self_attn).upper()
+        self.linear = nn.Linear(h2[0] * h2[1] * h2[2], features_dim)
+        self.position = position
+        self.agent = agent_label(get(name).name, position)
 
     def _convs(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 4, 84, 84) in [0,1] -> H2 (N, 32, 9, 9)."""
-        h1 = torch.relu(self.conv1(x))
-        return torch.relu(self.conv2(self.attention(h1)))
+        """(N, 4, 84, 84) in [0,1] -> H2 (N, 32, 9, 9), the block after conv1 or conv2."""
+        h = torch.relu(self.conv1(x))
+        if self.position == "conv1":
+            h = self.attention(h)
+        h = torch.relu(self.conv2(h))
+        return self.attention(h) if self.position == "conv2" else h
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.linear(self._convs(observations).flatten(1)))
 
     def maps(self, observations: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Intermediate maps for inspection: ``h1`` (N,16,20,20), ``attention`` (N,16,20,20),
-        ``block`` (N,16,20,20, the block's output incl. residual), ``h2`` (N,32,9,9),
-        ``features`` (N,256). ``attention`` is zeros for NA."""
+        """Intermediate maps for inspection: ``h1`` (N,16,20,20), ``input`` (the block's input: H1, or H2
+        after conv2), ``attention`` (the block's term before the residual: ``block - input`` for blocks
+        without an ``attention`` method; zeros for NA), ``block`` (the block's output), ``h2`` (N,32,9,9),
+        ``features`` (N,256)."""
         h1 = torch.relu(self.conv1(observations))
-        att = self.attention.attention(h1) if hasattr(self.attention, "attention") else torch.zeros_like(h1)
-        block = self.attention(h1)
-        h2 = torch.relu(self.conv2(block))
-        return {"h1": h1, "attention": att, "block": block, "h2": h2,
+        inp = h1 if self.position == "conv1" else torch.relu(self.conv2(h1))
+        block = self.attention(inp)
+        att = self.attention.attention(inp) if hasattr(self.attention, "attention") else block - inp
+        h2 = torch.relu(self.conv2(block)) if self.position == "conv1" else block
+        return {"h1": h1, "input": inp, "attention": att, "block": block, "h2": h2,
                 "features": torch.relu(self.linear(h2.flatten(1)))}
 
 
@@ -104,15 +125,19 @@ class ActorCritic(nn.Module):
         norm_softmax: bool = True,
         features_dim: int = 256,
         obs_shape: tuple[int, ...] = OBS_SHAPE,
+        attention_after: str = DEFAULT_POSITION,
+        block_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
         self.features_extractor = SelfAttnCNN(
-            observation_space(obs_shape), features_dim, self_attn, ada_attn, norm_softmax
+            observation_space(obs_shape), features_dim, self_attn, ada_attn, norm_softmax,
+            attention_after=attention_after, block_kwargs=block_kwargs,
         )
         self.action_net = nn.Linear(features_dim, n_actions)
         self.value_net = nn.Linear(features_dim, 1)
         self.config = dict(n_actions=n_actions, self_attn=self.features_extractor.agent,
-                           ada_attn=ada_attn, norm_softmax=norm_softmax, features_dim=features_dim)
+                           ada_attn=ada_attn, norm_softmax=norm_softmax, features_dim=features_dim,
+                           attention_after=self.features_extractor.position, block_kwargs=dict(block_kwargs or {}))
         for module, gain in ((self.features_extractor, np.sqrt(2)), (self.action_net, 0.01),
                              (self.value_net, 1.0)):
             module.apply(partial(BasePolicy.init_weights, gain=gain))

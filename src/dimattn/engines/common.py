@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dimattn.agents.registry import block_record
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.rundir import EvalHistory, checkpoints
 
@@ -41,8 +42,9 @@ def next_multiple(step: int, freq: int) -> int | None:
 
 def checkpoint_meta(args: PPOArgs, steps: int) -> dict[str, Any]:
     """What ``dimattn.json`` records, so any checkpoint can be loaded without guessing."""
+    block = block_record(args.agent, args.raw_policy_kwargs["features_extractor_kwargs"].get("block_kwargs"))
     return {"agent": args.agent, "game": args.game, "env_id": args.env_id, "seed": args.seed,
-            "ada_attn": args.ada_attn, "norm_softmax": args.norm_softmax,
+            "ada_attn": args.ada_attn, "norm_softmax": args.norm_softmax, "block": block,
             "engine": args.engine, "num_timesteps": int(steps)}
 
 

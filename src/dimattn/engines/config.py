@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from dimattn.agents.attention import ADA_ATTN, check_agent
+from dimattn.agents.attention import ADA_ATTN
+from dimattn.agents.registry import agent_of, block_options, check_agent, check_block, split_label
 from dimattn.engines.literals import as_float_schedule
 from dimattn.engines.rlzoo import default_hyperparams, load_conf_file, parse_hyperparams
 from dimattn.errors import DimattnError
@@ -117,9 +118,19 @@ class RunConfig:
         if self._checked:
             return self
         config = dataclasses.replace(self, game=canonical_game(self.game), agent=check_agent(self.agent))
+        config._check_agent()
         config._check()
         config._checked = True
         return config
+
+    def _check_agent(self) -> None:
+        """The agent agrees with the network options, and its block builds and keeps its input's shape on a
+        dummy batch (before anything is written)."""
+        kw = self.hyperparams["policy_kwargs"]["features_extractor_kwargs"]
+        if agent_of(kw) != self.agent:
+            raise DimattnError(f"agent {self.agent} contradicts the network options (self_attn, attention_after) "
+                               f"of the hyperparameters, which make {agent_of(kw)}; give one")
+        check_block(self.agent, block_options(kw.get("block_kwargs"), kw.get("ada_attn"), kw.get("norm_softmax", True)))
 
     def _check(self) -> None:
         hp = self.hyperparams
@@ -269,18 +280,21 @@ def build_config(
             else:
                 hp[key] = value
     kw = hp["policy_kwargs"]["features_extractor_kwargs"]
-    named = check_agent(kw.get("self_attn", "NA"))
-    if agent is not None:
+    named = agent_of(kw)
+    if agent is not None:  # a label: CWCA, or CWCA@conv2 (which sets attention_after too)
         agent = check_agent(agent)
         overridden = any("self_attn" in (layer.get("policy_kwargs", {}).get("features_extractor_kwargs") or {})
                          for layer in layers)
-        if overridden and named != agent:
-            raise DimattnError(f"--agent {agent} contradicts self_attn='{named}' in the hyperparameters; give one")
-        kw["self_attn"] = agent
+        if overridden and split_label(named)[0] != split_label(agent)[0]:
+            raise DimattnError(f"--agent {agent} contradicts self_attn='{split_label(named)[0]}' in the "
+                               "hyperparameters; give one")
+        kw["self_attn"] = split_label(agent)[0]
+        if "@" in agent:
+            kw["attention_after"] = split_label(agent)[1]
     if "n_timesteps" in hp:  # RL Zoo keeps it among the hyperparameters; a run holds it once
         options.setdefault("n_timesteps", int(hp.pop("n_timesteps")))
         hp.pop("n_timesteps", None)
-    return RunConfig(game=game, agent=kw["self_attn"], hyperparams=hp, **options).validated()
+    return RunConfig(game=game, agent=agent_of(kw), hyperparams=hp, **options).validated()
 
 
 def _merge_policy_kwargs(base: dict[str, Any], override: Any) -> dict[str, Any]:

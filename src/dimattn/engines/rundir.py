@@ -1,7 +1,7 @@
 """The run directory: what a training run leaves on disk, in RL Baselines3 Zoo's layout.
 
     <run_dir>/
-      config.yml                    the resolved RunConfig (game, env_id, agent, seed, hyperparams, ...)
+      config.yml                    the resolved RunConfig (game, env_id, agent, seed, hyperparams, ...), block
       evaluations.npz               timesteps (E,), results (E, episodes), ep_lengths (E, episodes)
       rl_model_<steps>_steps.zip    checkpoints every --save-freq steps (SB3 zips, + dimattn.json)
       best_model.zip                the checkpoint with the best mean evaluation score
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from dimattn.agents.registry import block_record
 from dimattn.engines.config import RunConfig
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_savez, atomic_write_text, check_writable_dir, writing
@@ -45,7 +46,11 @@ def new_run_dir(log_folder: str | Path, env_id: str, algo: str = "ppo", uuid: bo
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
-    atomic_write_text(Path(run_dir) / CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """``config.yml``: the RunConfig, and ``block``: the agent's block as plain data (name, position, keyword
+    arguments, bias, the package and version that provided it), read by people, never by loading code."""
+    kw = config.hyperparams["policy_kwargs"]["features_extractor_kwargs"]
+    d = {**config.to_dict(), "block": block_record(config.agent, kw.get("block_kwargs"))}
+    atomic_write_text(Path(run_dir) / CONFIG, yaml.safe_dump(d, sort_keys=False))
 
 
 def read_config(run_dir: Path) -> RunConfig:
