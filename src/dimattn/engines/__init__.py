@@ -9,6 +9,7 @@
     sb3.py      the reference engine: Stable-Baselines3's PPO
     fast.py     the fast engine: our PPO on EnvPool, readable top to bottom
     train.py    ``train(config, run_dir)``: picks the engine and runs it
+    stopping.py SIGTERM / SIGUSR1 while training: finish the iteration, checkpoint, stop (resumable)
 
 May import: ``dimattn.agents``, ``dimattn.envs`` and the base modules (errors, fileio, games, host).
 Nothing above (study, analysis, interpret, cli).
