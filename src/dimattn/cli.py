@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
-from dimattn.engines import stopping
 from dimattn.engines.config import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
@@ -301,8 +300,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "Write the study's per-game table, rliable aggregate metrics and figures, alignment of biases and one "
         "self-contained index.html (SPEC §5) from a study directory, a folder of RL Zoo runs or the published "
         "post-processed results pickle."))
-    p.add_argument("input", help="study directory, folder of runs (evaluations.npz + config.yml) or results .pkl")
+    p.add_argument("input", help="study directory, folder of runs (evaluations.npz + config.yml), results .pkl, or "
+                                 "'published' (the published study's scores, shipped with dimattn)")
     p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.add_argument("--against", metavar="published|PKL|DIR",
+                   help="add a 'Compared with the published study' section: the input against the published scores "
+                        "(or another pickle or folder of runs), as `dimattn compare` does")
     p.add_argument("--use-last", action="store_true",
                    help="score each seed by its last evaluation instead of the mean over all evaluations")
     p.add_argument("--se", choices=("ddof0", "ddof1"), default="ddof0",
@@ -320,11 +323,49 @@ def _run_report(args: argparse.Namespace) -> int:
 
     with writing(args.out, "report folder", "--out"):
         report = build_report(args.input, args.out, use_last=args.use_last, se=args.se, reps=args.reps,
-                              seed=args.seed, progress=not args.quiet)
+                              seed=args.seed, progress=not args.quiet, against=args.against)
     for text in report.notes:
         print(f"dimattn report: note: {text}", file=sys.stderr)
     wins = ", ".join(f"{a} {n}" for a, n in report.wins.items())
     print(f"wrote {len(report.files)} files to {report.out}; open {report.out / 'index.html'} (wins: {wins})")
+    return 0
+
+
+# --------------------------------------------------------------------------- compare
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="do my runs reproduce the published study; does my agent beat it",
+                       description=(
+        "Compare your runs with the published study's (shipped with dimattn) or another set, per game and agent at "
+        "your budget: the difference with its interval and a calibrated verdict (consistent / below / above / too "
+        "few seeds), each run's protocol against the published one, and, for agents the other side lacks, wins / "
+        "ties / losses, P(improvement) and human-normalised aggregates. Writes compare.md, compare.csv and figures "
+        "(docs/report.md)."))
+    p.add_argument("mine", help="your study directory, folder of runs (evaluations.npz + config.yml) or results .pkl")
+    p.add_argument("--against", default="published", metavar="published|PKL|DIR",
+                   help="the published scores shipped with dimattn (default), a results pickle, or a folder of runs")
+    p.add_argument("--out", default="compare", help="output folder")
+    p.add_argument("--level", type=float, default=0.95,
+                   help="confidence level of the interval; 1 - level is the verdict's nominal false-alarm rate")
+    p.add_argument("--reps", type=bounded(1, 100_000), default=2000, help="bootstrap replicates of the aggregates")
+    p.add_argument("--seed", type=SEEDS, default=0, help="seed of the bootstrap")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from dimattn.analysis.compare import compare
+    from dimattn.analysis.compare_report import write_comparison
+
+    result = compare(args.mine, args.against, level=args.level, reps=args.reps, seed=args.seed)
+    for line in result.protocol:
+        print(f"protocol difference: {line}")  # first: a comparison across protocols is never silent
+    for text in result.notes:
+        print(f"dimattn compare: note: {text}", file=sys.stderr)
+    with writing(args.out, "output folder", "--out"):
+        written = write_comparison(result, args.out)
+    print(f"{written.summary}\nwrote {len(written.files)} files to {args.out}; "
+          f"read {Path(args.out) / 'compare.md'}")
     return 0
 
 
@@ -387,12 +428,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-parallel", type=bounded(1, 1_000_000), default=None,
                    help="at most this many runs at once (array %%N)")
     g.add_argument("--array-size", type=bounded(1, 1_000_000), default=None,
-                   help="split into arrays of at most N tasks (default: slurm 1000, or the cluster's MaxArraySize "
-                        "with --submit; pbs 10000)")
-    g.add_argument("--chain", type=bounded(1, 1000), default=1, metavar="N",
-                   help="with --submit: submit each script N times, each waiting for the one before to end "
-                        "(afterany), so runs stopped by a walltime resume by themselves; finished runs exit at "
-                        "once (default 1)")
+                   help="split into arrays of at most N tasks (default: slurm 1000, pbs 10000)")
     g.add_argument("--setup", action="append", default=[], metavar="LINE",
                    help="shell line to run before training, e.g. 'module load python' (repeatable)")
     g.add_argument("--python", default=None, help="Python interpreter on the compute nodes (default: this one; "
@@ -503,25 +539,22 @@ def _check_gpus(args: argparse.Namespace) -> None:
 def _study_jobscripts(args: argparse.Namespace, study) -> int:
     import sys
 
-    from dimattn.study.jobscripts import LOGS, JobResources, site_array_size, submit, submit_commands, write_scripts
+    from dimattn.study.jobscripts import LOGS, JobResources, submit, write_scripts
 
     res = JobResources(ncpus=args.threads or 2, mem=args.mem, walltime=args.walltime, ngpus=args.ngpus,
                        queue=args.queue, account=args.account, max_parallel=args.max_parallel,
                        array_size=args.array_size, setup=args.setup, python=args.python or sys.executable)
-    if args.submit and res.array_size is None:
-        res.array_size = site_array_size(args.backend)  # a cluster's MaxArraySize below the default
     paths = write_scripts(study, args.backend, res, retries=args.retries, pack=args.pack)
-    serial = args.max_parallel is not None and len(paths) > 1  # %N caps one array: arrays go one after another
+    tool = "qsub" if args.backend == "pbs" else "sbatch"
     for path in paths:
         print(f"wrote {path}")
     if args.submit:
-        for path, jobs in zip(paths, submit(args.backend, paths, study.root / LOGS, args.chain, serial)):
-            print(f"submitted {path.name}: job {jobs[0]}"
-                  + (f", then {', '.join(jobs[1:])}, each after the one before ends" if len(jobs) > 1 else ""))
+        for path, job in zip(paths, submit(args.backend, paths, study.root / LOGS)):
+            print(f"submitted {path.name}: job {job}")
         print(f"watch it: dimattn study status {study.root}")
     else:
-        print(f"submit with: {submit_commands(args.backend, paths, study.root / LOGS, args.chain, serial)}"
-              f"   (or add --submit); watch it: dimattn study status {study.root}")
+        print(f"submit with: cd {study.root / LOGS} && " + " && ".join(f"{tool} {p}" for p in paths)
+              + f"   (or add --submit); watch it: dimattn study status {study.root}")
     return 0
 
 
@@ -532,16 +565,13 @@ def _study_run_one(args: argparse.Namespace) -> int:
         _check_study_writable(Path(args.dir))
     outcomes = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries,
                        pack=args.pack)
-    if any(o.state == "failed" for o in outcomes):
-        return 1
-    return stopping.EXIT_STOPPED if any(o.state == "stopped" for o in outcomes) else 0
+    return 1 if any(o.state == "failed" for o in outcomes) else 0
 
 
 def _study_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from dimattn.study.board import status_summary, status_table
-    from dimattn.study.jobscripts import chain_lines
     from dimattn.study.spec import Study
     from dimattn.study.status import STATES, statuses
 
@@ -555,8 +585,6 @@ def _study_status(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(status_table(study, [r for r in rows if only is None or r.state in only]))
     console.print(status_summary(rows), highlight=False)
-    for line in chain_lines(study):  # the jobs of the last --submit, as the scheduler sees them
-        console.print(line, highlight=False)
     return 0 if all(r.state == "done" for r in rows) else 1
 
 
@@ -643,6 +671,7 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("train", _add_train, _run_train),
     ("study", _add_study, _run_study),
     ("report", _add_report, _run_report),
+    ("compare", _add_compare, _run_compare),
     ("explain", _add_explain, _run_explain),
     ("record", _add_record, _run_record),
     ("axes", _add_axes, _run_axes),
@@ -670,7 +699,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {name: run for name, _, run in COMMANDS}[args.command]
-    handler = stopping.terminate_on_sigterm()  # SIGTERM: one line, as Ctrl-C (training stops cleanly instead)
     try:
         if hasattr(args, "plugin"):  # every block registered before a name is looked up
             from dimattn.agents.registry import load_plugins
@@ -685,17 +713,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dimattn {args.command}: interrupted", file=sys.stderr)
         return 130
-    except stopping.Terminated as exc:
-        print(f"dimattn {args.command}: {exc}", file=sys.stderr)
-        return stopping.EXIT_TERMINATED
-    except stopping.Stopped as exc:  # a checkpoint was written: the same command resumes
-        print(f"dimattn {args.command}: {exc}", file=sys.stderr)
-        return stopping.EXIT_STOPPED
     except BrokenPipeError:  # the reader went away (`dimattn axes ... | head -1`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 128 + signal.SIGPIPE
-    finally:
-        stopping.restore(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,17 @@ import numpy as np
 import pandas as pd
 
 from dimattn.analysis import figures, stats, tables
-from dimattn.analysis.results import DataWarning, align_steps, coverage_notes, load_results, note, save_published
+from dimattn.analysis.compare import Comparison, compare
+from dimattn.analysis.compare_report import write_comparison
+from dimattn.analysis.results import (
+    PUBLISHED,
+    DataWarning,
+    align_steps,
+    coverage_notes,
+    load_results,
+    note,
+    save_published,
+)
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.games import measured_axes
@@ -53,8 +63,10 @@ class Report:
 
 
 def build_report(source: str | Path, out: str | Path, *, use_last: bool = False, se: str = "ddof0",
-                 reps: int = 2000, seed: int = 0, progress: bool = True) -> Report:
-    """Load ``source`` (study directory, folder of runs or published pickle) and write the report to ``out``.
+                 reps: int = 2000, seed: int = 0, progress: bool = True, against: str | Path | None = None) -> Report:
+    """Load ``source`` (study directory, folder of runs, published pickle or ``"published"``) and write the
+    report to ``out``. ``against``: add the section "Compared with the published study" (``"published"``,
+    or another pickle or folder: :func:`dimattn.analysis.compare.compare`), its files under ``out/compare/``.
 
     ``use_last``: score each seed by its last evaluation instead of the mean over all evaluations.
     ``se``: ``ddof0`` (published) or ``ddof1`` standard errors. ``reps``, ``seed``: bootstrap
@@ -73,12 +85,16 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
         if df.groupby(["game", "agent"])["seed"].nunique().max() == 1:
             note("every game and agent has a single seed: standard errors are 0 and the confidence intervals "
                  "show no seed-to-seed variation; train more seeds (the published study has 5) to compare agents")
+        comparison = None if against is None else compare(source, against, reps=reps, seed=seed)
         files, sections, wins = _write_all(df, out, use_last=use_last, se=se, reps=reps, seed=seed,
                                            progress=progress)
+    if comparison is not None:
+        sections.append(_comparison_section(comparison, out / "compare", files))
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
     files.append(_write(out / "notes.txt", "".join(f"{n}\n" for n in notes) or "no caveats\n"))
     settings = {
-        "input": str(Path(source).resolve()),
+        "input": ("the published study (shipped with dimattn)" if str(source) == PUBLISHED
+                  else str(Path(source).resolve())),
         "games": df["game"].nunique(),
         "agents": ", ".join(stats.agents_in(df)),
         "runs": len(df.groupby(["game", "agent", "seed"])),
@@ -86,9 +102,23 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
         "standard error": se,
         "bootstrap replicates": reps,
         "bootstrap seed": seed,
+        **({"compared with": comparison.label} if comparison is not None else {}),
     }
     files.append(_write(out / "index.html", render_html(sections, settings, notes, out)))
     return Report(out, files, notes, wins)
+
+
+def _comparison_section(comparison: Comparison, out: Path, files: list[Path]) -> Section:
+    """Write the comparison's files (appended to ``files``) and return the page's section for it."""
+    written = write_comparison(comparison, out)
+    files += written.files
+    protocol = ("Protocol differences: " + "; ".join(comparison.protocol) + "." if comparison.protocol
+                else "Every run follows the published protocol (SPEC §3–4).")
+    caveats = (" Caveats: " + "; ".join(comparison.notes) + ".") if comparison.notes else ""
+    text = (f"{protocol} {written.summary}. Each verdict compares your seeds with the {comparison.label} seeds at "
+            f"your budget (docs/report.md says how, and how often it errs).{caveats} Files: compare/compare.md, "
+            "compare/compare.csv.")
+    return Section(f"Compared with the {comparison.label} study", text, written.figures, written.tables)
 
 
 def _write(path: Path, text: str) -> Path:
