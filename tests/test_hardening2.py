@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analysis_fixtures import write_run, write_study
 from dimattn import cli
-from test_hardening import assert_one_line, run
+from dimattn.engines.rundir import discard_unstarted
+from test_hardening import ENV, TINY, assert_one_line, fake_checkpoint, run
 
 STEPS = [25_000, 50_000, 75_000]
 
@@ -136,3 +142,52 @@ def test_axes_games_takes_a_comma_separated_list(capsys):
     rc, out, err = run(["axes", "--games", "Pong,Breakout", "--steps", "20"], capsys)
     assert rc == 0, err
     assert [line.split()[0] for line in out.splitlines()[:2]] == ["Pong", "Breakout"]
+
+
+# ----------------------------------------------------------------------------- 8: interrupted, nothing left
+def _interrupt(cmd: list[str], ready, cwd: Path) -> subprocess.CompletedProcess:
+    """Start ``dimattn cmd`` in ``cwd``, wait until ``ready()``, then Ctrl-C it (SIGINT)."""
+    proc = subprocess.Popen([sys.executable, "-m", "dimattn", *cmd], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not ready():
+        assert proc.poll() is None, f"ended before it was interrupted: {proc.communicate()}"
+        assert time.monotonic() < deadline, "never got ready"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_train_interrupted_before_it_wrote_anything_leaves_no_run_folder(tmp_path):
+    # No evaluation or checkpoint before the end: whenever Ctrl-C lands, the folder holds config.yml at most.
+    done = _interrupt(["train", "--env", "Pong", "-f", "logs", "-n", "1000000", "--eval-freq", "0", "--save-freq",
+                       "0", *TINY], (tmp_path / "logs/ppo/PongNoFrameskip-v4_1/config.yml").is_file, tmp_path)
+    assert done.returncode == 130 and done.stderr.strip().endswith("dimattn train: interrupted"), done.stderr
+    assert list((tmp_path / "logs" / "ppo").iterdir()) == []
+
+
+@pytest.mark.parametrize("names,removed", [
+    ((), True), (("config.yml",), True), (("config.yml", ".evaluations.npz.x1.tmp"), True),
+    (("config.yml", "evaluations.npz"), False), (("config.yml", "rl_model_2048_steps.zip"), False),
+    (("config.yml", "notes.txt"), False),
+])
+def test_discard_unstarted_removes_only_a_folder_with_nothing_of_a_run(names, removed, tmp_path):
+    run_dir = tmp_path / "PongNoFrameskip-v4_1"
+    run_dir.mkdir()
+    for name in names:
+        (run_dir / name).write_text("x")
+    assert discard_unstarted(run_dir) is removed
+    assert run_dir.exists() is not removed
+    if not removed:
+        assert sorted(p.name for p in run_dir.iterdir()) == sorted(names)
+
+
+def test_record_interrupted_leaves_no_temp_file(tmp_path):
+    checkpoint = fake_checkpoint(tmp_path / "breakout.zip", "NA", "Breakout", 4)
+    out = tmp_path / "video"
+    # An MP4 streams its frames to a temporary file: interrupted once that file exists.
+    done = _interrupt(["record", "--checkpoint", str(checkpoint), "--out", str(out / "v.mp4"), "--episodes", "5",
+                       "--max-steps", "100000"], lambda: any(out.glob(".v.mp4.*.mp4")), tmp_path)
+    assert done.returncode == 130 and "dimattn record: interrupted\n" in done.stderr, done.stderr
+    assert list(out.iterdir()) == []  # neither the video nor a temporary file

@@ -28,7 +28,7 @@ from dimattn.engines.config import (
     RunConfig,
     build_config,
 )
-from dimattn.engines.rundir import EVALUATIONS, new_run_dir
+from dimattn.engines.rundir import EVALUATIONS, discard_unstarted, new_run_dir
 from dimattn.engines.train import check_speed_for, resolve_engine, train
 from dimattn.errors import DimattnError
 from dimattn.fileio import check_writable_dir, writing
@@ -100,13 +100,6 @@ def positive_int(text: str) -> int:
     value = integer(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
 
 
@@ -212,9 +205,13 @@ def _train_from_args(args: argparse.Namespace) -> None:
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
     print(f"training {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps, "
           f"{config.engine} engine) into {run_dir}", flush=True)
-    with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
-        final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose,
-                      speed=speed)
+    try:
+        with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
+            final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose,
+                          speed=speed)
+    except BaseException:  # interrupted or failed before it wrote anything of a run: leave no run folder
+        discard_unstarted(run_dir)
+        raise
     print(done_message(run_dir, final))
     if args.tensorboard_log:
         print(f"  TensorBoard:  tensorboard --logdir {args.tensorboard_log}")

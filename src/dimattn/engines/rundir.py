@@ -45,6 +45,23 @@ def new_run_dir(log_folder: str | Path, env_id: str, algo: str = "ppo", uuid: bo
     return run_dir
 
 
+def discard_unstarted(run_dir: Path) -> bool:
+    """Remove ``run_dir`` if it holds nothing a run is made of: only ``config.yml`` and temporary files (a
+    ``train`` interrupted or failed before its first evaluation, checkpoint or final model). Such a folder
+    would look like a run yet hold nothing to report or resume. Returns whether it was removed."""
+    run_dir = Path(run_dir)
+    try:
+        files = list(run_dir.iterdir())
+    except OSError:
+        return False
+    if not all(p.is_file() and (p.name == CONFIG or p.name.endswith(".tmp")) for p in files):
+        return False
+    for p in files:
+        p.unlink(missing_ok=True)
+    run_dir.rmdir()
+    return True
+
+
 def write_config(run_dir: Path, config: RunConfig) -> None:
     """``config.yml``: the RunConfig, and ``block``: the agent's block as plain data (name, position, keyword
     arguments, bias, the package and version that provided it), read by people, never by loading code."""

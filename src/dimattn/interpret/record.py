@@ -94,8 +94,10 @@ def record(model: ActorCritic, game: str, out: str | Path, episodes: int = 1, se
         try:
             writer = imageio.get_writer(video, mode="I", **kwargs)
         except Exception as exc:  # e.g. no ffmpeg backend
+            video.unlink(missing_ok=True)
             raise DimattnError(f"cannot write {suffix} videos here ({exc}); "
                                "install imageio-ffmpeg for .mp4 or write a .gif") from None
+        written = False
         try:
             bar = tqdm(total=episodes, desc=f"recording {model.agent} on {game}", unit="episode",
                        disable=not progress)
@@ -115,8 +117,11 @@ def record(model: ActorCritic, game: str, out: str | Path, episodes: int = 1, se
                     screen = saliency_overlay(screen, cam)
                 writer.append_data(captioned(screen, left, model.agent, scale))
             bar.close()
+            written = True
         finally:
             writer.close()
+            if not written:  # interrupted (Ctrl-C) or failed: atomic_path removes tmp, this the video beside it
+                video.unlink(missing_ok=True)
         os.replace(video, tmp)
     return scores
 
