@@ -51,8 +51,9 @@ def train_child(spec: dict) -> dict:
     import torch
 
     from dimattn.engines.config import build_config
-    from dimattn.engines.fast import default_speed, train_pack
+    from dimattn.engines.fast import train_pack
     from dimattn.engines.sb3 import train_sb3
+    from dimattn.engines.speed import default_speed
 
     k = spec.get("k", 1)
     configs = [build_config(GAME, agent=spec["agent"], seed=s, n_timesteps=spec["steps"], eval_freq=0, save_freq=0,
@@ -98,25 +99,27 @@ def split_child(spec: dict) -> dict:
     import torch
 
     from dimattn.agents.networks import ActorCritic
-    from dimattn.engines import fast
+    from dimattn.engines.acting import Envs, act_steps
     from dimattn.engines.config import build_config
-    from dimattn.engines.packed import Pack, packed_update
+    from dimattn.engines.learners import NetworkLearner, VmappedLearner
+    from dimattn.engines.ppo import Rollout, collect, gae
+    from dimattn.engines.speed import default_speed
 
     k, device = spec["k"], torch.device(spec["device"])
     args = build_config(GAME, agent=spec["agent"], device=spec["device"]).resolve()
-    speed = fast.default_speed(device, k)
+    speed = default_speed(device, k)
     if speed.torch_threads:
         torch.set_num_threads(speed.torch_threads)
-    envs = fast.Envs(GAME, list(range(k)), args.n_envs, speed, pin=device.type == "cuda")
+    envs = Envs(GAME, list(range(k)), args.n_envs, speed, pin=device.type == "cuda")
     nets = [ActorCritic(envs.n_actions, spec["agent"]).to(device) for _ in range(k)]
-    if k == 1:
-        act, optimizer = fast._flat_act(nets[0], speed), torch.optim.Adam(nets[0].parameters(), eps=1e-5,
-                                                                            fused=device.type == "cuda")
-    else:
-        act = pack = Pack(nets, device)
-    steps = fast._act_steps(fast.acting(act, speed), envs, speed, device)
-    buf = fast.Rollout.empty(args.n_steps, args.n_envs, device, members=k)
     rngs = [np.random.RandomState(i) for i in range(k)]
+    if k == 1:
+        learner = NetworkLearner(nets[0], torch.optim.Adam(nets[0].parameters(), eps=1e-5, fused=device.type == "cuda"),
+                                 args, speed)
+    else:
+        learner = VmappedLearner(nets, device, args, rngs, speed=speed)
+    steps = act_steps(learner.act, envs, speed, device)
+    buf = Rollout.empty(args.n_steps, args.n_envs, device, members=k)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -126,17 +129,13 @@ def split_child(spec: dict) -> dict:
     for i in range(spec["rollouts"] + 1):  # the first rollout warms up (cuDNN autotuning, allocations)
         sync()
         t0 = time.perf_counter()
-        fast.collect(envs, steps, buf)
+        collect(envs, steps, buf)
         sync()
         t1 = time.perf_counter()
-        adv = fast.gae(*(x.to(device) for x in (buf.rewards,)), buf.values, buf.done.to(device),
-                       buf.trunc.to(device), buf.last_value, buf.last_done.to(device), buf.last_trunc.to(device),
-                       args.gamma, args.gae_lambda)
-        if k == 1:
-            fast.update(nets[0], optimizer, buf.member(0), adv[:, 0], args, 0.1, speed)
-        else:
-            packed_update(pack, buf.obs, buf.actions, buf.logprobs, buf.values, buf.done.numpy(), adv, args,
-                          2.5e-4, 0.1, rngs)
+        on = buf.to(device)
+        adv = gae(on.rewards, on.values, on.done, on.trunc, on.last_value, on.last_done, on.last_trunc,
+                  args.gamma, args.gae_lambda)
+        learner.update(buf, adv, 2.5e-4, 0.1)
         sync()
         if i:
             times["collect"].append((t1 - t0) * 1e3)
@@ -152,14 +151,17 @@ def eval_child(spec: dict) -> dict:
     import torch
 
     from dimattn.agents.networks import ActorCritic
+    from dimattn.engines.acting import sample
     from dimattn.engines.common import eval_seeds
-    from dimattn.engines.fast import sample
-    from dimattn.engines.packed import Pack
+    from dimattn.engines.config import build_config
+    from dimattn.engines.learners import VmappedLearner
     from dimattn.envs.ale import action_meanings, evaluate, evaluation_envs
 
     k, device = spec["k"], torch.device(spec["device"])
     torch.set_num_threads(1)
-    pack = Pack([ActorCritic(len(action_meanings(GAME)), spec["agent"]) for _ in range(k)], device)
+    args = build_config(GAME, agent=spec["agent"], device=spec["device"]).resolve()
+    pack = VmappedLearner([ActorCritic(len(action_meanings(GAME)), spec["agent"]) for _ in range(k)], device, args,
+                          [np.random] * k)
 
     def policy(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():

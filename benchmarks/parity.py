@@ -44,8 +44,9 @@ def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
         # the fast engine with non-default CPU levers (e.g. bf16), to check they keep the learning
         import dataclasses
 
-        from dimattn.engines.fast import DEFAULT_SPEED, train_fast
+        from dimattn.engines.fast import train_fast
         from dimattn.engines.rundir import write_config
+        from dimattn.engines.speed import DEFAULT_SPEED
 
         label = "fast+" + "+".join(args.fast_levers)
         speed = dataclasses.replace(DEFAULT_SPEED, **{name: True for name in args.fast_levers})

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Fast-engine variants measured by ``--levers``: name -> overrides of dimattn.engines.fast.Speed.
+#: Fast-engine variants measured by ``--levers``: name -> overrides of dimattn.engines.speed.Speed.
 LEVERS: dict[str, dict] = {
     "default: 2 EnvPool groups (overlap), torch's threads (1 while acting), channels-last, fp32": {},
     "no overlap (1 EnvPool group)": {"groups": 1},
@@ -60,13 +60,15 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
     try:
         t0 = time.perf_counter()
         if k > 1:
-            from dimattn.engines.fast import default_speed, train_pack
+            from dimattn.engines.fast import train_pack
+            from dimattn.engines.speed import default_speed
 
             runs = [dataclasses.replace(config, seed=s).resolve() for s in range(k)]
             train_pack(runs, [root / f"run{s}" for s in range(k)], str(root / "tb"),
                        speed=dataclasses.replace(default_speed(runs[0].device, k), **speed))
         elif engine == "fast":
-            from dimattn.engines.fast import DEFAULT_SPEED, train_fast
+            from dimattn.engines.fast import train_fast
+            from dimattn.engines.speed import DEFAULT_SPEED
 
             train_fast(
                 config.resolve(), root / "run", str(root / "tb"), speed=dataclasses.replace(DEFAULT_SPEED, **speed)

@@ -1,4 +1,4 @@
-"""Packed runs (dimattn.engines.packed): one packed update equals K separate updates, member by member."""
+"""Packed runs (dimattn.engines.learners): one vmapped update equals K separate updates, member by member."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 
 from dimattn.agents.networks import ActorCritic
 from dimattn.engines.config import build_config
-from dimattn.engines.fast import DEFAULT_SPEED, Rollout, gae, update
-from dimattn.engines.packed import Pack, packed_update
+from dimattn.engines.learners import VmappedLearner
+from dimattn.engines.ppo import Rollout, gae, update
+from dimattn.engines.speed import DEFAULT_SPEED
 
 # 2 epochs x 2 minibatches of 32 per member: Adam's state carries over, the clip is active. (A third epoch
 # at this clip makes single samples sit on the clip's edge, where float rounding decides their gradient.)
@@ -50,7 +51,7 @@ def _rollouts(nets: list[ActorCritic], seed: int = 1) -> Rollout:
 
 
 def _alone(nets: list[ActorCritic], buf: Rollout, args) -> tuple[list, list, list[dict]]:
-    """The reference: each member trained alone by fast.update, NumPy's global RNG seeded with its seed."""
+    """The reference: each member trained alone by ppo.update, NumPy's global RNG seeded with its seed."""
     nets = [copy.deepcopy(n) for n in nets]
     opts = [torch.optim.Adam(n.parameters(), lr=LR, eps=1e-5) for n in nets]
     stats = []
@@ -63,13 +64,12 @@ def _alone(nets: list[ActorCritic], buf: Rollout, args) -> tuple[list, list, lis
     return nets, opts, stats
 
 
-def _packed(nets: list[ActorCritic], buf: Rollout, args) -> tuple[Pack, list[dict]]:
-    pack = Pack(nets, "cpu")  # vmapped, as on a GPU
+def _packed(nets: list[ActorCritic], buf: Rollout, args) -> tuple[VmappedLearner, list]:
+    rngs = [np.random.RandomState(s) for s in SEEDS]
+    pack = VmappedLearner(nets, "cpu", args, rngs)  # vmapped, as on a GPU
     adv = gae(buf.rewards, buf.values, buf.done, buf.trunc, buf.last_value, buf.last_done, buf.last_trunc,
               0.99, 0.95)
-    rngs = [np.random.RandomState(s) for s in SEEDS]
-    stats = packed_update(pack, buf.obs, buf.actions, buf.logprobs, buf.values, buf.done.numpy(), adv, args,
-                          LR, CLIP, rngs)
+    stats = pack.update(buf, adv, LR, CLIP)
     return pack, stats
 
 
@@ -83,7 +83,7 @@ def test_packed_update_is_k_separate_updates(agent):
     pack, got = _packed(nets, buf, args)
     for k in range(K):
         for key in ("pg", "value", "entropy", "kl", "clipfrac", "loss", "explained_variance"):
-            assert got[k][key] == pytest.approx(want[k][key], rel=1e-4, abs=1e-6), (k, key)
+            assert getattr(got[k], key) == pytest.approx(getattr(want[k], key), rel=1e-4, abs=1e-6), (k, key)
         for name, p in alone[k].named_parameters():
             # vmapped convolutions sum in another order: gradients agree to ~1e-6 of their size
             torch.testing.assert_close(pack.params[name][k], p.detach(), rtol=1e-4, atol=1e-6, msg=f"{k} {name}")
@@ -93,7 +93,7 @@ def test_packed_update_is_k_separate_updates(agent):
             assert float(pack.adam_steps[k]) == float(state["step"])
         moved = max(float((p.detach() - nets[k].state_dict()[n]).abs().max()) for n, p in alone[k].named_parameters())
         assert moved > 1e-3  # the tolerance above is small beside how far the weights moved
-    assert want[0]["clipfrac"] > 0  # the clip was active
+    assert want[0].clipfrac > 0  # the clip was active
     assert float(pack.adam_steps[0]) == E * (T * N // B)
 
 
@@ -119,7 +119,7 @@ def test_members_move_in_and_out_of_a_pack():
     solo = ActorCritic(A, "SWA")
     opt = torch.optim.Adam(solo.parameters(), lr=LR, eps=1e-5)
     pack.export(1, solo, opt)
-    other = Pack([ActorCritic(A, "SWA") for _ in range(K)], "cpu")
+    other = VmappedLearner([ActorCritic(A, "SWA") for _ in range(K)], "cpu", _args("SWA"), [np.random] * K)
     other.load(2, solo, opt)
     for name in pack.params:
         assert torch.equal(other.params[name][2], pack.params[name][1])
@@ -217,7 +217,7 @@ def _final_weights(path) -> dict[str, torch.Tensor]:
 def test_a_member_of_a_pack_on_the_cpu_learns_what_it_would_alone(tmp_path, agent):
     """On the CPU a pack's members act and learn in threads; each one's weights after two updates are the
     run alone's (same envs, initial weights, action draws and minibatches; one torch thread in both)."""
-    from dimattn.engines.fast import Speed
+    from dimattn.engines.speed import Speed
     from dimattn.engines.train import train_pack
 
     def cfg(seed):
@@ -238,8 +238,8 @@ def test_a_member_of_a_pack_on_the_cpu_learns_what_it_would_alone(tmp_path, agen
 
 def test_a_vmapped_pack_on_the_cpu_trains_end_to_end(tmp_path):
     """The accelerators' form of a pack (one vmapped network), run on the CPU: files as alone, resumable."""
-    from dimattn.engines.fast import Speed
     from dimattn.engines.rundir import EvalHistory, checkpoints
+    from dimattn.engines.speed import Speed
     from dimattn.engines.train import train_pack
 
     dirs = [tmp_path / "a", tmp_path / "b"]

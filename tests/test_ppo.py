@@ -16,7 +16,9 @@ import torch
 from dimattn.agents.checkpoints import load_agent
 from dimattn.agents.networks import ActorCritic
 from dimattn.engines.config import build_config
-from dimattn.engines.fast import STATE_ENTRY, gae, restore, train_fast
+from dimattn.engines.fast import train_fast
+from dimattn.engines.members import STATE_ENTRY, restore
+from dimattn.engines.ppo import gae
 from dimattn.engines.rundir import EvalHistory
 from dimattn.errors import DimattnError
 
@@ -210,7 +212,8 @@ def test_update_is_sb3_ppo_train(agent, device):
     statistics and parameters (3 epochs x 2 minibatches, so Adam's state and the clip are exercised).
     On CUDA our update runs on the GPU with the engine's fused Adam (SB3 on the CPU is the reference);
     TF32 is switched off there, since it rounds matmuls to 10 bits by design."""
-    from dimattn.engines.fast import DEFAULT_SPEED, Rollout, update
+    from dimattn.engines.ppo import Rollout, update
+    from dimattn.engines.speed import DEFAULT_SPEED
 
     T, N, B, E = 16, 4, 32, 3
     tol = {"rtol": 1e-4, "atol": 1e-6} if device == "cpu" else {"rtol": 2e-3, "atol": 2e-5}
@@ -248,7 +251,7 @@ def test_update_is_sb3_ppo_train(agent, device):
                                                               "vf_coef": 1.0, "max_grad_norm": 0.5}).resolve()
     ours.to(device)
     opt = torch.optim.Adam(ours.parameters(), lr=LR, eps=1e-5, fused=device == "cuda")  # as the engine makes it
-    on = Rollout(*(x.to(device) for x in dataclasses.astuple(buf)))
+    on = buf.to(device)
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
@@ -260,7 +263,8 @@ def test_update_is_sb3_ppo_train(agent, device):
     for ours_key, sb3_key in (("pg", "policy_gradient_loss"), ("value", "value_loss"), ("entropy", "entropy_loss"),
                               ("kl", "approx_kl"), ("clipfrac", "clip_fraction"), ("loss", "loss"),
                               ("explained_variance", "explained_variance")):
-        assert stats[ours_key] == pytest.approx(logged[f"train/{sb3_key}"], rel=tol["rtol"], abs=1e-7), ours_key
+        want = logged[f"train/{sb3_key}"]
+        assert getattr(stats, ours_key) == pytest.approx(want, rel=tol["rtol"], abs=1e-7), ours_key
     assert logged["train/clip_fraction"] > 0  # the clip was active, so it is tested too
     theirs = sb3.policy.state_dict()
     for name, value in ours.state_dict().items():
@@ -271,7 +275,7 @@ def test_gumbel_sampler_draws_from_the_policy():
     """The collect loop's sampler against the distribution it must draw from: 200,000 draws from each of
     three fixed policies; every action's frequency within 5 standard errors of its probability (a false
     alarm has probability < 1e-5 per action), and the returned log-probabilities are exactly log_softmax."""
-    from dimattn.engines.fast import sample
+    from dimattn.engines.acting import sample
 
     torch.manual_seed(0)
     logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, -3.0], [8.0, 0.0, 0.0, 7.5]])
@@ -331,9 +335,9 @@ def test_devices_are_resolved_or_refused():
 def test_running_out_of_device_memory_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     """A GPU that runs out of memory mid-run (simulated at the first update after a checkpoint): one
     DimattnError naming the run and the fix; the checkpoint on disk still loads and resumes."""
-    from dimattn.engines import fast
+    from dimattn.engines.learners import NetworkLearner
 
-    real, calls = fast.update, []
+    real, calls = NetworkLearner.update, []
 
     def update(*a, **kw):
         calls.append(1)
@@ -341,11 +345,11 @@ def test_running_out_of_device_memory_is_one_line_and_keeps_the_last_checkpoint(
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*a, **kw)
 
-    monkeypatch.setattr(fast, "update", update)
+    monkeypatch.setattr(NetworkLearner, "update", update)
     with pytest.raises(DimattnError, match="ran out of memory.*last checkpoints are intact") as err:
         train_fast(tiny_config().resolve(), tmp_path)
     assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
     assert load_agent(tmp_path / "rl_model_256_steps.zip").meta["num_timesteps"] == 256
-    monkeypatch.setattr(fast, "update", real)
+    monkeypatch.setattr(NetworkLearner, "update", real)
     train_fast(tiny_config().resolve(), tmp_path)  # resumes from it
     assert EvalHistory.load(tmp_path).timesteps == [256, 512]

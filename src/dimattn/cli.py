@@ -156,7 +156,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", type=bounded(0, 2), default=0, help="SB3 verbosity (0: quiet, 1: training stats)")
     p.add_argument("--speed", nargs="+", metavar="FIELD=VALUE", default=None,
                    help="the fast engine's levers on top of the device's defaults, e.g. bf16=true "
-                        "channels_last=false env_threads=4 (fields of dimattn.engines.fast.Speed; they change "
+                        "channels_last=false env_threads=4 (fields of dimattn.engines.speed.Speed; they change "
                         "how the machine is used, never what is learned, bf16 aside: docs/fast-engine.md)")
     _add_run_arguments(p)
 
@@ -176,7 +176,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
 def _speed_from_args(args: argparse.Namespace) -> dict | None:
     if not args.speed:
         return None
-    from dimattn.engines.fast import speed_overrides
+    from dimattn.engines.speed import speed_overrides
 
     return speed_overrides(args.speed)
 

@@ -47,7 +47,7 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
     """Train ``config`` into ``run_dir`` (created if needed), resuming from its last checkpoint.
 
     Returns the path of the final model. ``run_dir`` ends up in the layout of :mod:`dimattn.engines.rundir`.
-    ``speed``: fields of :class:`dimattn.engines.fast.Speed` to set on top of the device's defaults (the
+    ``speed``: fields of :class:`dimattn.engines.speed.Speed` to set on top of the device's defaults (the
     fast engine only; how the machine is used, never what is learned).
     """
     config = resolve_engine(config)
@@ -78,7 +78,7 @@ def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
                progress: bool = False, verbose: int = 0, resume: bool = True, speed: Any = None) -> list[Path]:
     """Train runs of one game and agent that differ only in their seeds together, in this process
     (:func:`dimattn.engines.fast.train_pack`). Each run's folder ends up as :func:`train` leaves it.
-    ``speed``: a :class:`dimattn.engines.fast.Speed` (how the machine is used; default: the measured best).
+    ``speed``: a :class:`dimattn.engines.speed.Speed` (how the machine is used; default: the measured best).
 
     ``tensorboard_log``: one root for every run, or a list of each run's own root (e.g. each run's
     ``<run>/tb``, as a study gives), so each run logs where :func:`train` would have logged it.
