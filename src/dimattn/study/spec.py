@@ -15,8 +15,9 @@ Runs are numbered 0..N-1 in the order games × agents × seeds of the spec; arra
 (:func:`dimattn.engines.rundir.final_model_path`), *running* while a process holds its lock, *failed* when its
 last attempt left an ``error.log``, and *pending* otherwise. Every attempt resumes from the run's last
 checkpoint (:func:`dimattn.engines.train.train` does that), so a run killed at any moment loses at most the
-work since its last save. How runs are executed lives in :mod:`dimattn.study.launch` (local pool, Ray) and
-:mod:`dimattn.study.jobscripts` (PBS Pro, Slurm).
+work since its last save. Runs are executed in packs (:mod:`dimattn.study.packs`; a run alone is a pack of
+one): one attempt by :mod:`dimattn.study.execute`, all of them by :mod:`dimattn.study.launch` (local pool,
+Ray) or :mod:`dimattn.study.jobscripts` (PBS Pro, Slurm).
 """
 
 from __future__ import annotations
