@@ -143,7 +143,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", default="ppo", help="only ppo (kept for the RL Zoo command line)")
     p.add_argument("--env", required=True, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5")
-    p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA or CWRCA (short for policy_kwargs' self_attn)")
+    p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA, CWRCA or any registered block (dimattn "
+                   "agents); NAME@conv2 places it after the second convolution (policy_kwargs' self_attn, attention_after)")
     p.add_argument("-f", "--log-folder", default="logs", help="runs go to <log-folder>/ppo/<EnvId>_<n>[_<uuid>]")
     p.add_argument("-tb", "--tensorboard-log", default=None, help="TensorBoard log folder")
     p.add_argument("--seed", type=integer, default=0, help="random seed (default 0)")
@@ -379,7 +380,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "dimattn study init seed56 --games seed56 --agents NA,SWA,CWRA,CWCA,CWRCA --seeds 0-4 -n 10000000"))
     q.add_argument("dir", help="study directory (created)")
     q.add_argument("--games", required=True, help="seed56, atari57, or a comma-separated list such as Pong,Breakout")
-    q.add_argument("--agents", default="NA,SWA,CWRA,CWCA,CWRCA", help="comma-separated agents (default: all five)")
+    q.add_argument("--agents", default="NA,SWA,CWRA,CWCA,CWRCA",
+                   help="comma-separated agents: the five (the default), any registered block (dimattn agents), "
+                        "NAME@conv2 for a block after the second convolution, e.g. NA,CWCA,CWCA@conv2")
     q.add_argument("--seeds", default="0-4", help="seeds: 0-4, 0,2,5 or 0-2,7 (default 0-4)")
     q.add_argument("--name", default=None, help="study name (default: the directory's name)")
     _add_run_arguments(q)

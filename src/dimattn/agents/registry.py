@@ -244,14 +244,6 @@ def check_agent(label: str) -> str:
     return agent_label(get(name).name, position)
 
 
-def canonical_label(label: str) -> str:
-    """:func:`check_agent` where the block is registered; else the label as written (results of a
-    plugin that is not installed here are still analysed, with bias ``unknown``)."""
-    name, position = split_label(label)
-    block = _BLOCKS.get(name.upper()) or (_try_get(name))
-    return agent_label(block.name if block else name, position)
-
-
 def _try_get(name: str) -> Block | None:
     try:
         return get(name)

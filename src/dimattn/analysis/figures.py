@@ -14,21 +14,50 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dimattn.agents.attention import AGENTS
+from dimattn.agents.registry import DEFAULT_POSITION, agent_order, bias_of, blocks, split_label
 from dimattn.analysis.stats import METRICS
+from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_savefig
 
 #: Formats every figure is saved in.
 FORMATS: tuple[str, ...] = ("png", "svg")
 
 
-def agent_colors() -> dict[str, tuple[float, float, float]]:
+class AgentColors(dict):
+    """{agent: RGB}, filled on first use so that any agent label has a colour, the same in every figure."""
+
+    def __missing__(self, label: str) -> tuple[float, float, float]:
+        self[label] = color = _color_of(label)
+        return color
+
+
+def agent_colors() -> AgentColors:
     """{agent: RGB} from seaborn's colour-blind palette (rliable's default): grey for the NA
-    baseline, and hues far apart for the attention agents."""
+    baseline, hues far apart for the attention agents; the palette's other hues for other blocks (in
+    registry order); a darker shade of its block's hue for a block placed after conv2."""
+    return AgentColors({a: _color_of(a) for a in AGENTS})
+
+
+def _color_of(label: str) -> tuple[float, float, float]:
+    import zlib
+
     import seaborn as sns
 
     palette = sns.color_palette("colorblind", n_colors=10)
     picks = {"NA": 7, "SWA": 1, "CWRA": 2, "CWCA": 0, "CWRCA": 4}  # grey, orange, green, blue, purple
-    return {a: palette[picks[a]] for a in AGENTS}
+    free = [3, 5, 6, 8, 9]  # red, tan, pink, yellow, cyan
+    try:
+        name, position = split_label(label)
+    except DimattnError:
+        name, position = label, DEFAULT_POSITION
+    others = [b.name for b in blocks() if not b.study]
+    if name in picks:
+        rgb = palette[picks[name]]
+    elif name in others:
+        rgb = palette[free[others.index(name) % len(free)]]
+    else:  # a block not registered here: a stable hue from its name
+        rgb = palette[free[zlib.crc32(name.encode()) % len(free)]]
+    return tuple(c * 0.6 for c in rgb) if position != DEFAULT_POSITION else tuple(rgb)
 
 
 def save_figure(fig: Figure, stem: Path, dpi: int = 110, crop: bool = True) -> list[Path]:
@@ -141,7 +170,7 @@ def learning_curves_figure(curves: pd.DataFrame, ncols: int = 8) -> Figure:
         ax.grid(alpha=0.25)
     for ax in axes.flat[len(games):]:
         ax.set_visible(False)
-    present = [a for a in AGENTS if a in set(curves["agent"])]
+    present = agent_order(set(curves["agent"]))
     handles = [plt.Line2D([], [], color=colors[a], linewidth=2) for a in present]
     fig.legend(handles, present, loc="upper center", ncol=len(handles), frameon=False)
     fig.supxlabel("Environment steps (millions)")
@@ -167,9 +196,9 @@ def alignment_figure(align: pd.DataFrame) -> Figure:
             share = wide.loc[g, a]
             ax.text(j, i, f"{int(wins.loc[g, a])}/{int(n[g])}", ha="center", va="center", fontsize=10,
                     color="black" if share > 0.6 else "white")
-    ax.set_xticks(range(len(agents)), agents)
+    ax.set_xticks(range(len(agents)), [f"{a}\n{bias_of(a)}" for a in agents])
     ax.set_yticks(range(len(groups)), [f"{g} ({int(n[g])})" for g in groups])
-    ax.set_xlabel("Agent (bias: SWA, CWRA vertical; CWCA horizontal; CWRCA both)")
+    ax.set_xlabel("Agent and its declared bias")
     fig.colorbar(im, ax=ax, label="Share of games won")
     fig.tight_layout()
     return fig

@@ -7,7 +7,7 @@ Every analysis in dimattn starts from a *tidy* :class:`pandas.DataFrame` with on
 column     dtype    meaning
 =========  =======  ==========================================================================
 game       str      canonical ALE name (``Pong``)
-agent      str      one of :data:`dimattn.agents.attention.AGENTS`
+agent      str      an agent label: one of the five, a plugin's block, ``NAME@conv2``
 seed       int      the run's seed (the published pickle has none: seeds are numbered 0..n-1)
 timestep   int      total environment steps at the evaluation
 score      float    mean game score over that evaluation's episodes
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dimattn.agents.attention import AGENTS, check_agent
+from dimattn.agents.registry import agent_order, check_agent
 from dimattn.engines.rundir import CONFIG, EVALUATIONS
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_bytes
@@ -359,7 +359,7 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     """Columns in :data:`COLUMNS` order and dtypes, rows sorted by game, agent (study order), seed, step."""
     df = df.loc[:, list(COLUMNS)].astype({"game": str, "agent": str, "seed": np.int64,
                                           "timestep": np.int64, "score": np.float64})
-    order = {a: i for i, a in enumerate(AGENTS)}
+    order = {a: i for i, a in enumerate(agent_order(set(df["agent"])))}
     df = df.sort_values(["game", "agent", "seed", "timestep"], key=lambda c: c.map(order) if c.name == "agent" else c)
     return df.reset_index(drop=True)
 
@@ -387,11 +387,11 @@ def align_steps(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(kept, ignore_index=True)
 
 
-def coverage_notes(df: pd.DataFrame, agents: tuple[str, ...] = AGENTS) -> list[str]:
+def coverage_notes(df: pd.DataFrame, agents: tuple[str, ...] | None = None) -> list[str]:
     """Say which agents each game lacks and which (game, agent) has fewer seeds than the most seen."""
     notes = []
     present = df.groupby("game")["agent"].unique()
-    seen_agents = [a for a in agents if a in set(df["agent"])]
+    seen_agents = [a for a in (agent_order(set(df["agent"])) if agents is None else agents) if a in set(df["agent"])]
     for game, have in present.items():
         missing = [a for a in seen_agents if a not in set(have)]
         if missing:

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from dimattn.agents.attention import AGENTS
+from dimattn.agents.registry import agent_order, bias_of
 from dimattn.analysis.results import note
 from dimattn.errors import DimattnError
 from dimattn.games import AXIS_GROUPS, reference_scores
@@ -41,9 +42,8 @@ Progress = Callable[[int], object] | None
 
 
 def agents_in(df: pd.DataFrame) -> tuple[str, ...]:
-    """The agents present in ``df``, in the study's order."""
-    have = set(df["agent"])
-    return tuple(a for a in AGENTS if a in have)
+    """The agents present in ``df``: the study's five in its order, then the others (registry order)."""
+    return tuple(agent_order(set(df["agent"])))
 
 
 # --------------------------------------------------------------------------- per-game table
@@ -81,7 +81,7 @@ def per_game(df: pd.DataFrame, use_last: bool = False, se: str = "ddof0") -> pd.
         if (g["mean"] == best).sum() > 1:
             note(f"{game}: tie for the highest mean between {', '.join(g.loc[g['mean'] == best, 'agent'])}; "
                  "each counts a win")
-    order = {a: i for i, a in enumerate(AGENTS)}
+    order = {a: i for i, a in enumerate(agents)}
     table = table.sort_values(["game", "agent"], key=lambda c: c.map(order) if c.name == "agent" else c)
     return table[["game", "agent", "mean", "se", "n_seeds", "winner"]].reset_index(drop=True)
 
@@ -339,12 +339,13 @@ def group_of(game: str) -> str:
 
 def alignment(won: Mapping[str, tuple[str, ...]], agents: tuple[str, ...] = AGENTS,
               groups: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Games won per axis group and agent: columns group, agent, wins, n_games, share.
+    """Games won per axis group and agent: columns group, agent, bias, wins, n_games, share.
 
     ``won`` is {game: winning agents} (see :func:`winners`); ``n_games`` counts the group's games
     that have a winner, ``share`` = wins / n_games. ``groups`` is {game: group} for another
     classification (e.g. measured axes); by default the SPEC §5 groups, in SPEC order. Games
-    outside the classification form the group unclassified, last.
+    outside the classification form the group unclassified, last. ``bias`` is each agent's declared bias
+    (:func:`dimattn.agents.registry.bias_of`; ``unknown`` for a block not registered here).
     """
     def group(game: str) -> str:
         return group_of(game) if groups is None else groups.get(game, UNCLASSIFIED)
@@ -356,7 +357,7 @@ def alignment(won: Mapping[str, tuple[str, ...]], agents: tuple[str, ...] = AGEN
         games = [g for g in won if group(g) == name]
         for agent in agents:
             wins = sum(agent in won[g] for g in games)
-            rows.append({"group": name, "agent": agent, "wins": wins, "n_games": len(games),
+            rows.append({"group": name, "agent": agent, "bias": bias_of(agent), "wins": wins, "n_games": len(games),
                          "share": wins / len(games)})
     return pd.DataFrame(rows)
 

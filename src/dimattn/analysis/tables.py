@@ -153,8 +153,10 @@ def improvement_table(poi: pd.DataFrame, reps: int) -> TextTable:
 
 # --------------------------------------------------------------------------- alignment of biases
 def alignment_table(align: pd.DataFrame, classification: str = "the published study's classification") -> TextTable:
-    """Alignment (group, agent, wins, n_games, share) -> group × agent table of "wins (share)"."""
+    """Alignment (group, agent, bias, wins, n_games, share) -> group × agent table of "wins (share)";
+    each agent's column names its declared bias (``unknown`` where its block is not registered)."""
     agents = list(dict.fromkeys(align["agent"]))
+    bias = dict(zip(align["agent"], align["bias"])) if "bias" in align else {}
     groups = list(dict.fromkeys(align["group"]))
     cells = align.set_index(["group", "agent"])
     rows, bold = [], set()
@@ -165,8 +167,10 @@ def alignment_table(align: pd.DataFrame, classification: str = "the published st
         bold |= {(i, j + 2) for j, w in enumerate(wins) if w == max(wins) and w > 0}
     caption = ("Alignment of biases: games won by each agent within each axis-of-dynamics group "
                f"({classification}), "
-               "count and share of the group's games. Bold: the agent that wins most of the group.")
-    return TextTable(caption, ["Axis group", "Games", *agents], rows, bold)
+               "count and share of the group's games. Bold: the agent that wins most of the group. "
+               "Each agent's declared bias in brackets.")
+    heads = [f"{a} ({bias[a]})" if a in bias else a for a in agents]
+    return TextTable(caption, ["Axis group", "Games", *heads], rows, bold)
 
 
 def win_list_table(lists: Mapping[str, list[str]]) -> TextTable:

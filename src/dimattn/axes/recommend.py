@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from dimattn.agents.attention import AGENTS
+from dimattn.agents.registry import agent_order
 from dimattn.analysis.results import load_results
 from dimattn.analysis.stats import alignment, per_game, winners
 from dimattn.axes.run import measure_game
@@ -97,7 +97,7 @@ def recommend(game: str, results: str | Path | None = None, steps: int = 2000, s
         won, source = shipped_wins(), (f"per-game winners of the published study (package data {PUBLISHED_WINS}, "
                                       "generated from the published results pickle)")
     axis, axis_source = game_axis(game, steps, seed)
-    agents = tuple(a for a in AGENTS if any(a in w for w in won.values()))
+    agents = tuple(agent_order({a for w in won.values() for a in w}))
     table = alignment(won, agents, groups=AXIS_OF_GAME)
     rows = table[table["group"] == axis].sort_values("wins", ascending=False, kind="stable")
     if len(rows) < 2:

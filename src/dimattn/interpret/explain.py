@@ -74,12 +74,15 @@ def load_observations(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str
 def save_arrays(path: str | Path, obs: np.ndarray, names: Sequence[str], explanations: Sequence[Explanation]) -> None:
     """One ``.npz``: ``obs`` (N,4,84,84), ``names`` (N,), ``labels`` (A,), and per agent label L:
     ``L/h1``, ``L/attention``, ``L/block``, ``L/logits``, ``L/action``, ``L/gradcam``,
-    ``L/orientation``, ``L/complementarity`` with the shapes of :class:`Explanation`."""
+    ``L/orientation``, ``L/complementarity`` with the shapes of :class:`Explanation`, and ``L/maps/<key>``
+    for each attention map the agent's block provides."""
     arrays: dict[str, np.ndarray] = {"obs": obs, "names": np.array(names),
                                      "labels": np.array([e.label for e in explanations])}
     for e in explanations:
         for key in ("h1", "attention", "block", "logits", "action", "gradcam", "orientation", "complementarity"):
             arrays[f"{e.label}/{key}"] = getattr(e, key)
+        for key, value in e.attention_maps.items():  # the block's own attention maps (registry maps function)
+            arrays[f"{e.label}/maps/{key}"] = value
     atomic_savez(path, **arrays)
 
 
@@ -234,6 +237,10 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
     console.print(table)
     console.print("O: +1 horizontal, -1 vertical, 0 as H1; r < 0: cold H1 regions are hot in the attention map.")
     console.print(f"wrote {len(names)} figure(s), {', '.join(written)} to {out}")
+    for e in explanations:
+        if e.attention_maps:
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in e.attention_maps.items())
+            console.print(f"{e.label}: its block's attention maps are in explain.npz ({e.label}/maps/...): {shapes}")
     if "orientation.png" not in written:
         console.print("no orientation.png: NA has no attention block, so it has no orientation to plot; "
                       "compare it with an attention agent (--compare NA.zip CWCA.zip)")

@@ -3,10 +3,14 @@
 For a batch of N stacked observations (N, 4, 84, 84) uint8 this module gives
 
 * ``h1``        (N, 16, 20, 20)  the rectified first-conv maps H1,
-* ``attention`` (N, 16, 20, 20)  the attention block's output *before* the residual (zeros for NA),
+* ``attention`` (N, 16, 20, 20)  the attention block's output *before* the residual (zeros for NA); for a
+                                 block placed after conv2, (N, 32, 9, 9); for a block without an
+                                 ``attention`` method, its output minus its input,
+* ``attention_maps``             what the block's registered maps function returns (its attention weights),
 * ``gradcam``   (N, 84, 84)      Grad-CAM of the chosen action's logit on the first conv, in [0, 1],
-* ``orientation`` (N,)           whether the block's output is more horizontal or vertical than H1,
-* ``complementarity`` (N,)       the spatial correlation of H1 activity and attention activity.
+* ``orientation`` (N,)           whether the block's output is more horizontal or vertical than its input
+                                 (H1, or H2 after conv2), for any block,
+* ``complementarity`` (N,)       the spatial correlation of input activity and attention activity.
 
 The two measures are defined in :func:`orientation` and :func:`complementarity` and documented in
 ``docs/interpret.md``; :mod:`dimattn.interpret.panels` draws them.
@@ -23,6 +27,7 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
 from dimattn.agents.networks import ActorCritic
+from dimattn.agents.registry import attention_maps
 
 #: An orientation above +SIDE_MARGIN is called horizontal, below -SIDE_MARGIN vertical.
 SIDE_MARGIN = 0.1
@@ -37,11 +42,14 @@ def _as_input(obs: np.ndarray | torch.Tensor, model: ActorCritic) -> torch.Tenso
 # --------------------------------------------------------------------------- maps and Grad-CAM
 @torch.no_grad()
 def feature_maps(model: ActorCritic, obs: np.ndarray) -> dict[str, torch.Tensor]:
-    """``h1``, ``attention``, ``block`` (each (N, 16, 20, 20)) and ``logits`` (N, n_actions)."""
+    """``h1``, ``input`` (the block's), ``attention``, ``block`` (each (N, 16, 20, 20) for a block after conv1),
+    ``logits`` (N, n_actions), and ``maps/<key>``: the block's attention maps, where it provides them."""
     x = _as_input(obs, model)
     maps = model.features_extractor.maps(x / 255.0)
     logits = model.action_net(maps["features"])
-    return {"h1": maps["h1"], "attention": maps["attention"], "block": maps["block"], "logits": logits}
+    weights = attention_maps(model.agent, model.features_extractor.attention, maps["input"])
+    return {"h1": maps["h1"], "input": maps["input"], "attention": maps["attention"], "block": maps["block"],
+            "logits": logits, **{f"maps/{k}": v for k, v in weights.items()}}
 
 
 def grad_cam(model: ActorCritic, obs: np.ndarray, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -136,6 +144,7 @@ class Explanation:
     orientation: np.ndarray    # (N,) float64 in [-1, 1]; NaN for NA
     complementarity: np.ndarray  # (N,) float64 in [-1, 1]; NaN for NA
     action_names: list[str] = field(default_factory=list)
+    attention_maps: dict[str, np.ndarray] = field(default_factory=dict)  # the block's own maps, if it gives any
 
     def action_name(self, i: int) -> str:
         a = int(self.action[i])
@@ -147,15 +156,16 @@ def explain(model: ActorCritic, obs: np.ndarray, label: str | None = None,
     """Maps, Grad-CAM of the greedy action, orientation and complementarity for (N, 4, 84, 84) uint8."""
     maps = feature_maps(model, obs)
     action = maps["logits"].argmax(1)
-    h1, att = maps["h1"], maps["attention"]
-    has_block = model.agent != "NA"
+    h1, inp, att = maps["h1"], maps["input"], maps["attention"]
+    has_block = model.agent.split("@")[0] != "NA"
     nan = np.full(len(obs), np.nan)
     return Explanation(
         label=label or model.agent, agent=model.agent,
         h1=h1.cpu().numpy(), attention=att.cpu().numpy(), block=maps["block"].cpu().numpy(),
         logits=maps["logits"].cpu().numpy(), action=action.cpu().numpy(),
         gradcam=grad_cam(model, obs, action).cpu().numpy(),
-        orientation=orientation(h1, att) if has_block else nan,
-        complementarity=complementarity(h1, att) if has_block else nan,
+        orientation=orientation(inp, att) if has_block else nan,
+        complementarity=complementarity(inp, att) if has_block else nan,
         action_names=list(action_names),
+        attention_maps={k[len("maps/"):]: v.cpu().numpy() for k, v in maps.items() if k.startswith("maps/")},
     )

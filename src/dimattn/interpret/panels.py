@@ -26,12 +26,13 @@ def mosaic(maps: np.ndarray, cols: int = 4) -> np.ndarray:
 
 
 def _map_grid(fig, spec, maps: np.ndarray, title: str) -> None:
-    """Draw 16 maps (16, h, w) as a 4×4 mosaic in one gridspec cell, each map on its own colour scale."""
+    """Draw C maps (C, h, w) as a mosaic (4×4 for 16; 6 columns for the 32 after conv2) in one gridspec cell,
+    each map on its own colour scale."""
     import matplotlib as mpl
 
     cmap = mpl.colormaps["inferno"].with_extremes(bad="white")
     ax = fig.add_subplot(spec)
-    ax.imshow(mosaic(maps), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(mosaic(maps, cols=4 if len(maps) <= 16 else 6), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title, fontsize=9, loc="left")
     ax.axis("off")
 
@@ -74,8 +75,9 @@ def state_representation_figure(obs: np.ndarray, name: str, explanations: Sequen
             ax.axis("off")
         else:
             o, c = float(e.orientation[i]), float(e.complementarity[i])
+            where, inp = ("", "H1") if "@" not in e.agent else (" after conv2", "H2")  # the block's place, input
             _map_grid(fig, outer[r, 2], e.attention[i],
-                      f"attention output (before residual)\nO = {o:+.2f} ({side(o)}) · r(H1, att) = {c:+.2f}")
+                      f"attention output{where} (before residual)\nO = {o:+.2f} ({side(o)}) · r({inp}, att) = {c:+.2f}")
         _frame_panel(fig, outer[r, 3], frame, f"Grad-CAM of action {e.action_name(i)}", cam=e.gradcam[i])
     fig.suptitle(f"State representation · {name}", fontsize=12, y=1 - 0.12 / height, va="top")
     atomic_savefig(fig, path)

@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from dimattn.agents.attention import AGENTS, check_agent
+from dimattn.agents.attention import AGENTS
+from dimattn.agents.registry import check_agent
 from dimattn.engines.config import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
