@@ -144,7 +144,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", default="ppo", help="only ppo (kept for the RL Zoo command line)")
     p.add_argument("--env", required=True, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5")
     p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA, CWRCA or any registered block (dimattn "
-                   "agents); NAME@conv2 places it after the second convolution (policy_kwargs' self_attn, attention_after)")
+                   "agents); NAME@conv2 places it after the second convolution (policy_kwargs' self_attn, "
+                   "attention_after)")
     p.add_argument("-f", "--log-folder", default="logs", help="runs go to <log-folder>/ppo/<EnvId>_<n>[_<uuid>]")
     p.add_argument("-tb", "--tensorboard-log", default=None, help="TensorBoard log folder")
     p.add_argument("--seed", type=integer, default=0, help="random seed (default 0)")
