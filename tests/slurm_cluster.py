@@ -10,9 +10,11 @@ munged, slurmctld and slurmd listen on free ports of this machine and talk over 
 (sbatch, squeue, scancel, scontrol, and ``dimattn study run --backend slurm --submit``) find the cluster
 through ``$SLURM_CONF``, which :func:`slurm` sets for the tests that use it.
 
-It needs root (slurmd runs jobs as their users) and Debian's ``slurm-wlm`` and ``munge`` (``apt-get install
--y slurm-wlm munge``; ``.ci/run`` installs them). Without them the Slurm tests skip saying why; under CI
-(``CI`` set, as ``.ci/run`` does) they fail instead, because CI installs them and must run the tests.
+The daemons run as root (slurmd runs jobs as their users): the tests start them directly when they run as
+root, else through ``sudo -n`` (passwordless sudo, as CI machines have). They need Debian's ``slurm-wlm`` and
+``munge`` (``apt-get install -y slurm-wlm munge``; ``.ci/run`` installs them). Without them the Slurm tests
+skip saying why; under CI (``CI`` set, as ``.ci/run`` does) they fail instead: CI installs them and must run
+the tests.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ NODE = "dimattn-node"
 MAX_ARRAY_SIZE = 3  # array indices 0-2: a study of 4 runs needs two arrays
 KILL_WAIT = 10  # seconds between a job's SIGTERM and its SIGKILL (Slurm's default is 30)
 DAEMONS = ("munged", "slurmctld", "slurmd")
+AS_ROOT = [] if os.geteuid() == 0 else ["sudo", "-n"]  # how the daemons are started and stopped
 
 
 def missing() -> str | None:
     """Why a Slurm cannot be started here, or None."""
-    if os.geteuid() != 0:
-        return "the Slurm tests start slurmd, which needs root"
+    if AS_ROOT and (shutil.which("sudo") is None
+                    or subprocess.run([*AS_ROOT, "true"], capture_output=True).returncode != 0):
+        return "the Slurm tests start slurmd, which needs root: run them as root or with passwordless sudo"
     lost = [tool for tool in (*DAEMONS, "sbatch", "squeue", "scontrol", "scancel", "sinfo")
             if shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None]
     if lost:
@@ -144,11 +148,11 @@ def start(root: Path) -> Slurm:
     cluster = Slurm(root, cpus)
     m = root / "munge"
     # --force: pytest's temporary folders are not the system folders munged checks for safe permissions
-    subprocess.run([_daemon("munged"), "--force", f"--key-file={key}", f"--socket={m}/munge.sock",
+    subprocess.run([*AS_ROOT, _daemon("munged"), "--force", f"--key-file={key}", f"--socket={m}/munge.sock",
                     f"--pid-file={m}/munged.pid", f"--log-file={m}/munged.log", f"--seed-file={m}/munged.seed"],
                    check=True, timeout=30)
-    subprocess.run([_daemon("slurmctld"), "-f", str(cluster.conf)], env=cluster.env, check=True, timeout=30)
-    subprocess.run([_daemon("slurmd"), "-f", str(cluster.conf), "-N", NODE], env=cluster.env, check=True, timeout=30)
+    subprocess.run([*AS_ROOT, _daemon("slurmctld"), "-f", str(cluster.conf)], check=True, timeout=30)
+    subprocess.run([*AS_ROOT, _daemon("slurmd"), "-f", str(cluster.conf), "-N", NODE], check=True, timeout=30)
     deadline = time.monotonic() + 60
     while cluster.run("sinfo", "-h", "-N", "-o", "%T", check=False).strip() != "idle":
         if time.monotonic() > deadline:
@@ -171,9 +175,16 @@ def stop(cluster: Slurm) -> None:
     pids = [_pid(cluster.root / f) for f in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid")]
     for pid in pids:
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
             _wait_gone(pid)
+
+
+def _signal(pid: int, sig: int) -> None:
+    if AS_ROOT:
+        subprocess.run([*AS_ROOT, "kill", f"-{sig}", str(pid)], capture_output=True)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 def _wait_gone(pid: int, timeout: float = 15) -> None:
@@ -183,11 +194,10 @@ def _wait_gone(pid: int, timeout: float = 15) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        with contextlib.suppress(ChildProcessError):  # were it our child (never: the daemons fork), reap it
-            os.waitpid(pid, os.WNOHANG)
+        except PermissionError:  # root's, and alive
+            pass
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
