@@ -184,6 +184,7 @@ def test_real_runs_against_a_study_write_every_output(tiny_runs, tmp_path, dimat
     row = results.pd.read_csv(out / "compare.csv", keep_default_na=False).iloc[0]
     assert (row["game"], row["agent"], row["budget"], row["seeds"], row["verdict"]) == ("Breakout", "NA", 256, 2,
                                                                                         "consistent")
+    assert "n_envs 2" in row["protocol"] and "engine fast" in row["protocol"]
     assert "## Protocol differences" in (out / "compare.md").read_text()
 
 

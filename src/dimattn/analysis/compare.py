@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from dimattn.analysis import stats
-from dimattn.analysis.protocol import protocol_lines
+from dimattn.analysis.protocol import cell_differences, protocol_lines
 from dimattn.analysis.results import PUBLISHED, DataWarning, align_steps, load_results, note
 from dimattn.errors import DimattnError
 
@@ -161,8 +161,8 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
     ``cells`` columns: game, agent, versus (the other side's agent), same_agent (versus == agent),
     budget, evals, offset (of the matched steps), seeds, seeds_published, mine, published, published_se
     (std ddof=0 / √m, the study's convention), diff, low, high, diff_in_se (diff / published_se), test,
-    verdict, and the same for the last evaluation (mine_last, published_last, diff_last, low_last,
-    high_last, verdict_last).
+    verdict, the same for the last evaluation (mine_last, published_last, diff_last, low_last,
+    high_last, verdict_last), and protocol (how your runs of the cell differ from the published protocol).
     """
     if not 0.5 <= level < 1:
         raise DimattnError(f"--level must be in [0.5, 1), got {level}")
@@ -176,6 +176,8 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
         mine_df, theirs_df = align_steps(load_results(mine)), align_steps(load_results(against))
         grids = _grids(mine_df, theirs_df, label)
         cells = _cells(mine_df, theirs_df, grids, level)
+        differ = cell_differences(mine)
+        cells["protocol"] = [differ.get((g, a), "") for g, a in zip(cells["game"], cells["agent"])]
         versus = _versus(cells)
         aggregates = _aggregates(mine_df, theirs_df, grids, cells, reps, seed)
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))

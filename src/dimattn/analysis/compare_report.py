@@ -50,21 +50,24 @@ def _num(x: float, digits: int = 2) -> str:
 # --------------------------------------------------------------------------- tables
 def cells_table(c: Comparison) -> tables.TextTable:
     """Your agents the other side has: one row per (game, agent)."""
+    same = c.cells[c.cells["same_agent"]]
+    protocol = bool(same["protocol"].astype(bool).any())  # a column only where some run differs
     rows = []
-    for r in c.cells[c.cells["same_agent"]].itertuples():
+    for r in same.itertuples():
         rows.append([r.game, r.agent, f"{r.budget:,}", f"{r.seeds} / {r.seeds_published}", _num(r.mine),
                      f"{_num(r.published)} ± {_num(r.published_se)}",
                      f"{r.diff:+,.2f} [{_num(r.low)}, {_num(r.high)}]", r.verdict,
-                     f"{_num(r.mine_last)} / {_num(r.published_last)} ({r.verdict_last})"])
+                     f"{_num(r.mine_last)} / {_num(r.published_last)} ({r.verdict_last})"]
+                    + ([r.protocol or "none"] if protocol else []))
     pct = f"{100 * c.level:g}%"
     caption = (f"Your runs against the {c.label} runs of the same agent, at your budget (the last evaluation step "
                f"both have): per seed the mean of its evaluations on the matched grid (SPEC §5's score up to the "
                f"budget); difference = yours − {c.label} with a {pct} interval (Welch; a prediction interval for a "
                f"single seed); verdict below / above where the interval excludes 0. Last column: the last "
                f"evaluation, yours / {c.label} (its verdict).")
-    return tables.TextTable(caption, ["Game", "Agent", "Budget", "Seeds", "Yours", f"{c.label.capitalize()} ± SE",
-                                      f"Difference [{pct}]", "Verdict", "Last evaluation"], rows,
-                            text_columns={0, 1, 7})
+    header = ["Game", "Agent", "Budget", "Seeds", "Yours", f"{c.label.capitalize()} ± SE", f"Difference [{pct}]",
+              "Verdict", "Last evaluation"] + (["Protocol differences"] if protocol else [])
+    return tables.TextTable(caption, header, rows, text_columns={0, 1, 7, 9})
 
 
 def versus_table(c: Comparison) -> tables.TextTable | None:

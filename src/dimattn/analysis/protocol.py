@@ -26,9 +26,11 @@ import numpy as np
 import yaml
 
 from dimattn.analysis.results import PUBLISHED, find_runs
+from dimattn.analysis.results import _read_config as read_config
 from dimattn.engines.config import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_FREQ, DEFAULT_N_TIMESTEPS
 from dimattn.engines.rlzoo import default_hyperparams
 from dimattn.engines.rundir import CONFIG, EVALUATIONS
+from dimattn.errors import DimattnError
 
 #: The engine the published runs trained with (RL Baselines3 Zoo's fork, SB3's PPO).
 PUBLISHED_ENGINE = "sb3"
@@ -127,6 +129,26 @@ def check_folder(folder: str | Path, label: str = "your runs") -> list[str]:
         lines.append(f"{label}: config.yml does not record {', '.join(unrecorded)} (up to {most} of {len(runs)} "
                      "runs); not checked")
     return lines
+
+
+def cell_differences(source: str | Path) -> dict[tuple[str, str], str]:
+    """{(game, agent): "field value; ..."} of the runs under ``source`` that differ from the published
+    protocol (empty for the shipped scores and pickles, whose protocol lines say what is known)."""
+    path = Path(source)
+    if str(source) == PUBLISHED or not path.is_dir():
+        return {}
+    protocol = published_protocol()
+    found: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for run in find_runs(path):
+        try:
+            config = yaml.safe_load((run / CONFIG).read_text())
+            key = read_config(run / CONFIG)[:2]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, DimattnError):
+            continue  # the loader reports it
+        if isinstance(config, dict):
+            for field, value in differences(run_protocol(config, _episodes(run)), protocol).items():
+                found[key].setdefault(field, _show(value))
+    return {key: "; ".join(f"{f} {v}" for f, v in fields.items()) for key, fields in found.items()}
 
 
 def _show(value: Any) -> str:
