@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -191,3 +192,26 @@ def test_record_interrupted_leaves_no_temp_file(tmp_path):
                        "--max-steps", "100000"], lambda: any(out.glob(".v.mp4.*.mp4")), tmp_path)
     assert done.returncode == 130 and "dimattn record: interrupted\n" in done.stderr, done.stderr
     assert list(out.iterdir()) == []  # neither the video nor a temporary file
+
+
+# ----------------------------------------------------------------------------- 9: the demo, twice
+def test_make_demo_runs_again_over_the_last_demo(tmp_path):
+    """The Makefile's own demo target, with tiny runs, over what a first demo left (its two runs, same seed);
+    .venv is taken as installed (-o: never remade here)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    repo = Path(__file__).resolve().parents[1]
+    venv = Path(sys.executable).parent.parent
+    logs = tmp_path / "demo-logs"
+    for n, agent in ((1, "NA"), (2, "CWCA")):  # the first demo's runs
+        write_run(logs / "ppo" / f"BreakoutNoFrameskip-v4_{n}", "Breakout", agent, 0, [10_000], [[1.0, 2.0]])
+    tiny = f"--env Breakout -n 256 --eval-freq 128 --eval-episodes 1 --save-freq 0 {' '.join(TINY)}"
+    done = subprocess.run(["make", "-s", "-C", str(repo), "-o", f"{venv}/.installed", "demo", f"VENV={venv}",
+                           f"DEMO_LOGS={logs}", f"DEMO_RUN={tiny}"], capture_output=True, text=True, timeout=600,
+                          env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = sorted(p.name for p in (logs / "ppo").iterdir())
+    assert runs == ["BreakoutNoFrameskip-v4_1", "BreakoutNoFrameskip-v4_2"], runs  # NA and CWCA, nothing else
+    for run_dir in (logs / "ppo").iterdir():
+        assert list(np.load(run_dir / "evaluations.npz")["timesteps"]) == [128, 256]  # this demo's, not the last
+    assert (logs / "report" / "index.html").is_file()
