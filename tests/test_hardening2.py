@@ -215,3 +215,17 @@ def test_make_demo_runs_again_over_the_last_demo(tmp_path):
     for run_dir in (logs / "ppo").iterdir():
         assert list(np.load(run_dir / "evaluations.npz")["timesteps"]) == [128, 256]  # this demo's, not the last
     assert (logs / "report" / "index.html").is_file()
+
+
+# ----------------------------------------------------------------------------- 10: a short run says why
+@pytest.mark.parametrize("eval_freq,said", [(200_000, "evaluations:  none: the run's 20,000 steps ended before the "
+                                                      "first evaluation (--eval-freq 200,000)"), (0, None)])
+def test_a_run_with_no_evaluation_says_why_at_the_end(eval_freq, said, tmp_path):
+    from dimattn.engines.config import build_config
+
+    config = build_config("Pong", n_timesteps=20_000, eval_freq=eval_freq)
+    text = cli.done_message(tmp_path, tmp_path / "PongNoFrameskip-v4.zip", config)
+    if said is None:  # --eval-freq 0 asked for no evaluation: nothing to explain
+        assert "evaluations" not in text
+    else:
+        assert said in text and "give a smaller --eval-freq, e.g. 5,000" in text

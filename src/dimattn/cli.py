@@ -183,11 +183,17 @@ def _speed_from_args(args: argparse.Namespace) -> dict | None:
     return speed_overrides(args.speed)
 
 
-def done_message(run_dir: Path, final: Path) -> str:
-    """What a finished run wrote, naming only files that exist (no evaluations with --eval-freq 0, ...)."""
+def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) -> str:
+    """What a finished run wrote, naming only files that exist (no evaluations with --eval-freq 0, ...), and
+    why a run asked to evaluate has no evaluations (``config``: the run's; a short run with the default
+    --eval-freq ends before its first evaluation)."""
     lines = ["done.", f"  run folder:   {run_dir}"]
     if (run_dir / EVALUATIONS).exists():
         lines.append(f"  evaluations:  {run_dir / EVALUATIONS}")
+    elif config is not None and config.eval_freq > 0:
+        lines.append(f"  evaluations:  none: the run's {config.n_timesteps:,} steps ended before the first "
+                     f"evaluation (--eval-freq {config.eval_freq:,}); give a smaller --eval-freq, e.g. "
+                     f"{max(config.n_timesteps // 4, 1):,}, to evaluate")
     lines.append(f"  final model:  {final}")
     saved = [str(run_dir / pattern) for pattern in ("rl_model_*_steps.zip", "best_model.zip")
              if any(run_dir.glob(pattern))]
@@ -214,7 +220,7 @@ def _train_from_args(args: argparse.Namespace) -> None:
     except BaseException:  # interrupted or failed before it wrote anything of a run: leave no run folder
         discard_unstarted(run_dir)
         raise
-    print(done_message(run_dir, final))
+    print(done_message(run_dir, final, config))
     if args.tensorboard_log:
         print(f"  TensorBoard:  tensorboard --logdir {args.tensorboard_log}")
 
