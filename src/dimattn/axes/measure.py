@@ -59,7 +59,7 @@ class AxisMeasure:
     h_share: float          # E_x / (E_x + E_y): share of persistent motion energy along x
     energy_x: float         # persistent energy along x (px² summed over objects and time)
     energy_y: float
-    axial: float            # share of the energy in directions within 22.5° of an axis (vs diagonal)
+    axial: float            # share of the energy in directions within 20° of an axis (vs diagonal)
     confidence: float       # share of bootstrap resamples with the same label
     n_tracks: int           # tracks long enough to measure
     hist: np.ndarray = field(repr=False)     # (18,) energy per 10° direction bin, 0° = horizontal
