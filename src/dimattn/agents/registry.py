@@ -77,7 +77,7 @@ class Block:
             return "dimattn (the study)"
         if self.package:
             return f"{self.package} {self.version or ''}".strip()
-        return f"module {self.module} (--plugin)"
+        return f"module {self.module}"  # not from an installed package: a --plugin module, a notebook
 
 
 _BLOCKS: dict[str, Block] = {}  # upper-cased name -> block, in registration order
@@ -100,10 +100,17 @@ def register(name: str, build: Builder, description: str, bias: str = "unknown",
     if old is not None:
         if old.build is build and old.module == module:
             return old  # the same module imported twice (entry point and --plugin)
-        raise DimattnError(f"two blocks named {name}: one from {old.source}, one from {block.source}; "
+        raise DimattnError(f"two blocks named {old.name}: one from {old.source}, one from {block.source}; "
                            "rename one of them (names are compared without case)")
     _BLOCKS[name.upper()] = block
     return block
+
+
+def unregister(name: str) -> None:
+    """Forget a block registered in this process (a notebook redefining its block; tests). The five stay."""
+    if str(name).upper() in AGENTS:
+        raise DimattnError(f"{name} is one of the study's five agents; it cannot be unregistered")
+    _BLOCKS.pop(str(name).upper(), None)
 
 
 def _distribution(module: str) -> tuple[str | None, str | None]:
