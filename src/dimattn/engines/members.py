@@ -85,7 +85,8 @@ def new_member(args: PPOArgs, run_dir: Path, k: int, stacked: bool, resume: bool
     torch.manual_seed(args.seed)  # each member's initial weights are the ones it would have alone
     n_actions = _n_actions(args.game)
     policy = ActorCritic(n_actions, args.agent, ada_attn=args.ada_attn,
-                         norm_softmax=args.norm_softmax, features_dim=args.features_dim).to(device)
+                         norm_softmax=args.norm_softmax, features_dim=args.features_dim,
+                         block_kwargs=args.raw_policy_kwargs["features_extractor_kwargs"].get("block_kwargs")).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5,
                                  fused=not stacked and device.type == "cuda")
     rng = np.random if alone else np.random.RandomState(args.seed)
