@@ -10,8 +10,12 @@ skip saying why; under CI they fail instead.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import pytest
 
 from dimattn.cli import main
 from dimattn.engines.rundir import EvalHistory
+from dimattn.study.locks import LOCK
 from dimattn.study.spec import ERROR_LOG, TRAIN_LOG, Study
 from slurm_cluster import Slurm, slurm  # noqa: F401 - slurm: the session's cluster (a fixture)
 
@@ -178,3 +183,56 @@ def test_slurm_max_parallel_holds_across_arrays_and_a_failing_run_fails_alone(cl
     assert len(spans) == 3 and all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
     assert main(["study", "status", str(study.root)]) == 1
     assert "3 runs: 2 done, 0 running, 1 failed" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- a multi-node Ray
+def _parents(pid: int) -> list[int]:
+    """The process's ancestors' pids, nearest first (from /proc)."""
+    chain = []
+    while pid > 1:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
+        chain.append(pid)
+    return chain
+
+
+def test_ray_cluster_loses_a_worker_node_mid_run(tmp_path):
+    """A head (no CPUs) and two worker nodes of one CPU each, on this machine. Once a run has checkpointed at
+    128 steps, its node is lost: the raylet removed, then its trainer killed (it was frozen so that the loss
+    comes mid-run). The run is retried on the other node and resumes from its checkpoint; the other run is
+    trained once; neither loses an evaluation or repeats one."""
+    from ray.cluster_utils import Cluster
+
+    study = init(tmp_path / "s")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "dimattn", "study", "run", str(study.root), "--backend", "ray", "--ray-address",
+             cluster.address, "--threads", "1", "--retries", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        victim, pid, deadline = None, None, time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline and driver.poll() is None:
+            for run in study.runs:
+                if (run.dir / "rl_model_128_steps.zip").is_file() and (run.dir / LOCK).is_file():
+                    pid = int((run.dir / LOCK).read_text().split()[0])
+                    os.kill(pid, signal.SIGSTOP)
+                    if not (run.dir / "BreakoutNoFrameskip-v4.zip").exists():
+                        victim = run
+                        break
+                    os.kill(pid, signal.SIGCONT)  # finished meanwhile: not mid-run
+            time.sleep(0.02)
+        assert victim is not None, "no run was caught between its checkpoint at 128 steps and its end"
+        node = next(n for n in nodes if n.all_processes["raylet"][0].process.pid in _parents(pid))
+        cluster.remove_node(node, allow_graceful=False)
+        os.kill(pid, signal.SIGKILL)  # the node's processes die with it
+        out, _ = driver.communicate(timeout=600)
+    finally:
+        cluster.shutdown()
+    assert driver.returncode == 0, out
+    assert_like_a_local_run(study)
+    log = (victim.dir / TRAIN_LOG).read_text()
+    assert [a.split("attempt ")[1][:3] for a in attempts(victim)] == ["1/2", "2/2"], log
+    assert "attempt 1/2 failed: Ray:" in log and f"resuming {victim.dir} from rl_model_128_steps.zip" in log
+    other = next(r for r in study.runs if r != victim)
+    assert len(attempts(other)) == 1
