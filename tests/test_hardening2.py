@@ -229,3 +229,52 @@ def test_a_run_with_no_evaluation_says_why_at_the_end(eval_freq, said, tmp_path)
         assert "evaluations" not in text
     else:
         assert said in text and "give a smaller --eval-freq, e.g. 5,000" in text
+
+
+# ----------------------------------------------------------------------------- 11: output to a file or a pipe
+def test_train_progress_into_a_pipe_is_whole_lines(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "dimattn", "train", "--env", "Pong", "-f", str(tmp_path), "-n", "512",
+                           "--eval-freq", "256", "--eval-episodes", "1", "-P", *TINY], env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert "\r" not in done.stdout  # no bar redrawn in place
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("eval @ ") for line in lines) == 2, lines  # each evaluation on its own line
+    assert any(line.startswith("training: 512/512 (100%)") and "step/s" in line for line in lines), lines
+
+
+def test_report_progress_into_a_pipe_is_whole_lines(tmp_path):
+    root = write_study(tmp_path / "s", games=("Pong",), agents=("NA", "CWCA"), seeds=(0, 1), n_evals=2, episodes=1)
+    done = subprocess.run([sys.executable, "-m", "dimattn", "report", str(root), "--out", str(tmp_path / "r"),
+                           "--reps", "20"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert "\r" not in done.stdout
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("bootstrap: ") and "(100%)" in line for line in lines), lines
+    assert any(line.startswith("figures: ") and "(100%)" in line for line in lines), lines
+
+
+def test_plain_progress_lines_come_every_so_often_and_at_the_end():
+    import io
+
+    from dimattn.console import Lines, progress
+
+    out = io.StringIO()
+    bar = progress(total=50_000, initial=2_000, desc="training", unit="step", unit_scale=True, every=0, file=out)
+    assert isinstance(bar, Lines)  # a StringIO is not a terminal
+    for _ in range(3):
+        bar.update(16_000)
+    bar.set_postfix_str("game score 4.0")
+    bar.close()
+    bar.close()  # once
+    lines = out.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["training: 18.0k/50.0k (36%)", "training: 34.0k/50.0k (68%)",
+                                                      "training: 50.0k/50.0k (100%)", "training: 50.0k/50.0k (100%)"]
+    assert lines[-1].endswith("game score 4.0")
+    quiet = io.StringIO()
+    bar = progress(total=3, every=3600, file=quiet)
+    bar.update(3)
+    assert quiet.getvalue() == ""  # nothing between the periods ...
+    bar.close()
+    assert quiet.getvalue().startswith("3/3 (100%)")  # ... and the last line at the end

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dimattn import console
 from dimattn.analysis import figures, stats, tables
 from dimattn.analysis.compare import Comparison, compare
 from dimattn.analysis.compare_report import write_comparison
@@ -141,8 +142,6 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     Every number is computed before the first file is written, so input that cannot be analysed
     leaves no partial report behind.
     """
-    from tqdm.auto import tqdm
-
     tdir, fdir = out / "tables", out / "figures"
     files: list[Path] = []
     what = "last evaluation of each seed" if use_last else "mean over each seed's evaluation period"
@@ -159,7 +158,7 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     curves, _, steps = stats.run_curves(stats.human_normalized(df))
     taus = stats.profile_taus(matrices)
     n_boot = len(matrices) * 3 + max(len(matrices) - 1, 0)
-    with tqdm(total=n_boot, desc="bootstrap", unit="estimate", disable=not progress, leave=False) as bar:
+    with console.progress(total=n_boot, desc="bootstrap", unit="estimate", disable=not progress, leave=False) as bar:
         agg = stats.aggregate_metrics(matrices, reps, seed, bar.update)
         poi = stats.probability_of_improvement(matrices, "NA", reps, seed, bar.update)
         profiles, profile_cis = stats.performance_profiles(matrices, taus, reps, seed, bar.update)
@@ -205,8 +204,8 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
         "learning_curves": lambda: figures.learning_curves_figure(learning),
     }
     pngs = {}
-    for name, draw in tqdm([(k, v) for k, v in drawn.items() if v is not None], desc="figures", unit="figure",
-                           disable=not progress, leave=False):
+    for name, draw in console.progress([(k, v) for k, v in drawn.items() if v is not None], desc="figures",
+                                       unit="figure", disable=not progress, leave=False):
         # The learning-curve grid sets its own margins; cropping it would cost seconds.
         paths = figures.save_figure(draw(), fdir / name, crop=name != "learning_curves")
         files += paths

@@ -112,7 +112,8 @@ def axes_command(games: list[str], steps: int = DEFAULT_STEPS, seed: int = 0, ch
     results: list[GameAxis] = []
     start = time.perf_counter()
     for i, game in enumerate(names):
-        print(f"[{i + 1}/{len(names)}] playing {game} ({steps} steps)...", end="\r", file=sys.stderr, flush=True)
+        if sys.stderr.isatty():  # a transient status, redrawn in place; in a file or pipe the lines below say it
+            print(f"[{i + 1}/{len(names)}] playing {game} ({steps} steps)...", end="\r", file=sys.stderr, flush=True)
         results.append(measure_game(game, steps, seed, policies.get(game)))
         echo(results[-1].line())
     echo(f"measured {len(results)} games in {time.perf_counter() - start:.0f} s")

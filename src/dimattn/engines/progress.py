@@ -20,16 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from dimattn.console import progress
+
 
 class ProgressBar:
-    """A tqdm bar of environment steps from ``initial`` (a resumed run's steps) to ``total``."""
+    """A tqdm bar of environment steps from ``initial`` (a resumed run's steps) to ``total``; plain lines
+    every 30 s when the output is not a terminal (:func:`dimattn.console.progress`)."""
 
     def __init__(self, total: int, initial: int = 0) -> None:
-        from tqdm import tqdm
-
         self.total = int(total)
-        self.bar = tqdm(total=self.total, initial=min(int(initial), self.total), unit="step", unit_scale=True,
-                        dynamic_ncols=True, smoothing=0.1)
+        self.bar = progress(total=self.total, initial=min(int(initial), self.total), desc="training", unit="step",
+                            unit_scale=True, dynamic_ncols=True, smoothing=0.1)
 
     def update_to(self, steps: int, scores: Iterable[float] | None = None) -> None:
         """Move the bar to ``steps`` (clamped to the total); ``scores``: the recent games' scores, if any."""

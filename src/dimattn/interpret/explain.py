@@ -191,9 +191,9 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
     """``dimattn explain``: load the agents, get observations, write figures, arrays and tables to ``out``."""
     from rich.console import Console
     from rich.table import Table
-    from tqdm import tqdm
 
     from dimattn.agents.checkpoints import load_agent
+    from dimattn.console import progress
     from dimattn.games import canonical_game
     from dimattn.interpret.play import check_game_fits, collect_observations
 
@@ -217,7 +217,7 @@ def explain_command(checkpoints: Sequence[str | Path], out: str | Path, agent: s
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(tqdm(names, desc="figures", unit="obs", disable=len(names) < 3)):
+    for i, name in enumerate(progress(names, desc="figures", unit="obs", disable=len(names) < 3)):
         state_representation_figure(obs, name, explanations, i, out / f"state_{name}.png")
     save_arrays(out / "explain.npz", obs, names, explanations)
     write_measures_csv(out / "measures.csv", names, explanations)

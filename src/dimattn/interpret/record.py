@@ -79,8 +79,8 @@ def record(model: ActorCritic, game: str, out: str | Path, episodes: int = 1, se
     episode is held for a second with the final score. Returns the episode scores.
     """
     import imageio.v2 as imageio
-    from tqdm import tqdm
 
+    from dimattn.console import progress as progress_bar
     from dimattn.interpret.measures import grad_cam
 
     out = Path(out)
@@ -99,8 +99,8 @@ def record(model: ActorCritic, game: str, out: str | Path, episodes: int = 1, se
                                "install imageio-ffmpeg for .mp4 or write a .gif") from None
         written = False
         try:
-            bar = tqdm(total=episodes, desc=f"recording {model.agent} on {game}", unit="episode",
-                       disable=not progress)
+            bar = progress_bar(total=episodes, desc=f"recording {model.agent} on {game}", unit="episode",
+                               disable=not progress)
             for step in play(model, game, episodes, seed, deterministic, max_steps):
                 screen = step.screen
                 left = f"episode {step.episode + 1}/{episodes}  score {_score(step.score)}"
