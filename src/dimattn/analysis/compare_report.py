@@ -140,15 +140,18 @@ def _color(agent: str) -> tuple[float, float, float]:
     return figures.agent_colors().get(agent, (0.1, 0.1, 0.1))
 
 
-def curves_figure(c: Comparison, ncols: int = 4) -> Figure:
+def curves_figure(c: Comparison) -> Figure:
     """One panel per (game, agent): your seeds (thin), your mean (thick), the other side's mean ± SE up to
     your budget (band) and beyond it (faint); for an agent they lack, each of their agents' means."""
     from matplotlib.ticker import MaxNLocator
 
     panels = list(c.cells.groupby(["game", "agent"], sort=False))
-    ncols = min(ncols, len(panels))
+    many = len(panels) > 16  # a whole study (280 panels): small panels, fixed margins (tight_layout takes minutes)
+    ncols = min(8 if many else 4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 0.6, 2.6 * nrows + 0.9), squeeze=False)
+    pw, ph = (2.3, 1.9) if many else (3.4, 2.6)
+    width, height = pw * ncols + 0.6, ph * nrows + 0.9
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
     for ax, ((game, agent), cells) in zip(axes.flat, panels):
         grid = c.grids[game]
         for other in cells["versus"]:
@@ -166,11 +169,12 @@ def curves_figure(c: Comparison, ncols: int = 4) -> Figure:
         r = cells.iloc[0]
         verdict = r.verdict if len(cells) == 1 else ", ".join(f"{v}: {n}" for v, n in
                                                               cells["verdict"].value_counts().items())
-        ax.set_title(f"{game} · {agent}" + ("" if len(cells) == 1 else " vs all"), fontsize=9, pad=12)
+        ax.set_title(f"{game} · {agent}" + ("" if len(cells) == 1 else " vs all"), fontsize=8 if many else 9,
+                     pad=11 if many else 12)
         if len(cells) == 1:
             verdict = f"{verdict}  {r['diff']:+.2f} [{_num(r.low)}, {_num(r.high)}]"
         ax.text(0.5, 1.01, verdict,
-                transform=ax.transAxes, ha="center", va="bottom", fontsize=8,
+                transform=ax.transAxes, ha="center", va="bottom", fontsize=6 if many else 8,
                 color=VERDICT_COLORS.get(r.verdict, "k") if len(cells) == 1 else "k")
         ax.tick_params(labelsize=7)
         ax.yaxis.set_major_locator(MaxNLocator(4))
@@ -186,7 +190,11 @@ def curves_figure(c: Comparison, ncols: int = 4) -> Figure:
                          "your budget"], loc="upper center", ncol=5, frameon=False, fontsize=8)
     fig.supxlabel("Environment steps (millions)", fontsize=9)
     fig.supylabel("Score (mean of an evaluation's episodes)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.6 * nrows + 0.9)))
+    if many:
+        fig.subplots_adjust(left=0.95 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - 0.8 / height,
+                            wspace=0.3, hspace=0.65)
+    else:
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     return fig
 
 
@@ -251,7 +259,8 @@ def write_comparison(c: Comparison, out: str | Path) -> Written:
     for name, fig in drawn.items():
         if fig is None:
             continue
-        paths = figures.save_figure(fig, out / "figures" / name)
+        # A whole study's grid sets its own margins; cropping it would cost seconds.
+        paths = figures.save_figure(fig, out / "figures" / name, crop=name != "curves" or len(fig.axes) <= 16)
         files += paths
         pngs.append((paths[0], captions[name]))
     for name, frame in (("compare", c.cells), ("versus", c.versus), ("aggregates", c.aggregates)):
