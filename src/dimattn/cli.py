@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
+from dimattn.engines import stopping
 from dimattn.engines.config import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
@@ -435,7 +436,12 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-parallel", type=bounded(1, 1_000_000), default=None,
                    help="at most this many runs at once (array %%N)")
     g.add_argument("--array-size", type=bounded(1, 1_000_000), default=None,
-                   help="split into arrays of at most N tasks (default: slurm 1000, pbs 10000)")
+                   help="split into arrays of at most N tasks (default: slurm 1000, or the cluster's MaxArraySize "
+                        "with --submit; pbs 10000)")
+    g.add_argument("--chain", type=bounded(1, 1000), default=1, metavar="N",
+                   help="with --submit: submit each script N times, each waiting for the one before to end "
+                        "(afterany), so runs stopped by a walltime resume by themselves; finished runs exit at "
+                        "once (default 1)")
     g.add_argument("--setup", action="append", default=[], metavar="LINE",
                    help="shell line to run before training, e.g. 'module load python' (repeatable)")
     g.add_argument("--python", default=None, help="Python interpreter on the compute nodes (default: this one; "
@@ -546,22 +552,25 @@ def _check_gpus(args: argparse.Namespace) -> None:
 def _study_jobscripts(args: argparse.Namespace, study) -> int:
     import sys
 
-    from dimattn.study.jobscripts import LOGS, JobResources, submit, write_scripts
+    from dimattn.study.jobscripts import LOGS, JobResources, site_array_size, submit, submit_commands, write_scripts
 
     res = JobResources(ncpus=args.threads or 2, mem=args.mem, walltime=args.walltime, ngpus=args.ngpus,
                        queue=args.queue, account=args.account, max_parallel=args.max_parallel,
                        array_size=args.array_size, setup=args.setup, python=args.python or sys.executable)
+    if args.submit and res.array_size is None:
+        res.array_size = site_array_size(args.backend)  # a cluster's MaxArraySize below the default
     paths = write_scripts(study, args.backend, res, retries=args.retries, pack=args.pack)
-    tool = "qsub" if args.backend == "pbs" else "sbatch"
+    serial = args.max_parallel is not None and len(paths) > 1  # %N caps one array: arrays go one after another
     for path in paths:
         print(f"wrote {path}")
     if args.submit:
-        for path, job in zip(paths, submit(args.backend, paths, study.root / LOGS)):
-            print(f"submitted {path.name}: job {job}")
+        for path, jobs in zip(paths, submit(args.backend, paths, study.root / LOGS, args.chain, serial)):
+            print(f"submitted {path.name}: job {jobs[0]}"
+                  + (f", then {', '.join(jobs[1:])}, each after the one before ends" if len(jobs) > 1 else ""))
         print(f"watch it: dimattn study status {study.root}")
     else:
-        print(f"submit with: cd {study.root / LOGS} && " + " && ".join(f"{tool} {p}" for p in paths)
-              + f"   (or add --submit); watch it: dimattn study status {study.root}")
+        print(f"submit with: {submit_commands(args.backend, paths, study.root / LOGS, args.chain, serial)}"
+              f"   (or add --submit); watch it: dimattn study status {study.root}")
     return 0
 
 
@@ -572,13 +581,16 @@ def _study_run_one(args: argparse.Namespace) -> int:
         _check_study_writable(Path(args.dir))
     outcomes = run_one(args.dir, index=args.index, threads=args.threads or default_threads(), retries=args.retries,
                        pack=args.pack)
-    return 1 if any(o.state == "failed" for o in outcomes) else 0
+    if any(o.state == "failed" for o in outcomes):
+        return 1
+    return stopping.EXIT_STOPPED if any(o.state == "stopped" for o in outcomes) else 0
 
 
 def _study_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from dimattn.study.board import status_summary, status_table
+    from dimattn.study.jobscripts import chain_lines
     from dimattn.study.spec import Study
     from dimattn.study.status import STATES, statuses
 
@@ -592,6 +604,8 @@ def _study_status(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(status_table(study, [r for r in rows if only is None or r.state in only]))
     console.print(status_summary(rows), highlight=False)
+    for line in chain_lines(study):  # the jobs of the last --submit, as the scheduler sees them
+        console.print(line, highlight=False)
     return 0 if all(r.state == "done" for r in rows) else 1
 
 
@@ -706,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {name: run for name, _, run in COMMANDS}[args.command]
+    handler = stopping.terminate_on_sigterm()  # SIGTERM: one line, as Ctrl-C (training stops cleanly instead)
     try:
         if hasattr(args, "plugin"):  # every block registered before a name is looked up
             from dimattn.agents.registry import load_plugins
@@ -720,9 +735,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dimattn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except stopping.Terminated as exc:
+        print(f"dimattn {args.command}: {exc}", file=sys.stderr)
+        return stopping.EXIT_TERMINATED
+    except stopping.Stopped as exc:  # a checkpoint was written: training can resume from it
+        print(f"dimattn {args.command}: {exc}", file=sys.stderr)
+        return stopping.EXIT_STOPPED
     except BrokenPipeError:  # the reader went away (`dimattn axes ... | head -1`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 128 + signal.SIGPIPE
+    finally:
+        stopping.restore(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,10 +39,9 @@ class Stopped(Exception):
 
     def __init__(self, signal_name: str, steps: int, checkpoints: Sequence[Path]) -> None:
         self.signal, self.steps, self.checkpoints = signal_name, steps, list(checkpoints)
-        where = (self.checkpoints[0] if len(self.checkpoints) == 1
-                 else f"{len(self.checkpoints)} runs' {self.checkpoints[0].name}")
-        super().__init__(f"stopped by {signal_name} at {steps:,} steps, after saving {where}: "
-                         "run it again to resume from there")
+        name = self.checkpoints[0].name if self.checkpoints else "its checkpoint"
+        where = name if len(self.checkpoints) <= 1 else f"each run's {name}"
+        super().__init__(f"stopped by {signal_name} at {steps:,} steps, after saving {where} (resumable)")
 
 
 class Terminated(BaseException):  # like KeyboardInterrupt: `except Exception` does not swallow it

@@ -124,7 +124,7 @@ def status_table(study: Study, rows: list[RunStatus]) -> Table:
                           ("state", "left"), ("steps kept", "right"), ("last eval", "right"),
                           ("last score", "right"), ("note", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    colour = {"done": "green", "running": "cyan", "failed": "red", "pending": "white"}
+    colour = {"done": "green", "running": "cyan", "failed": "red", "pending": "white", "stopped": "yellow"}
     for s in rows:
         table.add_row(str(s.run.index), s.run.game, s.run.agent, str(s.run.seed),
                       f"[{colour[s.state]}]{s.state}[/]", f"{s.steps:,}/{study.spec.n_timesteps:,}",
@@ -135,4 +135,5 @@ def status_table(study: Study, rows: list[RunStatus]) -> Table:
 
 def status_summary(rows: list[RunStatus]) -> str:
     counts = {state: sum(r.state == state for r in rows) for state in STATES}
-    return f"{len(rows)} runs: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "pending"))
+    return (f"{len(rows)} runs: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "failed", "pending"))
+            + (f", {counts['stopped']} stopped (resumable)" if counts["stopped"] else ""))

@@ -30,6 +30,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from dimattn.engines import stopping
 from dimattn.engines import train as trainer  # looked up at each call: tests stand in for train_pack
 from dimattn.engines.rundir import CONFIG, read_config
 from dimattn.errors import DimattnError
@@ -37,13 +38,14 @@ from dimattn.fileio import atomic_write_text
 from dimattn.host import usable_cores
 from dimattn.study.locks import lock_holder, run_lock
 from dimattn.study.packs import check_runnable, pack_of
-from dimattn.study.spec import ERROR_LOG, ERROR_TAIL, TRAIN_LOG, Run, Study
+from dimattn.study.spec import ERROR_LOG, ERROR_TAIL, STOP_LOG, TRAIN_LOG, Run, Study
 from dimattn.study.status import is_done
 
 
 @dataclass
 class Outcome:
-    """What one attempt at a run came to: ``done``, ``busy`` (another process holds it) or ``failed``."""
+    """What one attempt at a run came to: ``done``, ``busy`` (another process holds it), ``failed``, or
+    ``stopped`` (on SIGTERM/SIGUSR1, after writing its checkpoint: resumable)."""
 
     index: int
     state: str
@@ -174,7 +176,9 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str, packed: b
         append_log(run, f"{_header(run, attempt, threads)}, in a pack of {size} ({names}); "
                         f"its output is in {first.dir / TRAIN_LOG} ===")
     start = time.monotonic()
-    failure = None
+    failure, stopped = None, None
+    for run in ready:  # this attempt is the run's state now
+        (run.dir / STOP_LOG).unlink(missing_ok=True)
     with output_to(first.dir / TRAIN_LOG):
         print(_header(first, attempt, threads) + (f", a pack of {size}: {names}" if packed else "") + " ===",
               flush=True)
@@ -184,21 +188,36 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str, packed: b
                                    tensorboard_log=[str(r.dir / "tb") for r in ready])
             else:
                 trainer.train(study.config(first), first.dir, tensorboard_log=str(first.dir / "tb"))
+        except stopping.Stopped as exc:  # every member's checkpoint is written: resumable
+            print(exc, flush=True)
+            stopped = exc
         except BaseException as exc:  # noqa: BLE001 - a run's failure must not take the study down
             traceback.print_exc()
             failure = _failure(attempt, exc)
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, (KeyboardInterrupt, stopping.Terminated)):
                 raise
     took = f"trained in {_duration(time.monotonic() - start)}" + (f", a pack of {size}" if packed else "")
     outcomes = {}
     for run in ready:
-        if failure is not None:
+        if stopped is not None:
+            record_stop(run, stopped)
+            outcomes[run.index] = Outcome(run.index, "stopped", str(stopped))
+        elif failure is not None:
             record_failure(run, failure, output_of=first)
             outcomes[run.index] = Outcome(run.index, "failed", failure)
         else:
             (run.dir / ERROR_LOG).unlink(missing_ok=True)
             outcomes[run.index] = Outcome(run.index, "done", took)
     return outcomes
+
+
+def record_stop(run: Run, stopped: stopping.Stopped) -> None:
+    """Mark a run stopped, resumable (``stopped.log``, which ``study status`` reads): what stopped it, when,
+    where, and the scheduler's job; an earlier attempt's ``error.log`` no longer describes it."""
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
+    where = f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {socket.gethostname()}" + (f", job {job}" if job else "")
+    atomic_write_text(run.dir / STOP_LOG, f"{stopped} ({where})\n")
+    (run.dir / ERROR_LOG).unlink(missing_ok=True)
 
 
 def _duration(seconds: float) -> str:
@@ -237,7 +256,7 @@ def run_one(root: str | Path, index: int | None = None, threads: int = 1, retrie
             print(f"run {outcome.index} {study.runs[outcome.index].name}: {outcome.state}: {outcome.message}",
                   flush=True)
         todo = [i for i in todo if outcomes[i].state == "failed"]
-        if not todo:
+        if not todo or stopping.requested():  # asked to stop: no new attempt
             break
     return [outcomes[r.index] for r in group.runs]
 

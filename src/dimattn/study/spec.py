@@ -50,10 +50,12 @@ from dimattn.fileio import atomic_write_text
 from dimattn.games import GAME_SETS, resolve_games
 
 SPEC = "study.yml"
-CONF = "conf.yml"
+CONF = "conf.yml"  # the study's own copy of --conf-file: the only conf_file a study.yml may name
+MAX_SPEC_BYTES = 1_000_000  # a study.yml dimattn writes is a few hundred bytes; 56 games a few KB
 RUNS = "runs"
 TRAIN_LOG = "train.log"
 ERROR_LOG = "error.log"
+STOP_LOG = "stopped.log"  # a run stopped on SIGTERM/SIGUSR1 after its checkpoint: resumable (engines.stopping)
 ERROR_TAIL = 60  # lines of the failing attempt's output kept in error.log: a whole traceback through a pack
 _SEEDS = re.compile(r"^\s*(\d{1,12})\s*(?:-\s*(\d{1,12})\s*)?$")
 MAX_SEEDS = 1000  # seeds per study: more is a typo (a range of 10^8 seeds used to hang `study init`)
@@ -130,6 +132,38 @@ def _agents(value: str | list) -> list[str]:
     return list(dict.fromkeys(check_agent(a) for a in items if str(a).strip()))
 
 
+def _names(value: Any, key: str, source: str, example: str) -> None:
+    """``games`` / ``agents``: a string (a set or a comma-separated list) or a list of strings."""
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list):
+        raise DimattnError(f"{source}: {key} must be a string or a list of strings such as [{example}], "
+                           f"got {type(value).__name__} {str(value)[:40]}")
+    for item in value:
+        if not isinstance(item, str):
+            raise DimattnError(f"{source}: {key} must be a list of strings such as [{example}], but it holds "
+                               f"{type(item).__name__} {str(item)[:40]}")
+
+
+def _check_hyperparams(value: Any, source: str) -> None:
+    """``hyperparams``: a mapping of names to what ``--hyperparams key:value`` takes: a number, true/false,
+    or the value's text (``lin_2.5e-4``, ``dict(...)``); never a nested YAML list or mapping."""
+    if not isinstance(value, dict):
+        raise DimattnError(f"{source}: hyperparams must be a mapping of key: value")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise DimattnError(f"{source}: hyperparams key {key!r} is not a name; write e.g. n_envs: 8")
+        if not isinstance(item, (str, int, float)) or item is None:
+            raise DimattnError(f"{source}: hyperparams {key} must be a number, true/false or text as --hyperparams "
+                               f"takes it (e.g. n_envs: 8), got {type(item).__name__} {str(item)[:40]}")
+
+
+def _check_conf_file(value: Any, source: str) -> None:
+    if value is not None and value != CONF:
+        raise DimattnError(f"{source}: conf_file must be {CONF}, the study's own copy of --conf-file (study init "
+                           f"writes it), or absent; got {str(value)[:60]!r}")
+
+
 def spec_from_dict(d: Any, source: str) -> StudySpec:
     """Check a parsed ``study.yml`` and return the spec; raise DimattnError naming the first problem."""
     if not isinstance(d, dict):
@@ -146,6 +180,11 @@ def spec_from_dict(d: Any, source: str) -> StudySpec:
         raise DimattnError(f"{source}: name must be a non-empty string")
     if not isinstance(spec.games, (str, list)):
         raise DimattnError(f"{source}: games must be a named set ({', '.join(GAME_SETS)}) or a list of games")
+    _names(spec.games, "games", source, "Pong, Breakout")
+    _names(spec.agents, "agents", source, "NA, CWCA")
+    if not isinstance(spec.seeds, (str, int, list)):
+        raise DimattnError(f"{source}: seeds must be a list of integers or a range such as 0-4, got "
+                           f"{type(spec.seeds).__name__} {str(spec.seeds)[:40]}")
     spec.agents = _agents(spec.agents)
     spec.seeds = parse_seeds(spec.seeds)
     for key in ("n_timesteps", "eval_episodes"):
@@ -157,12 +196,12 @@ def spec_from_dict(d: Any, source: str) -> StudySpec:
             raise DimattnError(f"{source}: {key} must be an integer, got {getattr(spec, key)!r}")
     if spec.engine not in ENGINES:
         raise DimattnError(f"{source}: unknown engine {spec.engine!r}; choose one of {', '.join(ENGINES)}")
+    if not isinstance(spec.engine, str) or spec.engine not in ENGINES:
+        raise DimattnError(f"{source}: unknown engine {str(spec.engine)[:40]!r}; choose one of {', '.join(ENGINES)}")
     if spec.hyperparams is None:
         spec.hyperparams = {}
-    if not isinstance(spec.hyperparams, dict):
-        raise DimattnError(f"{source}: hyperparams must be a mapping of key: value")
-    if spec.conf_file is not None and not isinstance(spec.conf_file, str):
-        raise DimattnError(f"{source}: conf_file must be a file name")
+    _check_hyperparams(spec.hyperparams, source)
+    _check_conf_file(spec.conf_file, source)
     games = spec.game_list  # raises on an unknown game
     if not games or not spec.agents or not spec.seeds:
         empty = "games" if not games else "agents" if not spec.agents else "seeds"
@@ -204,14 +243,12 @@ class Study:
             raise DimattnError(
                 f"{root} is not a study directory (no {SPEC}); create one with `dimattn study init {root}`"
             )
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise DimattnError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        study = cls(root, spec_from_dict(raw, str(path)), [])
+        study = cls(root, spec_from_dict(read_spec(path), str(path)), [])
         study.runs = expand(study.root, study.spec)
         if validate:
             study.base_configs()
+        else:  # the types inside hyperparams, and the steps' bounds, as a run would check them: one configuration
+            study._build(study.spec.game_list[0], study.spec.agents[0])
         return study
 
     @property
@@ -220,11 +257,20 @@ class Study:
 
     def base_configs(self) -> dict[tuple[str, str], RunConfig]:
         """The resolved configuration of every (game, agent), seed 0; raises on the first bad one."""
-        if self.conf_path is not None and not self.conf_path.is_file():
-            raise DimattnError(f"{self.root / SPEC} names conf_file {self.spec.conf_file}, which is missing")
         return {(g, a): self._build(g, a) for g in self.spec.game_list for a in self.spec.agents}
 
+    def _check_conf_path(self) -> None:
+        """The study's conf.yml exists and is the study's own (not a link out of the study folder)."""
+        if self.conf_path is None:
+            return
+        if not self.conf_path.is_file():
+            raise DimattnError(f"{self.root / SPEC} names conf_file {self.spec.conf_file}, which is missing")
+        if not self.conf_path.resolve().is_relative_to(self.root.resolve()):
+            raise DimattnError(f"{self.conf_path} leads out of the study folder (to {self.conf_path.resolve()}); "
+                               f"the study's {CONF} must be its own copy: replace the link with the file")
+
     def _build(self, game: str, agent: str, seed: int = 0) -> RunConfig:
+        self._check_conf_path()
         s = self.spec
         return build_config(game, agent=agent, hyperparams=s.hyperparam_items(), conf_file=self.conf_path,
                             seed=seed, n_timesteps=s.n_timesteps, eval_freq=s.eval_freq,
@@ -262,6 +308,33 @@ class Study:
                     f"run {run.name} was started with another {diff[0]} ({found.get(diff[0])!r}, the spec now gives "
                     f"{expected[diff[0]]!r}); {SPEC} changed after runs started: restore it or use a new study folder"
                 )
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: ``*name`` can make a short document expand without bound (a
+    "billion laughs"), and a study.yml dimattn writes never holds one. Refused as the parser meets it."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "holds an alias (*name), which a study.yml may not "
+                                              "use; write the value out", mark)
+        return super().compose_node(parent, index)
+
+
+def read_spec(path: Path) -> Any:
+    """The parsed ``study.yml`` at ``path``: bounded in size, no aliases, nesting as deep as Python allows."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise DimattnError(f"{path} is {size:,} bytes; a study.yml is a few KB (at most {MAX_SPEC_BYTES:,})")
+        return yaml.load(path.read_text(), Loader=_SpecLoader)  # noqa: S506 - a SafeLoader, stricter
+    except yaml.YAMLError as exc:
+        raise DimattnError(f"{path} is not a study spec: {' '.join(str(exc).split())[:200]}") from None
+    except RecursionError:
+        raise DimattnError(f"{path} is nested too deeply to be a study spec") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DimattnError(f"cannot read {path}: {exc}") from None
 
 
 def expand(root: Path, spec: StudySpec) -> list[Run]:

@@ -1,4 +1,5 @@
-"""The state of each run of a study, read from its folder: pending / running / done / failed."""
+"""The state of each run of a study, read from its folder: pending / running / done / failed / stopped
+(on a signal, after writing its checkpoint: resumable)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from dimattn.engines.rundir import EVALUATIONS, EvalHistory, checkpoints, final_
 from dimattn.errors import DimattnError
 from dimattn.games import v4_id
 from dimattn.study.locks import lock_holder
-from dimattn.study.spec import ERROR_LOG, Run, Study
+from dimattn.study.spec import ERROR_LOG, STOP_LOG, Run, Study
 
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "done", "failed", "stopped")
 
 
 @dataclass
@@ -62,6 +63,10 @@ def run_status(study: Study, run: Run) -> RunStatus:
     if error.is_file():
         first = error.read_text(errors="replace").splitlines()[:1]
         return RunStatus(run, "failed", steps, score, (first[0] if first else "error.log")[:160], eval_steps)
+    stop = run.dir / STOP_LOG
+    if stop.is_file():
+        first = stop.read_text(errors="replace").splitlines()[:1]
+        return RunStatus(run, "stopped", steps, score, (first[0] if first else STOP_LOG)[:160], eval_steps)
     return RunStatus(run, "pending", steps, score, problem, eval_steps)
 
 
