@@ -232,18 +232,24 @@ class Totals:
         fields = len(LossTerms._fields)
         self.every, self.last = torch.zeros(k, fields, device=device), torch.zeros(k, fields, device=device)
         self.counts = torch.zeros(k, 2, device=device)  # minibatches taken: all, in the last epoch
+        self.count_as = {False: torch.tensor([1.0, 0.0], device=device), True: torch.tensor([1.0, 1.0], device=device)}
         self.loss = torch.full((k,), float("nan"), device=device)
 
     def add(self, terms: LossTerms, last_epoch: bool, taken: torch.Tensor | None = None) -> None:
-        """``taken`` (K,): which networks stepped on this minibatch (default: all)."""
+        """``taken`` (K,): which networks stepped on this minibatch (default: all). A few small ops on the
+        device, no sync: a run alone pays ~5 kernel launches per minibatch for them."""
         row = torch.stack(terms, -1).reshape(self.every.shape)  # (K, fields)
-        on = torch.ones_like(self.loss, dtype=torch.bool) if taken is None else taken
-        row = torch.where(on[:, None], row, 0.0)
+        if taken is not None:  # the others' terms may be NaN (no transitions): left out, not multiplied by 0
+            row = torch.where(taken[:, None], row, 0.0)
         self.every += row
         if last_epoch:
             self.last += row
-        self.counts += torch.stack([on, on & last_epoch], -1)
-        self.loss = torch.where(on, terms.loss, self.loss)
+        if taken is None:
+            self.counts += self.count_as[last_epoch]
+            self.loss = terms.loss.reshape(self.loss.shape)
+        else:
+            self.counts += taken[:, None].float() * self.count_as[last_epoch]
+            self.loss = torch.where(taken, terms.loss, self.loss)
 
     def stats(self, explained: list[float]) -> list[UpdateStats]:
         """Each network's statistics, given its explained variance."""
