@@ -95,15 +95,21 @@ def versus_table(c: Comparison) -> tables.TextTable | None:
 
 
 def aggregates_table(c: Comparison) -> tables.TextTable | None:
+    """One row per (your agent, entry): median, IQM, mean HNS with CIs, and P(yours > it) where computed."""
     if c.aggregates.empty:
         return None
-    rows = [[r.agent, r.entry, r.metric, _num(r.estimate, 3), f"[{_num(r.low, 3)}, {_num(r.high, 3)}]", str(r.games)]
-            for r in c.aggregates.itertuples()]
+    metrics = [m for m in ("Median", "IQM", "Mean", "P(yours > it)") if m in set(c.aggregates["metric"])]
+    cells = c.aggregates.set_index(["agent", "entry", "metric"])
+    rows = []
+    for (agent, entry), g in c.aggregates.groupby(["agent", "entry"], sort=False):
+        rows.append([agent, entry, str(g["games"].iloc[0]), *[
+            f"{_num(cells.loc[(agent, entry, m), 'estimate'], 3)} [{_num(cells.loc[(agent, entry, m), 'low'], 3)}, "
+            f"{_num(cells.loc[(agent, entry, m), 'high'], 3)}]" if (agent, entry, m) in cells.index else "—"
+            for m in metrics]])
     caption = (f"Human-normalised scores at your budget over the games each agent of yours was compared on: median, "
                f"IQM and mean with 95% stratified-bootstrap CIs ({c.reps} replicates, rliable); for an agent the "
-               f"{c.label} runs lack, P(yours > theirs): the chance a run of yours beats a run of theirs on a game.")
-    return tables.TextTable(caption, ["Your agent", "Entry", "Metric", "Estimate", "95% CI", "Games"], rows,
-                            text_columns={0, 1, 2})
+               f"{c.label} runs lack, P(yours > it): the chance a run of yours beats a run of theirs on a game.")
+    return tables.TextTable(caption, ["Your agent", "Entry", "Games", *metrics], rows, text_columns={0, 1})
 
 
 def summary(c: Comparison) -> str:
