@@ -131,7 +131,7 @@ def test_bad_blocks_are_one_line_errors(scratch_block):
 
 
 def test_vmap_check_names_why_a_block_cannot_be_packed(scratch_block):
-    assert registry.vmap_problem("CWRCA", (16, 20, 20)) is None
+    assert registry.vmap_problem("CWRCA") is None and registry.vmap_problem("CWCA@conv2") is None
 
     class ItemGate(nn.Module):  # .item() leaves the tensor world: no vmap
         def forward(self, x):
@@ -139,7 +139,7 @@ def test_vmap_check_names_why_a_block_cannot_be_packed(scratch_block):
 
     scratch_block.append("ITEMGATE")
     registry.register("ITEMGATE", lambda shape: ItemGate(), "a data-dependent gate", "none")
-    problem = registry.vmap_problem("ITEMGATE", (16, 20, 20))
+    problem = registry.vmap_problem("ITEMGATE")
     assert problem and "\n" not in problem
 
 
@@ -189,3 +189,25 @@ def test_a_block_from_plugin_only_trains_records_and_loads(tmp_path):
                     "--n-obs", "1", "--out", "ex")
     assert explained.returncode == 0, explained.stderr
     assert "ROWPOOL@conv2" in (tmp_path / "ex" / "orientation.md").read_text()
+
+
+def test_a_block_that_cannot_be_vmapped_trains_its_pack_as_packs_of_one(tmp_path, scratch_block, capsys):
+    from dimattn.engines.config import build_config
+    from dimattn.engines.rundir import EvalHistory
+    from dimattn.engines.speed import Speed
+    from dimattn.engines.train import train_pack
+
+    class ItemGate(nn.Module):
+        def forward(self, x):
+            return x * float(x.mean().item() > 0)
+
+    scratch_block.append("ITEMGATE")
+    registry.register("ITEMGATE", lambda shape: ItemGate(), "a data-dependent gate", "none")
+    configs = [build_config("Pong", agent="ITEMGATE", seed=s, n_timesteps=256, engine="fast", eval_freq=256,
+                            eval_episodes=1, save_freq=0, hyperparams=["n_envs:2", "n_steps:128", "batch_size:64",
+                                                                        "n_epochs:1"]) for s in (0, 1)]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train_pack(configs, dirs, speed=Speed(torch_threads=1, vmap=True))
+    out = capsys.readouterr().out
+    assert "ITEMGATE's block does not run under torch.func.vmap" in out and "packs of one" in out
+    assert [EvalHistory.load(d).timesteps for d in dirs] == [[256], [256]]

@@ -350,10 +350,13 @@ def attention_maps(label: str, module: nn.Module, x: torch.Tensor) -> dict[str, 
     return dict(block.maps(module, x))
 
 
-def vmap_problem(label: str, shape: tuple[int, int, int], kwargs: Mapping[str, Any] | None = None) -> str | None:
-    """Why the block cannot run under ``torch.func.vmap`` (a packed run's K stacked networks), or None."""
+def vmap_problem(label: str, kwargs: Mapping[str, Any] | None = None,
+                 shape: tuple[int, int, int] | None = None) -> str | None:
+    """Why agent ``label``'s block cannot run under ``torch.func.vmap`` (a vmapped pack's K stacked networks),
+    tried on a dummy batch of two members, or None. ``shape``: the map's (C, H, W), by default where it sits."""
     from torch.func import functional_call, stack_module_state, vmap
 
+    shape = POSITIONS[split_label(label)[1]] if shape is None else shape
     try:
         nets = [build_block(label, shape, kwargs) for _ in range(2)]
         params, buffers = stack_module_state(nets)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dimattn.agents.registry import block_options, vmap_problem
 from dimattn.engines.acting import Envs
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.learners import make_learner
@@ -93,6 +94,11 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
           + "".join(f", {k}" for k in ("bf16", "channels_last", "cuda_graph", "compile", "vmap")
                     if getattr(speed, k)), flush=True)
     stacked = len(runs) > 1 and speed.vmap
+    if stacked and (why := _vmap_problem(runs[0])):
+        print(f"note: {runs[0].agent}'s block does not run under torch.func.vmap ({why}); its runs train as "
+              "packs of one", flush=True)
+        return [train_pack([a], [d], [tb], progress, verbose, resume, speed)[0]
+                for a, d, tb in zip(runs, run_dirs, tb_roots)]
     members = [new_member(a, Path(d), len(runs), stacked, resume) for a, d in zip(runs, run_dirs)]
     finals: dict[int, Path] = {}
     for start in sorted({m.start for m in members}):
@@ -110,6 +116,12 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
                                "device (--device)") from None
         finals.update(zip(group, paths))
     return [finals[i] for i in range(len(members))]
+
+
+def _vmap_problem(args: PPOArgs) -> str | None:
+    """Why the run's attention block cannot be vmapped (checked on a dummy batch), or None."""
+    kw = args.raw_policy_kwargs["features_extractor_kwargs"]
+    return vmap_problem(args.agent, block_options(kw.get("block_kwargs"), args.ada_attn, args.norm_softmax))
 
 
 def check_pack(runs: list[PPOArgs]) -> None:
