@@ -281,3 +281,12 @@ def test_bad_options_are_one_line(tmp_path, shipped, dimattn, capsys, argv, mess
     assert dimattn(["compare", str(tmp_path / "mine"), "--out", str(tmp_path / "out"), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, shipped, dimattn, capsys):
+    steps, scores = _cell(shipped, "Pong", "NA")
+    _write_seeds(tmp_path / "mine", "Pong", "NA", steps[:5], scores[:2, :5])
+    (tmp_path / "file").write_text("a file where a folder is expected")
+    assert dimattn(["compare", str(tmp_path / "mine"), "--out", str(tmp_path / "file" / "out"), "--reps", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"dimattn compare: error: cannot write output folder {tmp_path / 'file' / 'out'}")
