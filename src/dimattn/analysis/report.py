@@ -113,13 +113,14 @@ def _comparison_section(comparison: Comparison, out: Path, files: list[Path]) ->
     """Write the comparison's files (appended to ``files``) and return the page's section for it."""
     written = write_comparison(comparison, out)
     files += written.files
-    protocol = ("Protocol differences: " + "; ".join(comparison.protocol) + "." if comparison.protocol
-                else "Every run follows the published protocol (SPEC §3–4).")
+    protocol = tables.TextTable("Protocol differences, listed before any verdict: a comparison across protocols "
+                                "is allowed, never silent.", ["Your runs against the published protocol (SPEC §3–4)"],
+                                [[line] for line in comparison.protocol] or [["none: every run follows it"]])
     caveats = (" Caveats: " + "; ".join(comparison.notes) + ".") if comparison.notes else ""
-    text = (f"{protocol} {written.summary}. Each verdict compares your seeds with the {comparison.label} seeds at "
-            f"your budget (docs/report.md says how, and how often it errs).{caveats} Files: compare/compare.md, "
+    text = (f"{written.summary}. Each verdict compares your seeds with the {comparison.label} seeds at your budget "
+            f"(docs/report.md says how, and how often it errs).{caveats} Files: compare/compare.md, "
             "compare/compare.csv.")
-    return Section(f"Compared with the {comparison.label} study", text, written.figures, written.tables)
+    return Section(f"Compared with the {comparison.label} study", text, written.figures, [protocol, *written.tables])
 
 
 def _write(path: Path, text: str) -> Path:
