@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from dimattn.agents.attention import AGENTS
-from dimattn.agents.registry import check_agent
+from dimattn.agents.registry import block_record, check_agent
 from dimattn.engines.config import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
@@ -382,8 +382,18 @@ def init_study(root: str | Path, spec: StudySpec, conf_file: str | Path | None =
         f"# dimattn study: {len(study.runs)} runs = games × agents × seeds, each in runs/<Game>/<Agent>/seed<k>/.\n"
         "# Run it with `dimattn study run DIR`; watch it with `dimattn study status DIR`.\n"
     )
+    header += _blocks_comment(spec.agents)
     atomic_write_text(root / SPEC, header + yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return study, True
+
+
+def _blocks_comment(agents: list[str]) -> str:
+    """A comment naming the package (and version) behind each agent not of dimattn, for the people who read
+    study.yml; each run's config.yml records its block in full. Nothing reads it back."""
+    records = [block_record(a) for a in agents]
+    others = [f"{r['name']} ({r['package']} {r['version']})" if r["package"] else f"{r['name']} (a --plugin module)"
+              for r in records if r["package"] != "dimattn"]
+    return f"# blocks from plugins: {', '.join(dict.fromkeys(others))}\n" if others else ""
 
 
 def spec_from_options(root: str | Path, games: str, agents: str, seeds: str, name: str | None = None,
