@@ -279,6 +279,9 @@ def _aggregates(mine: pd.DataFrame, theirs: pd.DataFrame, grids: dict[str, Grid]
     ref, frames = reference_scores(), []
     for agent, g in cells.groupby("agent", sort=False):
         games = sorted(x for x in set(g["game"]) if x in ref)
+        if len(games) < g["game"].nunique():
+            note(f"{agent}: no reference score for {', '.join(sorted(set(g['game']) - set(games)))}; left out of "
+                 "the human-normalised aggregates")
         if not games:
             note(f"{agent}: no compared game has a reference score; no human-normalised aggregates")
             continue
