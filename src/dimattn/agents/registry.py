@@ -82,6 +82,7 @@ class Block:
 
 _BLOCKS: dict[str, Block] = {}  # upper-cased name -> block, in registration order
 _loaded: set[str] = set()        # entry points and --plugin modules already imported
+_ENTRY_POINTS_DONE = "<entry points>"
 
 
 def register(name: str, build: Builder, description: str, bias: str = "unknown",
@@ -133,11 +134,10 @@ def _distributions() -> Mapping[str, list[str]]:
 def load_plugins(modules: Iterable[str] = ()) -> None:
     """Import every installed ``dimattn.agents`` entry point (once), then ``modules`` (``--plugin``),
     then the modules named in ``$DIMATTN_PLUGINS``. Any failure is one line naming the plugin."""
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in () if _ENTRY_POINTS_DONE in _loaded else md.entry_points(group=ENTRY_POINT_GROUP):
         key = f"ep:{ep.value}"
         if key in _loaded:
             continue
-        _loaded.add(key)
         dist = getattr(ep, "dist", None)
         package = dist.name if dist else ep.name
         who = f"plugin {ep.name!r} of package {package}"
@@ -150,6 +150,8 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
         except Exception as exc:
             raise DimattnError(f"{who} failed to load ({type(exc).__name__}: {exc}".splitlines()[0]
                                + f"); fix it, or uninstall it: pip uninstall {package}") from None
+        _loaded.add(key)
+    _loaded.add(_ENTRY_POINTS_DONE)  # installed packages do not change while a command runs
     env = [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m]
     for module in [*modules, *env]:
         import_plugin(module)
