@@ -8,6 +8,7 @@ nothing written), run in-process through ``dimattn.cli.main``.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import shutil
 import signal
@@ -278,3 +279,81 @@ def test_plain_progress_lines_come_every_so_often_and_at_the_end():
     assert quiet.getvalue() == ""  # nothing between the periods ...
     bar.close()
     assert quiet.getvalue().startswith("3/3 (100%)")  # ... and the last line at the end
+
+
+# ----------------------------------------------------------------------------- 2: study.yml edited by hand
+SPEC = ("name: s\ngames: [Pong]\nagents: [NA]\nseeds: [0]\nn_timesteps: 256\neval_freq: 0\neval_episodes: 1\n"
+        "save_freq: 0\nengine: auto\nhyperparams: {}\n")
+BOMB = "".join(f"  a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+HAND_EDITED = [
+    # (what replaces a line of SPEC, or is appended; what the one line says)
+    (("games: [Pong]", "games: 5"), "games must be a named set"),
+    (("games: [Pong]", "games: [[Pong]]"), "games must be a list of strings such as [Pong, Breakout], but it holds"),
+    (("games: [Pong]", "games: [1]"), "games must be a list of strings such as [Pong, Breakout], but it holds int 1"),
+    (("agents: [NA]", "agents: 5"), "agents must be a string or a list of strings such as [NA, CWCA], got int 5"),
+    (("agents: [NA]", "agents: [[NA]]"), "agents must be a list of strings such as [NA, CWCA], but it holds list"),
+    (("seeds: [0]", "seeds: {a: 1}"), "seeds must be a list of integers or a range such as 0-4, got dict"),
+    (("seeds: [0]", "seeds: 1.5"), "seeds must be a list of integers or a range such as 0-4, got float"),
+    (("seeds: [0]", "seeds: [[0]]"), "seeds must be non-negative integers"),
+    (("n_timesteps: 256", "n_timesteps: 100000000000000000000"), "above the limit of 1e+12"),
+    (("eval_freq: 0", "eval_freq: [1]"), "eval_freq must be an integer"),
+    (("engine: auto", "engine: [fast]"), "unknown engine"),
+    (("hyperparams: {}", "hyperparams: [1, 2]"), "hyperparams must be a mapping of key: value"),
+    (("hyperparams: {}", "hyperparams: {n_envs: [1, 2]}"), "hyperparams n_envs must be a number, true/false or text"),
+    (("hyperparams: {}", "hyperparams: {1: 2}"), "hyperparams key 1 is not a name"),
+    (("hyperparams: {}", "hyperparams: {policy_kwargs: {a: b}}"), "hyperparams policy_kwargs must be a number"),
+    (("hyperparams: {}", "hyperparams: {n_envs: eight}"), "'eight'"),
+    (("hyperparams: {}", "hyperparams: {n_envs: 2.5}"), "n-envs must be a positive integer, got 2.5"),
+    (("hyperparams: {}", "hyperparams: {n_envs: true}"), "n-envs must be a positive integer, got True"),
+    (("hyperparams: {}", "hyperparams: {learning_rate: -1}"), "learning_rate must be above 0"),
+    (("", "conf_file: /etc/hostname\n"), "conf_file must be conf.yml, the study's own copy"),
+    (("", "conf_file: ../../conf.yml\n"), "conf_file must be conf.yml"),
+    (("", "conf_file: 5\n"), "conf_file must be conf.yml"),
+    (("hyperparams: {}\n", f"hyperparams:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n{BOMB}"),
+     "holds an alias (*name), which a study.yml may not use; write the value out (line 12"),
+    (("games: [Pong]", "games: " + "[" * 50_000 + "]" * 50_000), "nested too deeply"),
+    (("", "# " + "x" * 1_000_000 + "\n"), "a study.yml is a few KB"),
+    (("games: [Pong]", "games: [Pong"), "is not valid YAML for a study: expected ',' or ']'"),
+]
+
+
+@pytest.mark.parametrize("action", ["status", "run"])
+@pytest.mark.parametrize("edit,message", HAND_EDITED, ids=[e[1][:40] for e, _ in HAND_EDITED])
+def test_a_hand_edited_study_yml_is_checked_when_the_study_loads(edit, message, action, tmp_path, capsys):
+    root = tmp_path / "s"
+    root.mkdir()
+    old, new = edit
+    (root / "study.yml").write_text(SPEC.replace(old, new) if old else SPEC + new)
+    start = time.monotonic()
+    rc, _, err = run(["study", action, str(root)], capsys)
+    assert_one_line(rc, err, message)
+    assert time.monotonic() - start < 30  # promptly: an alias bomb is refused before it expands
+    assert sorted(p.name for p in root.iterdir()) == ["study.yml"]  # nothing written
+
+
+def test_a_conf_yml_that_links_out_of_the_study_is_refused(tmp_path, capsys):
+    root = tmp_path / "s"
+    root.mkdir()
+    (tmp_path / "elsewhere.yml").write_text("atari:\n  n_envs: 2\n")
+    (root / "conf.yml").symlink_to(tmp_path / "elsewhere.yml")
+    (root / "study.yml").write_text(SPEC + "conf_file: conf.yml\n")
+    for action in ("status", "run"):
+        rc, _, err = run(["study", action, str(root)], capsys)
+        assert_one_line(rc, err, f"{root / 'conf.yml'} leads out of the study folder")
+
+
+# ----------------------------------------------------------------------------- 5: storage behind a link
+@pytest.mark.skipif(not os.access("/sys/kernel", os.F_OK), reason="needs /sys/kernel (a folder no one may write)")
+def test_runs_behind_a_link_to_storage_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    root = tmp_path / "s"
+    assert run(["study", "init", str(root), "--games", "Pong", "--agents", "NA", "--seeds", "0", "-n", "256",
+                *TINY], capsys)[0] == 0
+    (root / "runs").symlink_to("/sys/kernel")  # sysfs: even root gets "permission denied" writing there
+    for argv in (["study", "run", str(root)], ["study", "run-one", str(root), "--index", "0"]):
+        rc, _, err = run(argv, capsys)
+        assert_one_line(rc, err, f"cannot write study's runs folder {root / 'runs'}: permission denied")
+    (root / "runs").unlink()
+    (root / "runs").symlink_to(tmp_path / "unmounted")
+    rc, _, err = run(["study", "run", str(root)], capsys)
+    assert_one_line(rc, err, f"cannot write study's runs folder {root / 'runs'}: it links to {tmp_path / 'unmounted'}"
+                             ", which does not exist")

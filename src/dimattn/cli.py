@@ -532,6 +532,11 @@ def _check_study_writable(root: Path) -> None:
     with writing(runs, "study's runs folder"):
         if runs.exists() and not runs.is_dir():
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(runs))
+    if runs.is_symlink() and not runs.exists():
+        raise DimattnError(f"cannot write study's runs folder {runs}: it links to {os.readlink(runs)}, which does not "
+                           "exist; mount that storage or point the link at a folder")
+    if runs.is_dir():  # a folder, or a link to storage elsewhere: probed as the study folder is
+        check_writable_dir(runs, "study's runs folder")
 
 
 def _check_gpus(args: argparse.Namespace) -> None:

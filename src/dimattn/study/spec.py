@@ -153,7 +153,7 @@ def _check_hyperparams(value: Any, source: str) -> None:
     for key, item in value.items():
         if not isinstance(key, str):
             raise DimattnError(f"{source}: hyperparams key {key!r} is not a name; write e.g. n_envs: 8")
-        if not isinstance(item, (str, int, float)) or item is None:
+        if item is not None and not isinstance(item, (str, int, float)):  # None: YAML null, e.g. target_kl
             raise DimattnError(f"{source}: hyperparams {key} must be a number, true/false or text as --hyperparams "
                                f"takes it (e.g. n_envs: 8), got {type(item).__name__} {str(item)[:40]}")
 
@@ -194,8 +194,6 @@ def spec_from_dict(d: Any, source: str) -> StudySpec:
     for key in ("eval_freq", "save_freq"):
         if not isinstance(getattr(spec, key), int) or isinstance(getattr(spec, key), bool):
             raise DimattnError(f"{source}: {key} must be an integer, got {getattr(spec, key)!r}")
-    if spec.engine not in ENGINES:
-        raise DimattnError(f"{source}: unknown engine {spec.engine!r}; choose one of {', '.join(ENGINES)}")
     if not isinstance(spec.engine, str) or spec.engine not in ENGINES:
         raise DimattnError(f"{source}: unknown engine {str(spec.engine)[:40]!r}; choose one of {', '.join(ENGINES)}")
     if spec.hyperparams is None:
@@ -330,7 +328,10 @@ def read_spec(path: Path) -> Any:
             raise DimattnError(f"{path} is {size:,} bytes; a study.yml is a few KB (at most {MAX_SPEC_BYTES:,})")
         return yaml.load(path.read_text(), Loader=_SpecLoader)  # noqa: S506 - a SafeLoader, stricter
     except yaml.YAMLError as exc:
-        raise DimattnError(f"{path} is not a study spec: {' '.join(str(exc).split())[:200]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(exc, "problem", None) or " ".join(str(exc).split())[:200]
+        raise DimattnError(f"{path} is not valid YAML for a study: {what}{where}") from None
     except RecursionError:
         raise DimattnError(f"{path} is nested too deeply to be a study spec") from None
     except (OSError, UnicodeDecodeError) as exc:
