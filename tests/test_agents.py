@@ -189,6 +189,9 @@ def test_a_block_from_plugin_only_trains_records_and_loads(tmp_path):
                     "--n-obs", "1", "--out", "ex")
     assert explained.returncode == 0, explained.stderr
     assert "ROWPOOL@conv2" in (tmp_path / "ex" / "orientation.md").read_text()
+    recorded = cli(tmp_path, "record", "--plugin", "rowpool", "--checkpoint", str(final), "--max-steps", "20",
+                   "--saliency", "--out", "play.gif")
+    assert recorded.returncode == 0 and (tmp_path / "play.gif").stat().st_size > 0, recorded.stderr
 
 
 def test_a_block_that_cannot_be_vmapped_trains_its_pack_as_packs_of_one(tmp_path, scratch_block, capsys):
