@@ -214,3 +214,27 @@ def test_a_block_that_cannot_be_vmapped_trains_its_pack_as_packs_of_one(tmp_path
     out = capsys.readouterr().out
     assert "ITEMGATE's block does not run under torch.func.vmap" in out and "packs of one" in out
     assert [EvalHistory.load(d).timesteps for d in dirs] == [[256], [256]]
+
+
+def test_a_block_after_conv2_is_the_same_network_in_sb3():
+    """SB3's policy built from config.yml's kwargs (self_attn, attention_after) is our ActorCritic, key for key,
+    and computes the same outputs once the weights are shared."""
+    import gymnasium as gym
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from dimattn.agents.networks import SelfAttnCNN, observation_space
+
+    policy = ActorCriticPolicy(observation_space(), gym.spaces.Discrete(4), lambda _: 1e-3, net_arch=[],
+                               features_extractor_class=SelfAttnCNN,
+                               features_extractor_kwargs=dict(self_attn="CWCA", attention_after="conv2"))
+    net = ActorCritic(4, "CWCA@conv2")
+    ours = net.state_dict()
+    theirs = {k: v for k, v in policy.state_dict().items() if not k.startswith(("pi_", "vf_"))}
+    assert list(ours) == list(theirs) and all(ours[k].shape == theirs[k].shape for k in ours)
+    policy.load_state_dict({**policy.state_dict(), **ours})
+    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        logits, value = net(obs)
+        dist = policy.get_distribution(obs.float())
+        torch.testing.assert_close(dist.distribution.logits, torch.log_softmax(logits, -1))
+        torch.testing.assert_close(policy.predict_values(obs.float()).squeeze(-1), value)
