@@ -143,7 +143,7 @@ def test_one_real_game_end_to_end(tmp_path):
     assert "Breakout" in proc.stdout and "confidence" in proc.stdout and " by " in proc.stdout
     rows = list(csv.DictReader((out / "axes.csv").open()))
     assert [r["game"] for r in rows] == ["Breakout"] and rows[0]["label"] in LABELS
-    assert rows[0]["seed_label"] == "vertical" and 0.0 <= float(rows[0]["motion_h"]) <= 1.0
+    assert rows[0]["published_label"] == "vertical" and 0.0 <= float(rows[0]["motion_h"]) <= 1.0
     assert rows[0]["source"] in ("shots", "player", "motion") and int(rows[0]["probes"]) == 20
     png = (out / "Breakout.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
@@ -176,7 +176,7 @@ def test_recommend_a_seed_game(capsys):
     # Count the horizontal games' winners straight from the shipped summary, without the analysis code.
     counts = Counter(a for g, w in shipped_wins().items() if AXIS_OF_GAME[g] == "horizontal" for a in w)
     best, n = counts.most_common(1)[0]
-    assert "axis horizontal (the seed's label" in out
+    assert "axis horizontal (the published study's label" in out
     assert f"recommended agent: {best} — horizontal: {best} won {n} of the 12 horizontal games" in out
     assert "runner-up:" in out and "published_wins.csv" in out
 
@@ -229,7 +229,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(breakout_checkpoint, tm
     cases = [
         (["axes", "Pongg", "--out", out], "unknown Atari game"),
         (["axes", "Pong", "--checkpoint", str(breakout_checkpoint), "--out", out], "trained on Breakout, not Pong"),
-        (["axes", "Pong", "--steps", "0", "--out", out], "--steps must be at least 1"),
+        (["axes", "Pong", "--steps", "0", "--out", out], "--steps: must be at least 1"),
         (["axes", "Pong", "--steps", "10", "--out", str(a_file / "sub")], "is not a directory"),
         (["axes", "--out", out], "no game given"),
         (["axes", "Breakout", "Pong", "--checkpoint", str(breakout_checkpoint), "--out", out],
@@ -238,7 +238,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(breakout_checkpoint, tm
          "two checkpoints play Breakout"),
         (["axes", "--checkpoint", str(a_file), "--out", out], str(a_file)),
         (["recommend", "Pongg"], "unknown Atari game"),
-        (["recommend", "Pooyan", "--steps", "0"], "--steps must be at least 1"),
+        (["recommend", "Pooyan", "--steps", "0"], "--steps: must be at least 1"),
         (["recommend", "Pong", "--results", str(a_file)], "neither a folder of runs nor a results pickle"),
     ]
     for args, message in cases:

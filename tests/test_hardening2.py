@@ -75,33 +75,34 @@ def test_a_study_whose_every_run_diverged_is_one_line(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- 4: bounds, integers as integers
 BAD_COUNTS = [
-    (["axes", "Pong", "--steps", "99999999999999999999"], "--steps: must be from 1 to 1,000,000, got "
+    (["axes", "Pong", "--steps", "99999999999999999999"], "--steps: must be at least 1 and at most 1,000,000, got "
                                                           "99999999999999999999"),
-    (["axes", "Pong", "--steps", "0"], "--steps: must be from 1"),
+    (["axes", "Pong", "--steps", "0"], "--steps: must be at least 1"),
     (["axes", "Pong", "--steps", "٣"], "'٣' is not an integer"),           # Arabic-Indic three: int() takes it
     (["axes", "Pong", "--steps", "1_000"], "'1_000' is not an integer"),
     (["axes", "Pong", "--steps", "1e999999999"], "has more than 100 digits"),  # refused, never expanded
-    (["axes", "Pong", "--seed", "-1"], "--seed: must be from 0 to"),
-    (["recommend", "Pong", "--steps", "10000000"], "--steps: must be from 1 to 1,000,000"),
-    (["recommend", "Pong", "--seed", "1e10"], "--seed: must be from 0 to"),
+    (["axes", "Pong", "--seed", "-1"], "--seed: must be at least 0 and at most"),
+    (["recommend", "Pong", "--steps", "10000000"], "--steps: must be at least 1 and at most 1,000,000"),
+    (["recommend", "Pong", "--seed", "1e10"], "--seed: must be at least 0 and at most"),
     (["explain", "--checkpoint", "x.zip", "--env", "Pong", "--out", "{out}", "--n-obs", "0"],
-     "--n-obs: must be from 1 to 1,000, got 0"),
+     "--n-obs: must be at least 1 and at most 1,000, got 0"),
     (["explain", "--checkpoint", "x.zip", "--env", "Pong", "--out", "{out}", "--n-obs", "1e6"], "--n-obs: must be"),
     (["explain", "--checkpoint", "x.zip", "--env", "Pong", "--out", "{out}", "--every", "2.5"], "'2.5' is not an"),
     (["record", "--checkpoint", "x.zip", "--out", "{out}/v.gif", "--episodes", "1000000"],
-     "--episodes: must be from 1 to 100"),
-    (["record", "--checkpoint", "x.zip", "--out", "{out}/v.gif", "--fps", "0"], "--fps: must be from 1 to 240"),
+     "--episodes: must be at least 1 and at most 100"),
+    (["record", "--checkpoint", "x.zip", "--out", "{out}/v.gif", "--fps", "0"], "--fps: must be at least 1 and at "
+                                                                                  "most 240"),
     (["record", "--checkpoint", "x.zip", "--out", "{out}/v.gif", "--max-steps", "-5"], "--max-steps: must be"),
-    (["report", "x", "--out", "{out}", "--reps", "1e9"], "--reps: must be from 1 to 100,000, got 1e9"),
-    (["report", "x", "--out", "{out}", "--reps", "0"], "--reps: must be from 1"),
-    (["study", "run", "{out}", "--threads", "100000"], "--threads: must be from 1 to 1,024"),
-    (["study", "run", "{out}", "--workers", "0"], "--workers: must be from 1"),
-    (["study", "run", "{out}", "--retries", "1e6"], "--retries: must be from 0 to 100"),
-    (["study", "run", "{out}", "--pack", "99999"], "--pack: must be from 1 to 1,000"),
-    (["study", "run", "{out}", "--backend", "pbs", "--ngpus", "1000"], "--ngpus: must be from 0 to 64"),
-    (["study", "run-one", "{out}", "--threads", "0"], "--threads: must be from 1"),
+    (["report", "x", "--out", "{out}", "--reps", "1e9"], "--reps: must be at least 1 and at most 100,000, got 1e9"),
+    (["report", "x", "--out", "{out}", "--reps", "0"], "--reps: must be at least 1"),
+    (["study", "run", "{out}", "--threads", "100000"], "--threads: must be at least 1 and at most 1,024"),
+    (["study", "run", "{out}", "--workers", "0"], "--workers: must be at least 1"),
+    (["study", "run", "{out}", "--retries", "1e6"], "--retries: must be at least 0 and at most 100"),
+    (["study", "run", "{out}", "--pack", "99999"], "--pack: must be at least 1 and at most 1,000"),
+    (["study", "run", "{out}", "--backend", "pbs", "--ngpus", "1000"], "--ngpus: must be at least 0 and at most 64"),
+    (["study", "run-one", "{out}", "--threads", "0"], "--threads: must be at least 1"),
     (["train", "--env", "Pong", "-f", "{out}", "--eval-freq", "٢٠٠"], "is not an integer"),
-    (["train", "--env", "Pong", "-f", "{out}", "--verbose", "7"], "--verbose: must be from 0 to 2"),
+    (["train", "--env", "Pong", "-f", "{out}", "--verbose", "7"], "--verbose: must be at least 0 and at most 2"),
     (["train", "--env", "Pong", "-f", "{out}", "-n", "99999999999999999999"], "above the limit of 1e+12"),
 ]
 
@@ -144,6 +145,7 @@ def test_axes_games_takes_a_comma_separated_list(capsys):
     rc, out, err = run(["axes", "--games", "Pong,Breakout", "--steps", "20"], capsys)
     assert rc == 0, err
     assert [line.split()[0] for line in out.splitlines()[:2]] == ["Pong", "Breakout"]
+    assert out.splitlines()[0].endswith("[published: horizontal]")  # the published study's label, not "seed"
 
 
 # ----------------------------------------------------------------------------- 8: interrupted, nothing left
@@ -357,3 +359,26 @@ def test_runs_behind_a_link_to_storage_that_cannot_be_written_is_one_line(tmp_pa
     rc, _, err = run(["study", "run", str(root)], capsys)
     assert_one_line(rc, err, f"cannot write study's runs folder {root / 'runs'}: it links to {tmp_path / 'unmounted'}"
                              ", which does not exist")
+
+
+# ----------------------------------------------------------------------------- 12: "the seed" is the published study
+def test_the_published_study_is_called_so_and_seed56_still_loads(tmp_path, capsys):
+    from dimattn.games import PAPER56, resolve_games
+    from dimattn.study.spec import Study
+
+    assert resolve_games("paper56") == resolve_games("seed56") == PAPER56 and len(PAPER56) == 56
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "study.yml").write_text(SPEC.replace("games: [Pong]", "games: seed56"))  # written before the rename
+    assert len(Study.load(root, validate=False).spec.game_list) == 56
+    helps = []
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        helps.append(" ".join(parser.format_help().split()))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+    walk(cli.build_parser())
+    assert not [h[:60] for h in helps if "seed56" in h or "seed's" in h or "the seed " in h]
+    assert any("paper56 (the published study's 56 games)" in h for h in helps)

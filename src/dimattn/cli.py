@@ -84,7 +84,7 @@ def bounded(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = integer(text)
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be at least {low:,} and at most {high:,}, got {text}")
         return value
 
     parse.__name__ = "integer"  # argparse names the type in some messages
@@ -385,9 +385,10 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
     q = ss.add_parser("init", help="write a study spec (study.yml)", description=(
         "Write <dir>/study.yml. Takes the run options of `dimattn train`. Example (the published study): "
-        "dimattn study init seed56 --games seed56 --agents NA,SWA,CWRA,CWCA,CWRCA --seeds 0-4 -n 10000000"))
+        "dimattn study init paper56 --games paper56 --agents NA,SWA,CWRA,CWCA,CWRCA --seeds 0-4 -n 10000000"))
     q.add_argument("dir", help="study directory (created)")
-    q.add_argument("--games", required=True, help="seed56, atari57, or a comma-separated list such as Pong,Breakout")
+    q.add_argument("--games", required=True, help="paper56 (the published study's 56 games), atari57, or a "
+                                                  "comma-separated list such as Pong,Breakout")
     q.add_argument("--agents", default="NA,SWA,CWRA,CWCA,CWRCA",
                    help="comma-separated agents: the five (the default), any registered block (dimattn agents), "
                         "NAME@conv2 for a block after the second convolution, e.g. NA,CWCA,CWCA@conv2")
@@ -622,7 +623,8 @@ def _add_axes(sub: argparse._SubParsersAction) -> None:
         "moving objects, and label the main axis of dynamics horizontal, vertical or other, with the scores it "
         "rests on and a confidence (docs/axes.md). --out writes axes.csv and one figure per game."))
     p.add_argument("game", nargs="*", help="games: names (Pong), v4 or v5 ids")
-    p.add_argument("--games", default=None, help="a game set (seed56, atari57) or a comma-separated list")
+    p.add_argument("--games", default=None,
+                   help="a game set (paper56: the published study's 56 games; atari57) or a comma-separated list")
     p.add_argument("--checkpoint", metavar="MODEL.zip", nargs="+", default=[],
                    help="play trained agents instead of a random policy: one checkpoint per game, matched by the game "
                         "it records (with no game named: every checkpoint's game)")
@@ -643,8 +645,8 @@ def _run_axes(args: argparse.Namespace) -> int:
 
 def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recommend", help="the agent the published alignment of biases favours for a game", description=(
-        "Say a game's axis of dynamics (the seed's label for its 56 games, else measured by playing) and the "
-        "agent that won most published games of that axis, with the counts and the runner-up."))
+        "Say a game's axis of dynamics (the published study's label for its 56 games, else measured by playing) and "
+        "the agent that won most published games of that axis, with the counts and the runner-up."))
     p.add_argument("game", help="a game name (Pong), v4 or v5 id")
     p.add_argument("--results", metavar="PATH", help="published results pickle or study directory to count wins "
                                                      "from (default: the shipped summary of the published study)")
@@ -723,7 +725,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line, 2) or --help / --version (0): a code, as every error
+        return int(exc.code or 0)
     run = {name: run for name, _, run in COMMANDS}[args.command]
     handler = stopping.terminate_on_sigterm()  # SIGTERM: one line, as Ctrl-C (training stops cleanly instead)
     try:

@@ -1,5 +1,5 @@
-"""Atari games: names, environment ids, the study's game sets, axis groups (the seed's and the measured) and
-reference scores.
+"""Atari games: names, environment ids, the study's game sets, axis groups (the published study's and the
+measured) and reference scores.
 
 This module is the one source of truth for every fact about games (SPEC §3, §5).
 A game is named by its ALE CamelCase name (``Pong``); users may also give the v4 id
@@ -15,7 +15,7 @@ from importlib import resources
 
 from dimattn.errors import DimattnError
 
-# SPEC §5: the seed's manual classification of its 56 games by main axis of dynamics.
+# SPEC §5: the published study's manual classification of its 56 games by main axis of dynamics.
 AXIS_GROUPS: dict[str, tuple[str, ...]] = {
     "horizontal": (
         "Bowling", "Boxing", "ChopperCommand", "Defender", "FishingDerby", "Frostbite",
@@ -35,8 +35,9 @@ AXIS_GROUPS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-#: The 56 games of the published study, alphabetical.
-SEED56: tuple[str, ...] = tuple(sorted(g for group in AXIS_GROUPS.values() for g in group))
+#: The 56 games of the published study (the paper), alphabetical.
+PAPER56: tuple[str, ...] = tuple(sorted(g for group in AXIS_GROUPS.values() for g in group))
+SEED56 = PAPER56  # the name before the published study was called so in the product
 
 #: The axis ("horizontal", "vertical" or "other") of each of the 56 games.
 AXIS_OF_GAME: dict[str, str] = {
@@ -58,8 +59,8 @@ def reference_scores() -> dict[str, tuple[float, float]]:
 def measured_axes() -> dict[str, str]:
     """{game: "horizontal" | "vertical" | "other"} of the 56 games as measured by ``dimattn axes`` (random policy).
 
-    ``data/measured_axes.csv`` is the ``axes.csv`` of ``dimattn axes --games seed56 --out DIR`` (default
-    steps and seed), copied; docs/axes.md gives the command and how far it agrees with the seed's labels.
+    ``data/measured_axes.csv`` is the ``axes.csv`` of ``dimattn axes --games paper56 --out DIR`` (default
+    steps and seed), copied; docs/axes.md gives the command and how far it agrees with the published labels.
     """
     text = resources.files("dimattn").joinpath("data/measured_axes.csv").read_text()
     return {r["game"]: r["label"] for r in csv.DictReader(text.splitlines())}
@@ -70,8 +71,9 @@ def atari57() -> tuple[str, ...]:
     return tuple(sorted(reference_scores()))
 
 
-#: Named game sets accepted wherever a list of games is.
-GAME_SETS = {"seed56": lambda: SEED56, "atari57": atari57}
+#: Named game sets accepted wherever a list of games is: ``paper56`` is the published study's 56 games
+#: (``seed56``, its earlier name, still accepted: study.yml files written with it load).
+GAME_SETS = {"paper56": lambda: PAPER56, "atari57": atari57, "seed56": lambda: PAPER56}
 
 _V4 = re.compile(r"^(?P<game>[A-Za-z0-9]+)NoFrameskip-v4$")
 _V5 = re.compile(r"^(?:ALE/)?(?P<game>[A-Za-z0-9]+)-v5$")
@@ -124,7 +126,7 @@ def rom_id(game: str) -> str:
 
 
 def resolve_games(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """A named set (``seed56``, ``atari57``), a comma-separated string or a list -> game names."""
+    """A named set (``paper56``, ``atari57``), a comma-separated string or a list -> game names."""
     if isinstance(spec, str):
         if spec in GAME_SETS:
             return tuple(GAME_SETS[spec]())

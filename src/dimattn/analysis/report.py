@@ -171,7 +171,7 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     t_agg = tables.aggregates_table(agg, f"{what}, {n_games}, {reps} bootstrap replicates")
     t_poi = tables.improvement_table(poi, reps) if len(poi) else None
     t_align = tables.alignment_table(align) if len(align) else None
-    # The same counts with the axes `dimattn axes` measured (docs/axes.md), beside the seed's.
+    # The same counts with the axes `dimattn axes` measured (docs/axes.md), beside the published ones.
     align_measured = stats.alignment(won, agents, groups=measured_axes())
     t_align_measured = tables.alignment_table(align_measured, "axes measured by dimattn axes, random policy; "
                                               "docs/axes.md") if len(align_measured) else None

@@ -13,7 +13,7 @@
                   computed from the published results
 
 The measured labels of the 56 games ship as package data, read by ``dimattn.games.measured_axes``.
-Definition and agreement with the seed's labels: docs/axes.md.
+Definition and agreement with the published study's labels: docs/axes.md.
 
 May import: ``dimattn.agents`` (checkpoints, agent names), ``dimattn.envs``, ``dimattn.engines`` and the
 base modules (errors, fileio, games); sideways ``dimattn.analysis`` (results, alignment counts) and

@@ -33,7 +33,7 @@ LAG = 4
 #: Emulator frames per pair (the union of their foregrounds is one tracked frame).
 PAIR = 2
 #: The one decision threshold: the dominant axis must hold at least this share of the persistent energy
-#: (2/3: at least twice the other axis). Set a priori, not fitted to the seed's labels.
+#: (2/3: at least twice the other axis). Set a priori, not fitted to the published labels.
 TAU = 2 / 3
 #: Bootstrap: blocks of the sequence and resamples for the confidence.
 BLOCKS, RESAMPLES = 10, 200

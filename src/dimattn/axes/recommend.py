@@ -3,7 +3,7 @@
 The evidence is computed, never typed in: the per-game winners come from the published results through
 :func:`dimattn.analysis.stats.per_game` / :func:`~dimattn.analysis.stats.winners` (from ``--results``: the published
 pickle or a study directory), or from ``data/published_wins.csv``, a summary of the published pickle
-that :func:`write_published_wins` generates. The axis groups are the seed's three axes
+that :func:`write_published_wins` generates. The axis groups are the published study's three axes
 (horizontal, vertical, other), counted by :func:`dimattn.analysis.stats.alignment`.
 """
 
@@ -60,7 +60,7 @@ def shipped_wins() -> dict[str, tuple[str, ...]]:
 class Recommendation:
     game: str
     axis: str
-    axis_source: str          # "the seed's label" or "measured: ..."
+    axis_source: str          # "the published study's label" or "measured: ..."
     agent: str
     wins: int
     n_games: int
@@ -78,9 +78,9 @@ class Recommendation:
 
 
 def game_axis(game: str, steps: int, seed: int = 0) -> tuple[str, str]:
-    """The seed's label where the game is among the 56, else measured by playing (random policy)."""
+    """The published study's label where the game is among its 56, else measured by playing (random policy)."""
     if game in AXIS_OF_GAME:
-        return AXIS_OF_GAME[game], "the seed's label (SPEC §5)"
+        return AXIS_OF_GAME[game], "the published study's label (SPEC §5)"
     d = measure_game(game, steps, seed=seed).decision
     return d.label, (f"measured: {game} is not among the study's 56 games; {steps} random steps, "
                      f"decided by {d.source}, confidence {d.confidence:.2f}")
@@ -101,7 +101,7 @@ def recommend(game: str, results: str | Path | None = None, steps: int = 2000, s
     table = alignment(won, agents, groups=AXIS_OF_GAME)
     rows = table[table["group"] == axis].sort_values("wins", ascending=False, kind="stable")
     if len(rows) < 2:
-        raise DimattnError(f"the results hold no {axis} game of the seed's classification with a winner; "
+        raise DimattnError(f"the results hold no {axis} game of the published classification with a winner; "
                            "give --results with the published results or a study of the 56 games")
     best, second = rows.iloc[0], rows.iloc[1]
     return Recommendation(game, axis, axis_source, best["agent"], int(best["wins"]), int(best["n_games"]),

@@ -29,7 +29,7 @@ from dimattn.games import AXIS_OF_GAME, resolve_games
 #: Agent steps played per game by default (8,000 emulator frames, about 2 minutes of game time).
 DEFAULT_STEPS = 2000
 CSV_COLUMNS = ("game", "label", "source", "confidence", "shot_votes_h", "shot_votes_v", "player_x", "motion_h",
-               "energy_x", "energy_y", "axial", "n_tracks", "probes", "policy", "steps", "seed", "seed_label")
+               "energy_x", "energy_y", "axial", "n_tracks", "probes", "policy", "steps", "seed", "published_label")
 
 
 @dataclass
@@ -49,16 +49,16 @@ class GameAxis:
                 "player_x": "" if d.player_x is None else f"{d.player_x:.3f}", "motion_h": f"{m.h_share:.4f}",
                 "energy_x": f"{m.energy_x:.1f}", "energy_y": f"{m.energy_y:.1f}", "axial": f"{m.axial:.3f}",
                 "n_tracks": m.n_tracks, "probes": self.play.control.n_probes, "policy": self.play.policy,
-                "steps": self.play.steps, "seed": seed, "seed_label": AXIS_OF_GAME.get(self.game, "")}
+                "steps": self.play.steps, "seed": seed, "published_label": AXIS_OF_GAME.get(self.game, "")}
 
     def line(self) -> str:
         m, d = self.measure, self.decision
         known = AXIS_OF_GAME.get(self.game)
-        seed = f"  [seed: {known}]" if known else ""
+        published = f"  [published: {known}]" if known else ""
         player = "-" if d.player_x is None else f"{d.player_x:.2f}"
         return (f"{self.game:<18} {d.label:<10} by {d.source:<6}  shots {d.shot_votes[0]}H/{d.shot_votes[1]}V, "
                 f"player x-share {player}, motion h={m.h_share:.2f}; confidence {d.confidence:.2f}  "
-                f"({self.seconds:.1f} s){seed}")
+                f"({self.seconds:.1f} s){published}")
 
 
 def check_out_dir(out: str | Path) -> Path:
@@ -103,7 +103,7 @@ def axes_command(games: list[str], steps: int = DEFAULT_STEPS, seed: int = 0, ch
     """
     names = list(resolve_games(games))
     if not names and not checkpoints:
-        raise DimattnError("no game given; name games (Pong Breakout) or a set (--games seed56)")
+        raise DimattnError("no game given; name games (Pong Breakout) or a set (--games paper56)")
     if steps < 1:
         raise DimattnError(f"--steps must be at least 1, got {steps}")
     out_dir = check_out_dir(out) if out is not None else None
@@ -156,7 +156,7 @@ def write_outputs(results: list[GameAxis], out_dir: Path, seed: int) -> None:
         policy = r.play.policy if r.play.policy == "random" else f"{r.play.policy} agent"
         caption = f"{policy} policy, {r.play.steps} steps, seed {seed}"
         if r.game in AXIS_OF_GAME:
-            caption += f"; the seed's label: {AXIS_OF_GAME[r.game]}"
+            caption += f"; the published label: {AXIS_OF_GAME[r.game]}"
         fig = axes_figure(r.game, r.play.screen, r.measure, r.decision, r.play.control, caption)
         save_png(fig, out_dir / f"{r.game}.png")
     atomic_write_text(out_dir / "axes.csv", to_csv(results, seed))

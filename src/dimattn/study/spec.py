@@ -64,7 +64,7 @@ MAX_SEEDS = 1000  # seeds per study: more is a typo (a range of 10^8 seeds used 
 # --------------------------------------------------------------------------- the spec
 @dataclass
 class StudySpec:
-    """What ``study.yml`` holds. ``games`` is a named set (``seed56``, ``atari57``) or a list of games;
+    """What ``study.yml`` holds. ``games`` is a named set (``paper56``, ``atari57``) or a list of games;
     ``hyperparams`` maps keys to values as ``--hyperparams key:value`` would (parsed, never executed);
     ``conf_file`` is relative to the study directory."""
 
