@@ -115,6 +115,28 @@ def test_counts_are_bounded_and_parsed_as_integers(argv, message, tmp_path, caps
     assert not out.exists()
 
 
+# ----------------------------------------------------------------------------- 3: --speed FIELD=VALUE
+SPEED = ["train", "--env", "Pong", "-f", "{out}", "--engine", "fast", "--device", "cpu", "--speed"]
+BAD_SPEEDS = [
+    (["env_threads=٣"], "--speed env_threads takes a whole number >= 0 in digits 0-9, got '٣'"),
+    (["torch_threads=1_000"], "--speed torch_threads takes a whole number >= 0 in digits 0-9"),
+    (["groups=99999999999999999999"], "--speed groups must be at least 1 and at most 64"),
+    (["env_threads=100000"], "--speed env_threads must be at least 0 and at most 1,024, got 100000"),
+    (["collect_threads=4096"], "--speed collect_threads must be at least 0 and at most 1,024"),
+    (["bf16=true", "bf16=false"], "--speed bf16 is given twice; give each field once"),
+    (["env_threads=1", "env-threads=2"], "--speed env_threads is given twice"),
+    (["cuda_graph=true"], "--speed cuda_graph=true needs a CUDA device, but this run is on the CPU"),
+]
+
+
+@pytest.mark.parametrize("items,message", BAD_SPEEDS, ids=[" ".join(i)[:40] for i, _ in BAD_SPEEDS])
+def test_speed_is_parsed_strictly_before_the_run_folder_exists(items, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = run([a.format(out=out) for a in SPEED] + items, capsys)
+    assert_one_line(rc, err, message)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("text,value", [("5", 5), ("2e5", 200_000), ("2.5e6", 2_500_000), ("+7", 7),
                                         ("99999999999999999999", 99999999999999999999), ("1E3", 1000)])
 def test_integers_are_exact(text, value):

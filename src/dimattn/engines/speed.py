@@ -53,10 +53,17 @@ class Speed:
 DEFAULT_SPEED = Speed(collect_threads=1, channels_last=True)
 
 
+#: The most threads a --speed field may ask for (what a job script may ask of one node, as ``study run --threads``)
+#: and the most EnvPool groups (each group is a pool of its own).
+MAX_THREADS, MAX_GROUPS = 1024, 64
+#: Fields that only an accelerator can use: asked for on the CPU they would be silently ignored.
+CUDA_ONLY = ("cuda_graph",)
+
+
 def speed_overrides(items: Sequence[str]) -> dict[str, int | bool]:
     """``["bf16=true", "env_threads=4"]`` -> ``{"bf16": True, "env_threads": 4}``: :class:`Speed` fields to set
     on top of the device's defaults (``dimattn train --speed``). Parsed, never evaluated; DimattnError on an
-    unknown field or a bad value."""
+    unknown field, a field given twice or a bad value (integers: ASCII digits within the field's range)."""
     fields = {f.name: f.type for f in dataclasses.fields(Speed)}
     out: dict[str, int | bool] = {}
     for item in items:
@@ -66,17 +73,32 @@ def speed_overrides(items: Sequence[str]) -> dict[str, int | bool]:
             raise DimattnError(f"malformed --speed item {item!r}; write field=value, e.g. --speed bf16=true")
         if name not in fields:
             raise DimattnError(f"unknown --speed field {name!r}; the fields are {', '.join(fields)}")
-        if fields[name] in (bool, "bool"):
-            if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                raise DimattnError(f"--speed {name} takes true or false, got {value!r}")
-            out[name] = value in ("true", "1", "yes", "on")
-        else:
-            if not value.isdigit():
-                raise DimattnError(f"--speed {name} takes a whole number >= 0, got {value!r}")
-            out[name] = int(value)
-    if out.get("groups") == 0:
-        raise DimattnError("--speed groups must be at least 1")
+        if name in out:
+            raise DimattnError(f"--speed {name} is given twice; give each field once")
+        out[name] = _speed_value(name, value, fields[name] in (bool, "bool"))
     return out
+
+
+def _speed_value(name: str, value: str, boolean: bool) -> int | bool:
+    if boolean:
+        if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise DimattnError(f"--speed {name} takes true or false, got {value!r}")
+        return value in ("true", "1", "yes", "on")
+    # ASCII digits only: str.isdigit and int() also take "٣" and "1_000"
+    if not (value.isascii() and value.isdigit()):
+        raise DimattnError(f"--speed {name} takes a whole number >= 0 in digits 0-9, got {value[:40]!r}")
+    low, high = (1, MAX_GROUPS) if name == "groups" else (0, MAX_THREADS)
+    if len(value) > 7 or not low <= int(value) <= high:
+        raise DimattnError(f"--speed {name} must be at least {low} and at most {high:,}, got {value[:40]}")
+    return int(value)
+
+
+def check_speed_device(speed: dict[str, int | bool], device: torch.device) -> None:
+    """Refuse a field that only an accelerator uses when the run is on the CPU (it would do nothing)."""
+    asked = [name for name in CUDA_ONLY if speed.get(name)]
+    if asked and device.type == "cpu":
+        raise DimattnError(f"--speed {asked[0]}=true needs a CUDA device, but this run is on the CPU; "
+                           f"drop it, or train with --device cuda")
 
 
 def default_speed(device: torch.device, members: int = 1) -> Speed:

@@ -67,10 +67,15 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
 
 
 def check_speed_for(config: RunConfig, speed: dict[str, Any] | None) -> None:
-    """Speed settings are the fast engine's: refuse them for a run the SB3 engine trains."""
+    """Speed settings are the fast engine's: refuse them for a run the SB3 engine trains, and a CUDA-only
+    lever for a run on the CPU (before anything is written)."""
     if speed and config.engine == "sb3":
         raise DimattnError("--speed sets the fast engine's levers, but this run trains with the SB3 engine; "
                            "drop --speed, or train with --engine fast")
+    if speed:
+        from dimattn.engines.speed import check_speed_device
+
+        check_speed_device(speed, resolve_device(config.device))
 
 
 def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
