@@ -71,6 +71,45 @@ def save_figure(fig: Figure, stem: Path, dpi: int = 110, crop: bool = True) -> l
     return paths
 
 
+#: Up to this many evaluation steps, step axes tick at each of them and curves mark each point.
+FEW_STEPS = 6
+
+
+def step_unit(max_step: float) -> tuple[float, str]:
+    """(divisor, axis label) for environment steps: millions from 1M steps, thousands from 10k, else steps,
+    so a 30k-step demo reads 10, 20, 30 (thousands) rather than 0.010–0.030 (millions)."""
+    if max_step >= 1_000_000:
+        return 1e6, "Environment steps (millions)"
+    if max_step >= 10_000:
+        return 1e3, "Environment steps (thousands)"
+    return 1.0, "Environment steps"
+
+
+def _step_ticks(ax, x: np.ndarray, nbins: int) -> None:
+    """Tick at each evaluation step when there are few (a locator's round numbers would fall between
+    them), else at most ``nbins`` round numbers."""
+    from matplotlib.ticker import MaxNLocator
+
+    x = np.unique(x)
+    if len(x) <= FEW_STEPS:
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins))
+
+
+def _mark_points(ax, points: list[tuple[float, float, tuple]]) -> None:
+    """A coloured dot at each (x, y, colour): a zero-width interval (one run per game, every bootstrap
+    resample the same) draws no bar, and rliable's grey point line alone does not say which agent it is."""
+    if not points:
+        return
+    low, high = ax.get_xlim()  # plotting rescales the axis to the data; keep the range rliable chose
+    for x, y, color in points:
+        ax.plot([x], [y], "o", color=color, markersize=7, zorder=3, clip_on=False)
+    xs = [x for x, _, _ in points]
+    pad = 0.08 * (high - low)  # a dot on the frame's edge would be cut in half
+    ax.set_xlim(min(low, min(xs) - pad), max(high, max(xs) + pad))
+
+
 def aggregates_figure(agg: pd.DataFrame, xlabel: str = "Human-normalised score") -> Figure:
     """rliable's interval-estimate plot: one panel per metric, one bar (95% CI) per agent."""
     from rliable import plot_utils
@@ -94,6 +133,9 @@ def aggregates_figure(agg: pd.DataFrame, xlabel: str = "Human-normalised score")
             middle = (low + high) / 2
             ax.set_xlim(middle - 0.05, middle + 0.05)
         ax.xaxis.set_major_locator(MaxNLocator(3))  # 3.6 in panels: more ticks overlap
+    colors = agent_colors()
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        _mark_points(ax, [(points[a][i], j, colors[a]) for j, a in enumerate(agents) if cis[a][0, i] == cis[a][1, i]])
     return fig
 
 
@@ -101,12 +143,23 @@ def profiles_figure(profiles: dict[str, np.ndarray], cis: dict[str, np.ndarray],
     """rliable's performance profiles: fraction of runs scoring above τ, with 95% CIs."""
     from rliable import plot_utils
 
+    hidden = coinciding(profiles)
+    # An agent drawn over an earlier one with the same profile would vanish: dash it instead.
+    styles = {a: ((0, (5, 3)) if a in hidden else "solid") for a in profiles}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=ax, colors=agent_colors(),
+                                         linestyles=styles,
                                          xlabel=r"Human-normalised score ($\tau$)",
                                          ylabel=r"Fraction of runs with score $> \tau$",
                                          labelsize="large", ticklabelsize="medium", legend=True, legendsize="medium")
     return fig
+
+
+def coinciding(profiles: dict[str, np.ndarray]) -> dict[str, str]:
+    """{agent: the earlier agent whose profile it equals}: drawn solid, it would hide that one."""
+    names = list(profiles)
+    same = {a: [b for b in names[:i] if np.array_equal(profiles[a], profiles[b])] for i, a in enumerate(names)}
+    return {a: earlier[0] for a, earlier in same.items() if earlier}
 
 
 def improvement_figure(poi: pd.DataFrame) -> Figure:
@@ -122,6 +175,7 @@ def improvement_figure(poi: pd.DataFrame) -> Figure:
                                                xticks=[0.0, 0.25, 0.5, 0.75, 1.0], xlabel="P(X > Y)",
                                                left_ylabel="Agent X", right_ylabel="Agent Y")
     ax.axvline(0.5, color="k", linestyle=":", linewidth=1)
+    _mark_points(ax, [(r.estimate, i, colors[r.agent]) for i, r in enumerate(poi.itertuples()) if r.low == r.high])
     return fig
 
 
@@ -134,18 +188,24 @@ def sample_efficiency_figure(se: pd.DataFrame) -> Figure:
     by = {a: se[se["agent"] == a].sort_values("timestep") for a in agents}
     points = {a: by[a]["iqm"].to_numpy() for a in agents}  # (T,)
     cis = {a: by[a][["low", "high"]].to_numpy().T for a in agents}  # (2, T)
+    scale, xlabel = step_unit(steps.max())
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    plot_utils.plot_sample_efficiency_curve(steps / 1e6, points, cis, algorithms=agents, colors=agent_colors(), ax=ax,
-                                            xlabel="Environment steps (millions)", ylabel="IQM human-normalised score",
-                                            labelsize="large", ticklabelsize="medium", marker="", legend=True,
+    # Few steps: mark each one, or two agents meeting at a step read as one line.
+    plot_utils.plot_sample_efficiency_curve(steps / scale, points, cis, algorithms=agents, colors=agent_colors(),
+                                            ax=ax, xlabel=xlabel, ylabel="IQM human-normalised score",
+                                            labelsize="large", ticklabelsize="medium",
+                                            marker="o" if len(steps) <= FEW_STEPS else "", legend=True,
                                             legendsize="medium")
+    if len(steps) <= FEW_STEPS:
+        _step_ticks(ax, steps / scale, 8)
     return fig
 
 
 def learning_curves_figure(curves: pd.DataFrame, ncols: int = 8) -> Figure:
     """One panel per game: mean score over seeds ± standard error against environment steps.
 
-    ``curves``: columns game, agent, timestep, mean, se (see :func:`dimattn.analysis.stats.learning_curves`).
+    ``curves``: columns game, agent, timestep, mean, se and optionally n, the seeds behind each mean (see
+    :func:`dimattn.analysis.stats.learning_curves`).
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -154,27 +214,33 @@ def learning_curves_figure(curves: pd.DataFrame, ncols: int = 8) -> Figure:
     ncols = min(ncols, len(games))
     nrows = math.ceil(len(games) / ncols)
     width, height = 2.4 * ncols + 0.8, 1.9 * nrows + 1.0
+    scale, xlabel = step_unit(curves["timestep"].max())
+    few = curves["timestep"].nunique() <= FEW_STEPS  # mark each evaluation: agents meeting at one read as one line
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), sharex=True, squeeze=False)
     for ax, game in zip(axes.flat, games):
         g = curves[curves["game"] == game]
         for agent, a in g.groupby("agent", sort=False):
             a = a.sort_values("timestep")
-            x = a["timestep"].to_numpy() / 1e6
-            ax.plot(x, a["mean"], color=colors[agent], linewidth=1.2, label=agent)
+            x = a["timestep"].to_numpy() / scale
+            ax.plot(x, a["mean"], color=colors[agent], linewidth=1.2, label=agent, marker="o" if few else None,
+                    markersize=4)
             ax.fill_between(x, a["mean"] - a["se"].fillna(0), a["mean"] + a["se"].fillna(0),
                             color=colors[agent], alpha=0.2, linewidth=0)
+        if few:
+            ax.margins(x=0.1, y=0.1)  # the axes end at the data: a marker there would be cut in half
         ax.set_title(game, fontsize=9, pad=2)
         ax.tick_params(labelsize=7, pad=1)
         ax.yaxis.set_major_locator(MaxNLocator(3))
-        ax.xaxis.set_major_locator(MaxNLocator(4))  # a 2.4 in panel holds ~4 step labels without overlap
+        _step_ticks(ax, curves["timestep"].to_numpy() / scale, 4)  # a 2.4 in panel holds ~4 round step labels
         ax.grid(alpha=0.25)
     for ax in axes.flat[len(games):]:
         ax.set_visible(False)
     present = agent_order(set(curves["agent"]))
     handles = [plt.Line2D([], [], color=colors[a], linewidth=2) for a in present]
     fig.legend(handles, present, loc="upper center", ncol=len(handles), frameon=False)
-    fig.supxlabel("Environment steps (millions)")
-    fig.supylabel("Score (mean ± SE over seeds)")
+    fig.supxlabel(xlabel)
+    one_seed = "n" in curves and curves["n"].max() == 1  # no spread to shade: do not promise one
+    fig.supylabel("Score (one seed)" if one_seed else "Score (mean ± SE over seeds)")
     # Fixed margins: tight_layout over 56 panels costs more than drawing them.
     fig.subplots_adjust(left=1.0 / width, right=1 - 0.15 / width, bottom=0.6 / height, top=1 - 0.6 / height,
                         wspace=0.32, hspace=0.38)

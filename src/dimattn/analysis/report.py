@@ -157,7 +157,7 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     scores = stats.human_normalized(stats.seed_scores(df, use_last))
     matrices, games = stats.score_matrices(scores)
     curves, _, steps = stats.run_curves(stats.human_normalized(df))
-    taus = stats.profile_taus(matrices)
+    taus = _profile_taus(matrices)
     n_boot = len(matrices) * 3 + max(len(matrices) - 1, 0)
     with console.progress(total=n_boot, desc="bootstrap", unit="estimate", disable=not progress, leave=False) as bar:
         agg = stats.aggregate_metrics(matrices, reps, seed, bar.update)
@@ -195,7 +195,8 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     files.append(_write(tdir / "sample_efficiency.csv", tables.frame_csv(eff)))
     files.append(_write(tdir / "learning_curves.csv", tables.frame_csv(learning)))
 
-    # Figures.
+    # Figures, except those that would only repeat a table (the page says why in their place).
+    left_out = _left_out(matrices, steps)
     drawn = {
         "aggregates": lambda: figures.aggregates_figure(agg),
         "performance_profiles": lambda: figures.profiles_figure(profiles, profile_cis, taus),
@@ -205,8 +206,8 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
         "learning_curves": lambda: figures.learning_curves_figure(learning),
     }
     pngs = {}
-    for name, draw in console.progress([(k, v) for k, v in drawn.items() if v is not None], desc="figures",
-                                       unit="figure", disable=not progress, leave=False):
+    for name, draw in console.progress([(k, v) for k, v in drawn.items() if v is not None and k not in left_out],
+                                       desc="figures", unit="figure", disable=not progress, leave=False):
         # The learning-curve grid sets its own margins; cropping it would cost seconds.
         paths = figures.save_figure(draw(), fdir / name, crop=name != "learning_curves")
         files += paths
@@ -217,50 +218,126 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     save_published(df, out / "data" / "post_processed_results.pkl")
     files.append(out / "data" / "post_processed_results.pkl")
 
-    sections = _sections(pngs, t_game, t_agg, t_poi, t_align, t_align_measured, t_lists, what=what, reps=reps,
-                         n_games=len(games), steps=steps, agents=agents)
+    page = _Page(pngs, left_out, what=what, reps=reps, n_games=len(games), steps=steps, agents=agents,
+                 points=_point_note(matrices), dashed=figures.coinciding(profiles),
+                 one_seed=bool(learning["n"].max() == 1))
+    sections = _sections(page, t_game, t_agg, t_poi, t_align, t_align_measured, t_lists)
     return files, sections, stats.win_counts(per_game)
 
 
-def _sections(pngs: dict[str, Path], t_game, t_agg, t_poi, t_align, t_align_measured, t_lists, *, what: str,
-              reps: int, n_games: int, steps: np.ndarray, agents: list[str]) -> list[Section]:
+def _profile_taus(matrices: stats.Matrices) -> np.ndarray:
+    """The thresholds τ of the performance profiles: :func:`stats.profile_taus` (0 to the 95th percentile, at
+    least 1), unless 95% of the scores lie in its first tenth; then every profile would drop at once and the
+    agents' curves coincide, so the range is fitted to the scores instead."""
+    taus = stats.profile_taus(matrices)
+    pooled = np.concatenate([m.ravel() for m in matrices.values()])
+    low, high = min(0.0, float(pooled.min())), float(pooled.max())
+    if np.quantile(pooled, 0.95) >= 0.1 * taus[-1] or high <= low:
+        return taus
+    return np.linspace(low, high + 0.05 * (high - low), len(taus))
+
+
+def _left_out(matrices: stats.Matrices, steps: np.ndarray) -> dict[str, str]:
+    """{figure: why it is not drawn} for the figures that could only repeat a number of the tables."""
+    out = {}
+    if all(m.size == 1 for m in matrices.values()):
+        one = "each agent has a single run (1 game, 1 seed)"
+        out["aggregates"] = (f"No figure: {one}, so each metric is that run's human-normalised score and its "
+                             "bootstrap interval a single point; the table gives the numbers.")
+        out["probability_of_improvement"] = (f"No figure: {one}, so P(X > NA) is 1, 0.5 or 0 (which run scored "
+                                             "higher) and its interval a single point; the table gives it.")
+        out["performance_profiles"] = ("No figure: a profile shows how an agent's runs spread over scores, and "
+                                       f"{one}, so each profile is one step down at that run's score (the aggregate "
+                                       "table's mean). Train more seeds or games to draw it.")
+    if len(steps) == 1:
+        out["sample_efficiency"] = ("No figure: the runs share a single evaluation step, so there is no curve; "
+                                    "the aggregate table's IQM is the score at that step.")
+    return out
+
+
+def _point_note(matrices: stats.Matrices) -> str:
+    """Say which agents' intervals are points: the stratified bootstrap resamples each game's runs, so with one
+    run per game every resample is the data itself."""
+    ones = [a for a, m in matrices.items() if m.shape[0] == 1]
+    if not ones:
+        return ""
+    verb = "has" if len(ones) == 1 else "have"
+    who = "every agent has" if len(ones) == len(matrices) else f"{', '.join(ones)} {verb}"
+    return (f" Here {who} one seed per game: the bootstrap resamples each game's seeds, so each such interval is "
+            "its point estimate")
+
+
+@dataclass
+class _Page:
+    """What the page's texts depend on besides the tables."""
+
+    pngs: dict[str, Path]
+    left_out: dict[str, str]
+    what: str
+    reps: int
+    n_games: int
+    steps: np.ndarray
+    agents: list[str]
+    points: str  # the zero-width-interval sentence (unfinished: each figure says how it draws them), or ""
+    dashed: dict[str, str]  # {agent: the earlier agent whose performance profile it repeats}
+    one_seed: bool
+
+    def fig(self, name: str, caption: str) -> list[tuple[Path, str]]:
+        return [(self.pngs[name], caption)] if name in self.pngs else []
+
+    def why(self, name: str) -> str:
+        """The reason a figure is left out, as a sentence after the section's text; "" when it is drawn."""
+        return " " + self.left_out[name] if name in self.left_out else ""
+
+    def point_intervals(self, name: str, tail: str) -> str:
+        """The zero-width-interval sentence ended by ``tail`` (how figure ``name`` draws them); "" when the
+        intervals have width or the figure is not drawn."""
+        return self.points + tail if self.points and name in self.pngs else ""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _sections(page: _Page, t_game, t_agg, t_poi, t_align, t_align_measured, t_lists) -> list[Section]:
     """The page, in reading order. A section with nothing to show says why, in place."""
-    def fig(name: str, caption: str) -> list[tuple[Path, str]]:
-        return [(pngs[name], caption)] if name in pngs else []
-
-    def plural(n: int, word: str) -> str:
-        return f"{n} {word}" + ("" if n == 1 else "s")
-
     poi_text = ("How likely a run of each attention agent beats a run of NA on a game, averaged over games; 0.5 "
                 "means no difference.")
     if t_poi is None:
         poi_text += (" Not computed here: it needs runs of NA and of at least one attention agent, and the input "
-                     f"holds {', '.join(agents)} only.")
-
+                     f"holds {', '.join(page.agents)} only.")
+    dashed = "".join(f" Dashed: {a}, whose profile is the same as {b}'s." for a, b in page.dashed.items())
+    dot = ", drawn as a dot."  # a zero-width bar is not drawn at all
     return [
         Section("Per-game scores", "One score per seed, then mean ± standard error over seeds for each game and "
                 "agent, as in the published study's table.",
                 tables=[t_game]),
         Section("Aggregate metrics", f"rliable's median, interquartile mean (IQM), mean and optimality gap of "
-                f"human-normalised scores over {plural(n_games, 'game')} ({what}); bars are 95% stratified-bootstrap "
-                f"confidence intervals from {reps} replicates.",
-                fig("aggregates", "Aggregate human-normalised scores with 95% CIs (higher is better, "
-                    "except the optimality gap)."), [t_agg]),
-        Section("Probability of improvement", poi_text,
-                fig("probability_of_improvement", "P(X > NA) with 95% CIs; the dotted line marks 0.5."),
+                f"human-normalised scores over {_plural(page.n_games, 'game')} ({page.what}); "
+                + ("bars" if "aggregates" in page.pngs else "intervals")
+                + f" are 95% stratified-bootstrap confidence intervals from {page.reps} replicates."
+                + page.point_intervals("aggregates", dot) + page.why("aggregates"),
+                page.fig("aggregates", "Aggregate human-normalised scores with 95% CIs (higher is better, "
+                         "except the optimality gap)."), [t_agg]),
+        Section("Probability of improvement", poi_text + page.point_intervals("probability_of_improvement", dot)
+                + page.why("probability_of_improvement"),
+                page.fig("probability_of_improvement", "P(X > NA) with 95% CIs; the dotted line marks 0.5."),
                 [t for t in (t_poi,) if t is not None]),
         Section("Performance profiles", "For every threshold τ, the fraction of runs (over all games and seeds) "
-                "whose human-normalised score exceeds τ.",
-                fig("performance_profiles", "Score-distribution performance profiles with 95% CIs.")),
+                "whose human-normalised score exceeds τ." + page.why("performance_profiles"),
+                page.fig("performance_profiles", "Score-distribution performance profiles with 95% CIs." + dashed)),
         Section("Sample efficiency",
-                f"IQM of human-normalised scores at each of the {plural(len(steps), 'evaluation step')}.",
-                fig("sample_efficiency", "IQM human-normalised score against environment steps, 95% CIs.")),
+                ("IQM of human-normalised scores at the one evaluation step." if len(page.steps) == 1 else
+                 f"IQM of human-normalised scores at each of the {len(page.steps)} evaluation steps.")
+                + page.point_intervals("sample_efficiency", ".") + page.why("sample_efficiency"),
+                page.fig("sample_efficiency", "IQM human-normalised score against environment steps, 95% CIs.")),
         Section("Alignment of biases", "Games won by each agent within each axis-of-dynamics group: an agent "
                 "whose attention axis matches a game's main axis of dynamics should win more of that group.",
-                fig("alignment", "Share of each group's games won per agent (wins/games in each cell)."),
+                page.fig("alignment", "Share of each group's games won per agent (wins/games in each cell)."),
                 [t for t in (t_align, t_align_measured, t_lists) if t is not None]),
-        Section("Learning curves", "Per game: score (mean ± standard error over seeds) at every evaluation.",
-                fig("learning_curves", "Per-game learning curves.")),
+        Section("Learning curves", "Per game: the score of the single seed at every evaluation." if page.one_seed
+                else "Per game: score (mean ± standard error over seeds) at every evaluation.",
+                page.fig("learning_curves", "Per-game learning curves.")),
     ]
 
 

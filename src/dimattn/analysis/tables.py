@@ -101,8 +101,11 @@ def per_game_caption(table: pd.DataFrame, df: pd.DataFrame, use_last: bool, se: 
     n = f"{int(seeds.iloc[0])} seed{'s' if seeds.iloc[0] != 1 else ''}" if seeds.nunique() == 1 else "its seeds"
     se_text = ("SE = std(ddof=0)/√n, the published convention" if SE_CONVENTIONS[se] == 0
                else "SE = sample std (ddof=1)/√n")
-    return (f"Per-game scores: {per_seed}; cell = mean over {n} ± standard error ({se_text}). "
-            "Bold: highest mean of the game. Last row: games won per agent.")
+    if (seeds == 1).all():  # "mean over 1 seed" would promise an average and a spread that are not there
+        cell = f"cell = its one seed's score ± standard error (0 with one seed; {se_text})"
+    else:
+        cell = f"cell = mean over {n} ± standard error ({se_text})"
+    return f"Per-game scores: {per_seed}; {cell}. Bold: highest mean of the game. Last row: games won per agent."
 
 
 def per_game_table(table: pd.DataFrame, caption: str) -> TextTable:
