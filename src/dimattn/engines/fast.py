@@ -71,7 +71,7 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
                tensorboard_log: str | Sequence[str | None] | None = None,
                progress: bool = False, verbose: int = 0, resume: bool = True,
                speed: Speed | None = None, overrides: dict[str, Any] | None = None) -> list[Path]:
-    """Train (or resume) K runs of one game and agent together (:mod:`dimattn.engines.packed`); K = 1 is a
+    """Train (or resume) K runs of one game and agent together (:mod:`dimattn.engines.learners`); K = 1 is a
     run alone. Returns each run's final model; each run's folder is exactly what it would be alone.
 
     ``tensorboard_log``: one TensorBoard root for every run (each logs under ``<root>/<EnvId>/<run

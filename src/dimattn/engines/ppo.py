@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from dimattn.agents.networks import OBS_SHAPE
+from dimattn.engines import stopping
 from dimattn.engines.acting import ActStep, Envs, act_steps
 from dimattn.engines.common import explained_variance, next_multiple
 from dimattn.engines.config import PPOArgs
@@ -327,25 +328,29 @@ def train_loop(members: list[Member], learner: Learner, envs: Envs, speed: Speed
     next_save = next_multiple(steps, args.save_freq)
     report.start_clock()
     try:
-        while steps < args.n_timesteps:
-            with torch_threads(speed.collect_threads):
-                collect(envs, act, buf)
-            steps += args.rollout_size
-            evaluations.run_due(steps)
+        with stopping.listening():  # SIGTERM / SIGUSR1: finish this iteration, checkpoint, stop
+            while steps < args.n_timesteps:
+                with torch_threads(speed.collect_threads):
+                    collect(envs, act, buf)
+                steps += args.rollout_size
+                evaluations.run_due(steps)
 
-            lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
-            clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
-            on = buf.to(device)  # rewards and flags move to the device once per rollout
-            advantages = gae(on.rewards, on.values, on.done, on.trunc, on.last_value, on.last_done, on.last_trunc,
-                             args.gamma, args.gae_lambda)  # (T, K, N)
-            stats = learner.update(buf, advantages, lr, clip)
+                lr = linear_schedule(args.learning_rate, args.lr_linear, steps, args.n_timesteps)
+                clip = linear_schedule(args.clip_range, args.clip_linear, steps, args.n_timesteps)
+                on = buf.to(device)  # rewards and flags move to the device once per rollout
+                advantages = gae(on.rewards, on.values, on.done, on.trunc, on.last_value, on.last_done,
+                                 on.last_trunc, args.gamma, args.gae_lambda)  # (T, K, N)
+                stats = learner.update(buf, advantages, lr, clip)
 
-            for m in members:
-                m.n_updates += args.n_epochs
-            report.after_update(steps, stats, lr, clip, envs.finished, [m.n_updates for m in members])
-            if next_save is not None and steps >= next_save:
-                save_members(members, learner, steps, lambda m, at=steps: checkpoint_path(m.run_dir, at))
-                next_save = next_multiple(steps, args.save_freq)
+                for m in members:
+                    m.n_updates += args.n_epochs
+                report.after_update(steps, stats, lr, clip, envs.finished, [m.n_updates for m in members])
+                saved = next_save is not None and steps >= next_save
+                if saved or (stopping.requested() and steps < args.n_timesteps):
+                    paths = save_members(members, learner, steps, lambda m, at=steps: checkpoint_path(m.run_dir, at))
+                    next_save = next_multiple(steps, args.save_freq)
+                    if (name := stopping.requested()) and steps < args.n_timesteps:
+                        raise stopping.Stopped(name, steps, paths)  # exactly a periodic checkpoint: resumable
         finals = save_members(members, learner, steps, lambda m: final_model_path(m.run_dir, m.args.env_id))
         report.done(steps, evaluations.seconds)
         return finals

@@ -16,6 +16,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from dimattn.agents.checkpoints import load_tensors, save_sb3
+from dimattn.engines import stopping
 from dimattn.engines.common import (
     RNG_ENTRY,
     checkpoint_meta,
@@ -42,16 +43,21 @@ class StudyCallback(BaseCallback):
         self.next_eval = next_multiple(start, args.eval_freq)
         self.next_save = next_multiple(start, args.save_freq)
         self.eval_envs: list = []  # built at the first evaluation, reused by the others
-
+        self.stopped: stopping.Stopped | None = None  # set when a signal stopped training with a checkpoint
 
     def _on_step(self) -> bool:
         steps = self.num_timesteps
         if self.next_eval is not None and steps >= self.next_eval:
             self._evaluate(steps)
             self.next_eval = next_multiple(steps, self.args.eval_freq)
-        if self.next_save is not None and steps >= self.next_save:
+        saved = self.next_save is not None and steps >= self.next_save
+        asked = stopping.requested() if steps < self.args.n_timesteps else None
+        if saved or asked:
             self.save(checkpoint_path(self.run_dir, steps), steps)
             self.next_save = next_multiple(steps, self.args.save_freq)
+        if asked:  # SIGTERM / SIGUSR1: this step's checkpoint is written, exactly a periodic one; stop learning
+            self.stopped = stopping.Stopped(asked, steps, [checkpoint_path(self.run_dir, steps)])
+            return False
         return True
 
     def _evaluate(self, steps: int) -> None:
@@ -105,9 +111,12 @@ def train_sb3(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
         if start < args.n_timesteps:
             # With reset_num_timesteps=False SB3 schedules over num_timesteps + total_timesteps,
             # so passing the remainder keeps the LR/clip schedules on the original 0 -> n_timesteps axis.
-            model.learn(total_timesteps=args.n_timesteps - start, callback=callbacks,
-                        progress_bar=False, reset_num_timesteps=start == 0,
-                        tb_log_name=Path(run_dir).name)
+            with stopping.listening():
+                model.learn(total_timesteps=args.n_timesteps - start, callback=callbacks,
+                            progress_bar=False, reset_num_timesteps=start == 0,
+                            tb_log_name=Path(run_dir).name)
+            if callback.stopped is not None:
+                raise callback.stopped
         final = final_model_path(run_dir, args.env_id)
         callback.save(final, model.num_timesteps)
     finally:
