@@ -110,7 +110,8 @@ def record_evaluation(history: EvalHistory, run_dir: Path, steps: int, scores: n
     if writer is not None:
         writer.add_scalar("eval/mean_reward", mean, steps)
         writer.add_scalar("eval/mean_ep_length", float(np.mean(lengths)), steps)
-    print(f"eval @ {steps:,} steps: score {mean:.2f} ± {np.std(scores):.2f} over {len(scores)} games", flush=True)
+    games = f"{len(scores)} game" + "s" * (len(scores) != 1)
+    print(f"eval @ {steps:,} steps: score {mean:.2f} ± {np.std(scores):.2f} over {games}", flush=True)
     return mean > best
 
 
