@@ -60,9 +60,9 @@ def test_packs_are_seeds_of_one_game_and_agent_in_chunks(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "{s}", "--pack", "0"], "argument --pack: must be from 1 to 1,000, got 0"),
-    (["run", "{s}", "--pack", "-2"], "argument --pack: must be from 1 to 1,000, got -2"),
-    (["run-one", "{s}", "--pack", "0", "--index", "0"], "argument --pack: must be from 1 to 1,000, got 0"),
+    (["run", "{s}", "--pack", "0"], "argument --pack: must be at least 1 and at most 1,000, got 0"),
+    (["run", "{s}", "--pack", "-2"], "argument --pack: must be at least 1 and at most 1,000, got -2"),
+    (["run-one", "{s}", "--pack", "0", "--index", "0"], "argument --pack: must be at least 1 and at most 1,000, got 0"),
     (["run", "{s}", "--gpus", "-1", "--backend", "ray"], "argument --gpus: must be a number >= 0"),
     (["run", "{s}", "--pack", "2", "--gpus", "1"], "--gpus is for the ray, pbs and slurm backends"),
     (["run", "{s}", "--pack", "2", "--gpus", "0.5", "--backend", "pbs"], "pbs gives whole GPUs to a task"),

@@ -39,10 +39,41 @@ def check_agent(kind: str) -> str:
     return k
 
 
+def _vmapped_on_cpu(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a CPU tensor batched by ``torch.func.vmap`` (a vmapped pack's K members), at any level.
+
+    Under ``vmap(grad(f))`` (a vmapped pack's update) ``f`` sees a grad wrapper around the batched tensor,
+    so the wrappers are peeled one by one. Only the CPU: torch has vmap batching rules for SDPA's CUDA
+    kernels (flash, efficient, cuDNN), not for its CPU one. Not asked while torch.compile traces (it cannot
+    trace these calls, and a compiled network is a run alone)."""
+    if t.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(t):
+        if functorch.is_batchedtensor(t):
+            return True
+        t = functorch.get_unwrapped(t)
+    return False
+
+
+def _softmax_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(d)) v with plain ops: (..., L, d) x3 -> (..., L, d); SDPA's arithmetic.
+
+    For vmap on the CPU: torch has no batching rule for ``_scaled_dot_product_flash_attention_for_cpu``,
+    so under vmap SDPA runs member by member and torch warns of a performance drop; matmul and softmax
+    have rules. The two cost within 3-8% of each other for a pack of 2 or 4 (benchmarks/vmap_attention.py,
+    docs/benchmarks.md): this path is taken to keep the warning from arising, not for speed."""
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (..., L, L)
+    return torch.softmax(scores, dim=-1) @ v  # (..., L, L) @ (..., L, d) -> (..., L, d)
+
+
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, norm_softmax: bool) -> torch.Tensor:
     """Attention over the last two dims: (..., L, d) x3 -> (..., L, d)."""
     if norm_softmax:
-        # softmax(q kᵀ / sqrt(d)) v, d = q.size(-1): exactly SDPA's default scale.
+        if _vmapped_on_cpu(q):
+            return _softmax_attend(q, k, v)
+        # softmax(q kᵀ / sqrt(d)) v, d = q.size(-1): exactly SDPA's default scale. A run alone (and a
+        # vmapped pack on an accelerator) keeps SDPA's fused kernel.
         return F.scaled_dot_product_attention(q, k, v)
     return (q @ k.transpose(-2, -1)) @ v
 

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -367,8 +366,7 @@ def vmap_problem(label: str, kwargs: Mapping[str, Any] | None = None,
         def one(p: dict, b: dict, xx: torch.Tensor) -> torch.Tensor:
             return functional_call(nets[0], (p, b), (xx,))
 
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's "no batching rule, slower" notes: the pack still learns
+        with torch.no_grad():
             y = vmap(one)(params, buffers, x)
         if y.shape != x.shape:
             return f"under vmap it returns {tuple(y.shape)} for {tuple(x.shape)}"

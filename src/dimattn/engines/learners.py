@@ -25,7 +25,6 @@ exactly as it would alone. In a vmapped pack:
 from __future__ import annotations
 
 import copy
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,9 +43,6 @@ from dimattn.engines.speed import Speed, memory_format
 from dimattn.host import usable_cores
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO: Adam with eps 1e-5, torch's betas
-# vmap runs SDPA member by member where torch has no batching rule for it (the CPU kernels): correct,
-# and said once per process by torch as a warning; the pack's speed is measured in benchmarks/.
-warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
 
 
 def make_learner(members: list[Member], speed: Speed, stacked: bool) -> Any:
