@@ -10,6 +10,7 @@ so thread settings cannot leak between them. Prints steps/s and the ratios side 
     PYTHONPATH=src python benchmarks/throughput.py --levers              # the fast engine's CPU levers
     PYTHONPATH=src python benchmarks/throughput.py --fast-agents --agents NA SWA CWRA CWCA CWRCA
     PYTHONPATH=src python benchmarks/throughput.py --packed --steps 16384   # a pack of 2 vs two runs at once
+    PYTHONPATH=src python benchmarks/throughput.py --before OLD/src --steps 16384  # this tree vs another's
 
 steps/s is each engine's own ``time/fps`` TensorBoard scalar at the end of the run (steps over the
 time since its training loop started; building envs and model is left out, for both engines alike).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -61,18 +63,17 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
         t0 = time.perf_counter()
         if k > 1:
             from dimattn.engines.fast import train_pack
-            from dimattn.engines.speed import default_speed
+
+            default_speed = _speed_api().default_speed
 
             runs = [dataclasses.replace(config, seed=s).resolve() for s in range(k)]
             train_pack(runs, [root / f"run{s}" for s in range(k)], str(root / "tb"),
                        speed=dataclasses.replace(default_speed(runs[0].device, k), **speed))
         elif engine == "fast":
             from dimattn.engines.fast import train_fast
-            from dimattn.engines.speed import DEFAULT_SPEED
 
-            train_fast(
-                config.resolve(), root / "run", str(root / "tb"), speed=dataclasses.replace(DEFAULT_SPEED, **speed)
-            )
+            train_fast(config.resolve(), root / "run", str(root / "tb"),
+                       speed=dataclasses.replace(_speed_api().DEFAULT_SPEED, **speed))
         else:
             from dimattn.engines.sb3 import train_sb3
 
@@ -86,6 +87,16 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
         return k * float(fps)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _speed_api():
+    """The module holding the fast engine's Speed defaults: engines.speed, or engines.fast in a tree from before
+    the engine was split by job (``--before``)."""
+    try:
+        from dimattn.engines import speed
+    except ImportError:
+        from dimattn.engines import fast as speed
+    return speed
 
 
 def measure_ceiling(game: str, steps: int, n_envs: int = 16) -> float:
@@ -152,9 +163,11 @@ def child(spec: dict) -> float:
 
 
 def run_child(spec: dict) -> float:
-    """Run one measurement in a fresh interpreter; returns steps/s."""
+    """Run one measurement in a fresh interpreter (importing dimattn from ``spec["src"]`` if given, else as
+    this process does); returns steps/s."""
+    env = {**os.environ, "PYTHONPATH": spec["src"]} if spec.get("src") else None
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise SystemExit(f"measurement {spec} failed:\n{out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -259,6 +272,23 @@ def packed_table(args: argparse.Namespace) -> str:
     return "\n".join(rows)
 
 
+def before_after_table(args: argparse.Namespace) -> str:
+    """The fast engine of this tree against the one in ``--before`` (another checkout's src/), interleaved in
+    one invocation: each agent's run alone, and a pack of 2 of the first agent (its CPU defaults)."""
+    here = str(Path(__file__).resolve().parent.parent / "src")
+    specs: dict[tuple[str, str], dict] = {}
+    for label, agent, k in [*((a, a, 1) for a in args.agents), (f"{args.agents[0]}, a pack of 2", args.agents[0], 2)]:
+        for side, src in (("before", str(args.before.resolve())), ("after", here)):
+            specs[(label, side)] = {"kind": "train", "engine": "fast", "game": args.game, "agent": agent,
+                                    "steps": args.steps, "k": k, "src": src}
+    rate = median_rates(specs, args.repeats)
+    rows = [f"| fast engine | before ({args.before}) steps/s | after steps/s | after / before |", "|---|---|---|---|"]
+    for label in dict.fromkeys(label for label, _ in specs):
+        before, after = rate[(label, "before")], rate[(label, "after")]
+        rows.append(f"| {label} | {before:,.0f} | {after:,.0f} | {after / before:.2f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--game", default="Breakout")
@@ -270,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--packed", action="store_true", help="a pack of 2 vs two separate runs at once")
     mode.add_argument("--fast-agents", action="store_true",
                       help="fast engine only: each of --agents relative to NA (give NA among them)")
+    mode.add_argument("--before", type=Path, metavar="SRC",
+                      help="this tree's fast engine vs the one in SRC (another checkout's src/), interleaved")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -277,13 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         print(child(json.loads(args.child)))
         return 0
     table = (levers_table(args) if args.levers else agents_table(args) if args.fast_agents
-             else packed_table(args) if args.packed else engines_table(args))
+             else packed_table(args) if args.packed else before_after_table(args) if args.before
+             else engines_table(args))
     header = (f"{args.game}, {args.steps:,} steps per run, agents {' '.join(args.agents)}; "
               f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`".strip())
     print("\n" + header + "\n\n" + table)
     args.out.mkdir(parents=True, exist_ok=True)
     name = ("levers.md" if args.levers else "agents.md" if args.fast_agents else "packed.md" if args.packed
-            else "throughput.md")
+            else "before_after.md" if args.before else "throughput.md")
     (args.out / name).write_text(header + "\n\n" + table + "\n")
     return 0
 
