@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from dimattn.cli import main
-from dimattn.engines.rundir import EvalHistory
+from dimattn.engines.rundir import EvalHistory, checkpoints
 from dimattn.study.locks import LOCK
 from dimattn.study.spec import ERROR_LOG, TRAIN_LOG, Study
 from slurm_cluster import Slurm, slurm  # noqa: F401 - slurm: the session's cluster (a fixture)
@@ -236,3 +236,78 @@ def test_ray_cluster_loses_a_worker_node_mid_run(tmp_path):
     assert "attempt 1/2 failed: Ray:" in log and f"resuming {victim.dir} from rl_model_128_steps.zip" in log
     other = next(r for r in study.runs if r != victim)
     assert len(attempts(other)) == 1
+
+
+def freeze_mid_run(run, after: Path, timeout: float = 300) -> int:
+    """Wait until ``run`` has written ``after`` and is still training; freeze its trainer (SIGSTOP: it
+    makes no progress, so whatever comes next comes mid-run) and return its pid."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if after.is_file() and (run.dir / LOCK).is_file():
+            pid = int((run.dir / LOCK).read_text().split()[0])
+            os.kill(pid, signal.SIGSTOP)
+            if not (run.dir / f"{run.game}NoFrameskip-v4.zip").exists():
+                return pid
+            os.kill(pid, signal.SIGCONT)
+            raise AssertionError(f"{run.name} finished before it could be caught mid-run")
+        time.sleep(0.02)
+    raise AssertionError(f"{run.name} did not write {after.name} in {timeout:.0f} s")
+
+
+def stop_of(run) -> tuple[str, int]:
+    """(signal, steps) of the stop the run's train.log reports."""
+    m = re.search(r"stopped by (SIG\w+) at ([\d,]+) steps, after saving", (run.dir / TRAIN_LOG).read_text())
+    assert m, (run.dir / TRAIN_LOG).read_text()
+    return m.group(1), int(m.group(2).replace(",", ""))
+
+
+def test_slurm_walltime_stops_a_run_with_a_checkpoint_and_the_chain_finishes_it(cluster, tmp_path, capsys):
+    """Two runs that never checkpoint on their own (save_freq beyond their steps), submitted as a chain of two
+    arrays. Run 0's task reaches its walltime mid-run (its trainer frozen after its first evaluation, its time
+    limit then cut to a minute with scontrol): Slurm's SIGUSR1 ahead of the walltime (or SIGTERM at it) makes
+    it save a checkpoint and stop. The chain's second array resumes it from that checkpoint and finds run 1
+    finished (it exits at once): nothing is lost, nothing trained twice."""
+    study = init(tmp_path / "s", steps=512, save=100_000)
+    victim, other = study.runs
+    assert main(["study", "run", str(study.root), *SLURM, "--chain", "2"]) == 0
+    first, second = submitted(capsys.readouterr().out)["slurm.sh"]
+    freeze_mid_run(victim, victim.dir / "evaluations.npz")
+    cluster.run("scontrol", "update", f"JobId={first}_0", "TimeLimit=1")
+    cluster.wait_idle()
+    assert_like_a_local_run(study)
+    name, steps = stop_of(victim)
+    assert name in ("SIGUSR1", "SIGTERM") and 128 <= steps < 512
+    assert [s for s, _ in checkpoints(victim.dir)] == [steps]  # the stop's checkpoint, resumed from
+    log = (victim.dir / TRAIN_LOG).read_text()
+    assert len(attempts(victim)) == 2 and f"resuming {victim.dir} from rl_model_{steps}_steps.zip" in log
+    assert len(attempts(other)) == 1 and not checkpoints(other.dir)
+    logs = study.root / "logs"
+    assert f"run 0 Breakout/NA/seed0: stopped: stopped by {name}" in (logs / f"slurm-{first}_0.out").read_text()
+    assert "run 1 Breakout/NA/seed1: done: already finished" in (logs / f"slurm-{second}_1.out").read_text()
+    assert main(["study", "status", str(study.root)]) == 0
+    assert f"slurm chain of 2 jobs of jobs/slurm.sh: {first} ended → {second} ended" in capsys.readouterr().out
+
+
+def test_slurm_scancel_of_one_task_then_resubmit_resumes_only_that_run(cluster, tmp_path, capsys):
+    """scancel sends SIGTERM: the cancelled run saves and stops, shown as stopped; submitting again trains
+    nothing but that run, from the checkpoint the cancel left."""
+    study = init(tmp_path / "s", steps=512, save=100_000)
+    kept, cancelled = study.runs
+    assert main(["study", "run", str(study.root), *SLURM]) == 0
+    (job,) = submitted(capsys.readouterr().out)["slurm.sh"]
+    freeze_mid_run(cancelled, cancelled.dir / "evaluations.npz")
+    cluster.run("scancel", f"{job}_1")
+    cluster.wait_idle()
+    assert cluster.state(f"{job}_1") == "CANCELLED"
+    assert stop_of(cancelled)[0] == "SIGTERM"
+    steps = stop_of(cancelled)[1]
+    assert main(["study", "status", str(study.root)]) == 1
+    out = capsys.readouterr().out
+    assert "1 stopped (resumable)" in out and f"stopped by SIGTERM at {steps:,} steps" in out
+    assert main(["study", "run", str(study.root), *SLURM]) == 0
+    (again,) = submitted(capsys.readouterr().out)["slurm.sh"]
+    cluster.wait_idle()
+    assert_like_a_local_run(study)
+    assert len(attempts(kept)) == 1 and len(attempts(cancelled)) == 2
+    assert f"from rl_model_{steps}_steps.zip" in (cancelled.dir / TRAIN_LOG).read_text()
+    assert "done: already finished" in (study.root / "logs" / f"slurm-{again}_0.out").read_text()
