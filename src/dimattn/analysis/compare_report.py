@@ -215,10 +215,12 @@ def _their_curve(ax, runs: pd.DataFrame, grid, agent: str, band: bool) -> None:
     ax.plot(x[inside], mean[inside], color=color, linewidth=1.3, label=agent)
     if band:
         ax.fill_between(x[inside], (mean - se)[inside], (mean + se)[inside], color=color, alpha=0.2, linewidth=0)
-    after = mean.index >= cut
+    # Your budget, not their 10M, sets the view: the faint rest shows where their curve goes next. Only the
+    # part in view is drawn, so that the scores of their last millions of steps do not set the y-axis.
+    right = min(x[-1], max(3 * grid.budget / 1e6, x[inside][-1] * 1.05))
+    after = (mean.index >= cut) & (x <= right)
     ax.plot(x[after], mean[after], color=color, linewidth=1.0, alpha=0.3, linestyle="--")
-    # Your budget, not their 10M, sets the view: the faint rest shows where their curve goes next.
-    ax.set_xlim(0, min(x[-1], max(3 * grid.budget / 1e6, x[inside][-1] * 1.05)))
+    ax.set_xlim(0, right)
 
 
 def aggregates_figure(c: Comparison) -> Figure | None:
