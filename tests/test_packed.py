@@ -85,8 +85,12 @@ def test_packed_update_is_k_separate_updates(agent):
         for key in ("pg", "value", "entropy", "kl", "clipfrac", "loss", "explained_variance"):
             assert getattr(got[k], key) == pytest.approx(getattr(want[k], key), rel=1e-4, abs=1e-6), (k, key)
         for name, p in alone[k].named_parameters():
-            # vmapped convolutions sum in another order: gradients agree to ~1e-6 of their size
-            torch.testing.assert_close(pack.params[name][k], p.detach(), rtol=1e-4, atol=1e-6, msg=f"{k} {name}")
+            # vmapped convolutions sum in another order: gradients agree to ~1e-6 of their size. Adam divides
+            # by sqrt(v) + eps, so where a gradient is tiny that rounding moves a weight by a larger share of
+            # its step (seen with 1 torch thread: 1.7e-6 on one conv1 weight of 4,096, its step 2.6e-5);
+            # weights therefore agree to 1e-4 of their size or 0.5% of one Adam step (LR), whichever is more.
+            torch.testing.assert_close(pack.params[name][k], p.detach(), rtol=1e-4, atol=5e-3 * LR,
+                                       msg=f"{k} {name}")
             state = opts[k].state[p]
             torch.testing.assert_close(pack.exp_avg[name][k], state["exp_avg"], rtol=1e-3, atol=1e-5)
             torch.testing.assert_close(pack.exp_avg_sq[name][k], state["exp_avg_sq"], rtol=1e-3, atol=1e-9)
