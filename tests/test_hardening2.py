@@ -297,6 +297,11 @@ def test_plain_progress_lines_come_every_so_often_and_at_the_end():
     assert [line.split(",")[0] for line in lines] == ["training: 18.0k/50.0k (36%)", "training: 34.0k/50.0k (68%)",
                                                       "training: 50.0k/50.0k (100%)", "training: 50.0k/50.0k (100%)"]
     assert lines[-1].endswith("game score 4.0")
+    same = io.StringIO()  # a periodic line that already said the last count and postfix is not repeated
+    bar = progress(total=3, every=0, file=same)
+    bar.update(3)
+    bar.close()
+    assert [line.split(",")[0] for line in same.getvalue().splitlines()] == ["3/3 (100%)"]
     quiet = io.StringIO()
     bar = progress(total=3, every=3600, file=quiet)
     bar.update(3)

@@ -50,6 +50,7 @@ class Lines:
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.n = self.start = initial
         self.unit_scale, self.postfix, self.closed = unit_scale, "", False
+        self.printed: tuple[float, str] | None = None  # the count and postfix the last line showed
         self.t0 = self.last = time.monotonic()
 
     def update(self, n: float = 1) -> None:
@@ -66,7 +67,8 @@ class Lines:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._print()
+            if self.printed != (self.n, self.postfix):  # a periodic line may already have said it all
+                self._print()
 
     def line(self) -> str:
         from tqdm import tqdm
@@ -80,7 +82,7 @@ class Lines:
                        + ", {elapsed} elapsed, {rate_fmt}{postfix}")
 
     def _print(self) -> None:
-        self.last = time.monotonic()
+        self.last, self.printed = time.monotonic(), (self.n, self.postfix)
         print(self.line(), file=self.file, flush=True)
 
     def __iter__(self) -> Iterator:
