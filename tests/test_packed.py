@@ -229,7 +229,9 @@ def test_a_member_of_a_pack_on_the_cpu_learns_what_it_would_alone(tmp_path, agen
                             save_freq=0, hyperparams=TINY)
 
     one = Speed(torch_threads=1)
+    threads = torch.get_num_threads()
     (alone,) = train_pack([cfg(1)], [tmp_path / "alone"], speed=one)
+    assert torch.get_num_threads() == threads  # the caller's torch is left as it was
     finals = train_pack([cfg(0), cfg(1)], [tmp_path / "p0", tmp_path / "p1"], speed=one)
     again = train_pack([cfg(0), cfg(1)], [tmp_path / "q0", tmp_path / "q1"], speed=one)
     want, got = _final_weights(alone), _final_weights(finals[1])

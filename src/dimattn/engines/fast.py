@@ -31,7 +31,7 @@ from dimattn.engines.learners import make_learner
 from dimattn.engines.members import Member, new_member
 from dimattn.engines.ppo import train_loop
 from dimattn.engines.progress import TrainingReport, tb_writer
-from dimattn.engines.speed import Speed, default_speed
+from dimattn.engines.speed import Speed, default_speed, torch_threads
 from dimattn.envs.pool import task_id
 from dimattn.errors import DimattnError
 
@@ -85,8 +85,13 @@ def train_pack(runs: list[PPOArgs], run_dirs: list[Path],
     tb_roots = pack_tb_roots(tensorboard_log, len(runs))
     speed = default_speed(runs[0].device, len(runs)) if speed is None else speed
     speed = dataclasses.replace(speed, **(overrides or {}))
-    if speed.torch_threads:
-        torch.set_num_threads(speed.torch_threads)
+    with torch_threads(speed.torch_threads):  # restored after: a Python caller's torch is left as it was
+        return _train_packs(runs, run_dirs, tb_roots, progress, verbose, resume, speed)
+
+
+def _train_packs(runs: list[PPOArgs], run_dirs: list[Path], tb_roots: list[str | None], progress: bool,
+                 verbose: int, resume: bool, speed: Speed) -> list[Path]:
+    """:func:`train_pack` once its speed is settled: the runs as one pack, or as sub-packs of equal start."""
     np.random.seed(runs[0].seed)
     print(f"fast engine on {runs[0].device}: {len(runs)} run(s), {speed.groups} EnvPool group(s), "
           f"{speed.env_threads or 'all'} EnvPool thread(s) each, {torch.get_num_threads()} torch thread(s)"
