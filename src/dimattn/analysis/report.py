@@ -143,19 +143,54 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
     Every number is computed before the first file is written, so input that cannot be analysed
     leaves no partial report behind.
     """
-    tdir, fdir = out / "tables", out / "figures"
-    files: list[Path] = []
-    what = "last evaluation of each seed" if use_last else "mean over each seed's evaluation period"
+    a = _analyse(df, use_last=use_last, se=se, reps=reps, seed=seed, progress=progress)
+    texts = _text_tables(a, df, use_last=use_last, se=se, reps=reps)
+    files = _write_tables(a, texts, out / "tables")
+    figure_files, pngs = _write_figures(a, out / "figures", progress)
+    files += figure_files
 
-    # Per-game table and wins.
+    # Data, for other tools and the published notebooks.
+    files.append(_write(out / "data" / "scores.csv", tables.frame_csv(df)))
+    save_published(df, out / "data" / "post_processed_results.pkl")
+    files.append(out / "data" / "post_processed_results.pkl")
+
+    page = _Page(pngs, a.left_out, what=a.what, reps=reps, n_games=len(a.games), steps=a.steps, agents=a.agents,
+                 points=_point_note(a.matrices), dashed=figures.coinciding(a.profiles),
+                 one_seed=bool(a.learning["n"].max() == 1))
+    sections = _sections(page, *(texts[k] for k in ("per_game", "aggregates", "probability_of_improvement",
+                                                    "alignment", "alignment_measured", "wins_per_agent")))
+    return files, sections, stats.win_counts(a.per_game)
+
+
+@dataclass
+class _Analysis:
+    """Every number of the report, computed before any file is written."""
+
+    what: str  # how a seed is scored, in words
+    per_game: pd.DataFrame
+    won: dict
+    agents: list[str]
+    matrices: stats.Matrices  # human-normalised (seeds, games) per agent, for rliable
+    games: list[str]
+    steps: np.ndarray
+    taus: np.ndarray
+    agg: pd.DataFrame
+    poi: pd.DataFrame
+    profiles: dict
+    profile_cis: dict
+    eff: pd.DataFrame
+    align: pd.DataFrame
+    align_measured: pd.DataFrame
+    lists: dict
+    learning: pd.DataFrame
+    left_out: dict  # figure -> why it is left out
+
+
+def _analyse(df: pd.DataFrame, *, use_last: bool, se: str, reps: int, seed: int, progress: bool) -> _Analysis:
+    """The per-game scores and wins, rliable's aggregates (with bootstrap progress), alignment and curves."""
     per_game = stats.per_game(df, use_last=use_last, se=se)
-    t_game = tables.per_game_table(per_game, tables.per_game_caption(per_game, df, use_last, se))
-    won = stats.winners(per_game)
-    agents = stats.agents_in(df)
-
-    # Human-normalised matrices for rliable.
-    scores = stats.human_normalized(stats.seed_scores(df, use_last))
-    matrices, games = stats.score_matrices(scores)
+    won, agents = stats.winners(per_game), stats.agents_in(df)
+    matrices, games = stats.score_matrices(stats.human_normalized(stats.seed_scores(df, use_last)))
     curves, _, steps = stats.run_curves(stats.human_normalized(df))
     taus = _profile_taus(matrices)
     n_boot = len(matrices) * 3 + max(len(matrices) - 1, 0)
@@ -164,65 +199,69 @@ def _write_all(df: pd.DataFrame, out: Path, *, use_last: bool, se: str, reps: in
         poi = stats.probability_of_improvement(matrices, "NA", reps, seed, bar.update)
         profiles, profile_cis = stats.performance_profiles(matrices, taus, reps, seed, bar.update)
         eff = stats.sample_efficiency(curves, steps, reps, seed, bar.update)
-    align = stats.alignment(won, agents)
-    lists = stats.win_lists(won, agents)
+    return _Analysis(
+        what="last evaluation of each seed" if use_last else "mean over each seed's evaluation period",
+        per_game=per_game, won=won, agents=agents, matrices=matrices, games=games, steps=steps, taus=taus,
+        agg=agg, poi=poi, profiles=profiles, profile_cis=profile_cis, eff=eff,
+        align=stats.alignment(won, agents),
+        # The same counts with the axes `dimattn axes` measured (docs/axes.md), beside the published ones.
+        align_measured=stats.alignment(won, agents, groups=measured_axes()),
+        lists=stats.win_lists(won, agents), learning=stats.learning_curves(df, se),
+        left_out=_left_out(matrices, steps))
 
-    n_games = f"{len(games)} game" + ("" if len(games) == 1 else "s")
-    t_agg = tables.aggregates_table(agg, f"{what}, {n_games}, {reps} bootstrap replicates")
-    t_poi = tables.improvement_table(poi, reps) if len(poi) else None
-    t_align = tables.alignment_table(align) if len(align) else None
-    # The same counts with the axes `dimattn axes` measured (docs/axes.md), beside the published ones.
-    align_measured = stats.alignment(won, agents, groups=measured_axes())
-    t_align_measured = tables.alignment_table(align_measured, "axes measured by dimattn axes, random policy; "
-                                              "docs/axes.md") if len(align_measured) else None
-    t_lists = tables.win_list_table(lists)
-    learning = stats.learning_curves(df, se)
 
-    files += _write_table(t_game, tdir / "per_game", per_game)
-    files += _write_table(t_agg, tdir / "aggregates", agg)
-    if t_poi is not None:
-        files += _write_table(t_poi, tdir / "probability_of_improvement", poi)
-    if t_align is not None:
-        files += _write_table(t_align, tdir / "alignment", align)
-    if t_align_measured is not None:
-        files += _write_table(t_align_measured, tdir / "alignment_measured", align_measured)
-    files += _write_table(t_lists, tdir / "wins_per_agent",
-                          pd.DataFrame([{"agent": a, "wins": len(g), "games": " ".join(g)} for a, g in lists.items()]),
-                          latex=False)
-    profile_rows = [{"agent": a, "tau": t, "fraction": p, "low": lo, "high": hi}
-                    for a in profiles for t, p, lo, hi in zip(taus, profiles[a], *profile_cis[a])]
-    files.append(_write(tdir / "performance_profiles.csv", tables.frame_csv(pd.DataFrame(profile_rows))))
-    files.append(_write(tdir / "sample_efficiency.csv", tables.frame_csv(eff)))
-    files.append(_write(tdir / "learning_curves.csv", tables.frame_csv(learning)))
-
-    # Figures, except those that would only repeat a table (the page says why in their place).
-    left_out = _left_out(matrices, steps)
-    drawn = {
-        "aggregates": lambda: figures.aggregates_figure(agg),
-        "performance_profiles": lambda: figures.profiles_figure(profiles, profile_cis, taus),
-        "probability_of_improvement": (lambda: figures.improvement_figure(poi)) if len(poi) else None,
-        "sample_efficiency": lambda: figures.sample_efficiency_figure(eff),
-        "alignment": (lambda: figures.alignment_figure(align)) if len(align) else None,
-        "learning_curves": lambda: figures.learning_curves_figure(learning),
+def _text_tables(a: _Analysis, df: pd.DataFrame, *, use_last: bool, se: str,
+                 reps: int) -> dict[str, tables.TextTable | None]:
+    """The page's tables by file stem (None: nothing to show for this input)."""
+    n_games = f"{len(a.games)} game" + ("" if len(a.games) == 1 else "s")
+    return {
+        "per_game": tables.per_game_table(a.per_game, tables.per_game_caption(a.per_game, df, use_last, se)),
+        "aggregates": tables.aggregates_table(a.agg, f"{a.what}, {n_games}, {reps} bootstrap replicates"),
+        "probability_of_improvement": tables.improvement_table(a.poi, reps) if len(a.poi) else None,
+        "alignment": tables.alignment_table(a.align) if len(a.align) else None,
+        "alignment_measured": tables.alignment_table(a.align_measured, "axes measured by dimattn axes, random "
+                                                     "policy; docs/axes.md") if len(a.align_measured) else None,
+        "wins_per_agent": tables.win_list_table(a.lists),
     }
-    pngs = {}
-    for name, draw in console.progress([(k, v) for k, v in drawn.items() if v is not None and k not in left_out],
+
+
+def _write_tables(a: _Analysis, texts: dict[str, tables.TextTable | None], tdir: Path) -> list[Path]:
+    """Each table as Markdown, LaTeX and CSV, and the curves' data as CSV."""
+    data = {"per_game": a.per_game, "aggregates": a.agg, "probability_of_improvement": a.poi,
+            "alignment": a.align, "alignment_measured": a.align_measured}
+    files: list[Path] = []
+    for stem, frame in data.items():
+        if texts[stem] is not None:
+            files += _write_table(texts[stem], tdir / stem, frame)
+    wins = pd.DataFrame([{"agent": agent, "wins": len(g), "games": " ".join(g)} for agent, g in a.lists.items()])
+    files += _write_table(texts["wins_per_agent"], tdir / "wins_per_agent", wins, latex=False)
+    profile_rows = [{"agent": agent, "tau": t, "fraction": p, "low": lo, "high": hi}
+                    for agent in a.profiles for t, p, lo, hi in zip(a.taus, a.profiles[agent], *a.profile_cis[agent])]
+    files.append(_write(tdir / "performance_profiles.csv", tables.frame_csv(pd.DataFrame(profile_rows))))
+    files.append(_write(tdir / "sample_efficiency.csv", tables.frame_csv(a.eff)))
+    files.append(_write(tdir / "learning_curves.csv", tables.frame_csv(a.learning)))
+    return files
+
+
+def _write_figures(a: _Analysis, fdir: Path, progress: bool) -> tuple[list[Path], dict[str, Path]]:
+    """The figures, except those that would only repeat a table (the page says why in their place): every
+    file written, and each figure's PNG by name."""
+    drawn = {
+        "aggregates": lambda: figures.aggregates_figure(a.agg),
+        "performance_profiles": lambda: figures.profiles_figure(a.profiles, a.profile_cis, a.taus),
+        "probability_of_improvement": (lambda: figures.improvement_figure(a.poi)) if len(a.poi) else None,
+        "sample_efficiency": lambda: figures.sample_efficiency_figure(a.eff),
+        "alignment": (lambda: figures.alignment_figure(a.align)) if len(a.align) else None,
+        "learning_curves": lambda: figures.learning_curves_figure(a.learning),
+    }
+    files, pngs = [], {}
+    for name, draw in console.progress([(k, v) for k, v in drawn.items() if v is not None and k not in a.left_out],
                                        desc="figures", unit="figure", disable=not progress, leave=False):
         # The learning-curve grid sets its own margins; cropping it would cost seconds.
         paths = figures.save_figure(draw(), fdir / name, crop=name != "learning_curves")
         files += paths
         pngs[name] = paths[0]
-
-    # Data, for other tools and the published notebooks.
-    files.append(_write(out / "data" / "scores.csv", tables.frame_csv(df)))
-    save_published(df, out / "data" / "post_processed_results.pkl")
-    files.append(out / "data" / "post_processed_results.pkl")
-
-    page = _Page(pngs, left_out, what=what, reps=reps, n_games=len(games), steps=steps, agents=agents,
-                 points=_point_note(matrices), dashed=figures.coinciding(profiles),
-                 one_seed=bool(learning["n"].max() == 1))
-    sections = _sections(page, t_game, t_agg, t_poi, t_align, t_align_measured, t_lists)
-    return files, sections, stats.win_counts(per_game)
+    return files, pngs
 
 
 def _profile_taus(matrices: stats.Matrices) -> np.ndarray:
