@@ -382,7 +382,13 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "or as a PBS Pro / Slurm job array; run it again after any failure to resume; watch it with status."))
     ss = p.add_subparsers(dest="study_command", metavar="ACTION", parser_class=_Parser)
     ss.required = True
+    _add_study_init(ss)
+    _add_study_run(ss)
+    _add_study_run_one(ss)
+    _add_study_status(ss)
 
+
+def _add_study_init(ss: argparse._SubParsersAction) -> None:
     q = ss.add_parser("init", help="write a study spec (study.yml)", description=(
         "Write <dir>/study.yml. Takes the run options of `dimattn train`. Example (the published study): "
         "dimattn study init paper56 --games paper56 --agents NA,SWA,CWRA,CWCA,CWRCA --seeds 0-4 -n 10000000"))
@@ -396,6 +402,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--name", default=None, help="study name (default: the directory's name)")
     _add_run_arguments(q)
 
+
+def _add_study_run(ss: argparse._SubParsersAction) -> None:
     r = ss.add_parser("run", help="run every unfinished run (resumes; skips finished ones)", description=(
         "Train every run of the study that is not finished, resuming each from its last checkpoint. "
         "local: worker processes on this machine; ray: Ray tasks; pbs/slurm: write a job-array script "
@@ -424,7 +432,11 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--gpus", type=gpu_share, default=None, metavar="G",
                    help="GPUs per run, or per pack with --pack: Ray num_gpus per task (fractions share a GPU, "
                         "e.g. 0.3; default 0); pbs/slurm: the same as --ngpus (whole GPUs)")
-    g = r.add_argument_group("pbs / slurm")
+    _add_job_script_arguments(r.add_argument_group("pbs / slurm"))
+
+
+def _add_job_script_arguments(g: argparse._ArgumentGroup) -> None:
+    """study run's options for PBS Pro and Slurm: the job scripts' resources, submission and chains."""
     g.add_argument("--submit", action="store_true", help="submit the script(s) with qsub / sbatch")
     g.add_argument("--mem", default="8gb", help="memory per run, e.g. 8gb (default 8gb)")
     g.add_argument(
@@ -448,6 +460,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--python", default=None, help="Python interpreter on the compute nodes (default: this one; "
                                                   "give python to use the one your --setup lines activate)")
 
+
+def _add_study_run_one(ss: argparse._SubParsersAction) -> None:
     o = ss.add_parser("run-one", help="train (or resume) one run: what each array task calls", description=(
         "Train or resume run number --index (0-based, games × agents × seeds order). Without --index, "
         "the index is $PBS_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID."))
@@ -464,6 +478,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--retries", type=bounded(0, 100), default=1, help="retry a failed run this many times (default 1)")
 
+
+def _add_study_status(ss: argparse._SubParsersAction) -> None:
     s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done",
                       description=(
         "One row per run: its state (pending, running, done, failed), the steps a resume would keep (its "
