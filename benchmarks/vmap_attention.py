@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from unittest import mock
@@ -35,6 +33,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from attention import cpu_ms  # benchmarks/attention.py: this script's folder is on sys.path
 from dimattn.agents import attention
 from dimattn.agents.attention import AGENTS, DimensionalAttention
 from dimattn.agents.networks import ActorCritic
@@ -84,19 +83,6 @@ def warns(fn: Callable[[], object]) -> bool:
         warnings.simplefilter("always")
         fn()
     return any(FALLBACK_NOTE in str(w.message) for w in caught)
-
-
-def cpu_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median CPU milliseconds of each callable, measured in turn (interleaved) ``repeats`` times."""
-    for fn in fns.values():
-        fn()  # warm-up
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.thread_time()
-            fn()
-            samples[name].append((time.thread_time() - t0) * 1000)
-    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
