@@ -168,7 +168,6 @@ class _Analysis:
 
     what: str  # how a seed is scored, in words
     per_game: pd.DataFrame
-    won: dict
     agents: list[str]
     matrices: stats.Matrices  # human-normalised (seeds, games) per agent, for rliable
     games: list[str]
@@ -201,7 +200,7 @@ def _analyse(df: pd.DataFrame, *, use_last: bool, se: str, reps: int, seed: int,
         eff = stats.sample_efficiency(curves, steps, reps, seed, bar.update)
     return _Analysis(
         what="last evaluation of each seed" if use_last else "mean over each seed's evaluation period",
-        per_game=per_game, won=won, agents=agents, matrices=matrices, games=games, steps=steps, taus=taus,
+        per_game=per_game, agents=agents, matrices=matrices, games=games, steps=steps, taus=taus,
         agg=agg, poi=poi, profiles=profiles, profile_cis=profile_cis, eff=eff,
         align=stats.alignment(won, agents),
         # The same counts with the axes `dimattn axes` measured (docs/axes.md), beside the published ones.
