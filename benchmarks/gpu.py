@@ -46,28 +46,23 @@ def _fps(tb: Path, env_id: str) -> float:
 
 def train_child(spec: dict) -> dict:
     """One run (or one pack) without evaluations or checkpoints: its steps/s (a pack's: all members')."""
-    import dataclasses
 
     import torch
 
     from dimattn.engines.config import build_config
-    from dimattn.engines.fast import train_pack
-    from dimattn.engines.sb3 import train_sb3
-    from dimattn.engines.speed import default_speed
+    from dimattn.engines.train import train_pack
 
     k = spec.get("k", 1)
     configs = [build_config(GAME, agent=spec["agent"], seed=s, n_timesteps=spec["steps"], eval_freq=0, save_freq=0,
                             engine=spec["engine"], device=spec["device"], vec_env=spec.get("vec_env", "dummy"))
                for s in range(k)]
-    args = [c.resolve() for c in configs]
     root = Path(tempfile.mkdtemp(prefix="dimattn-gpu-"))
     try:
         if spec["engine"] == "sb3":
-            train_sb3(args[0], root / "r0", str(root / "tb"))
-            return {"steps_per_s": _fps(root / "tb", args[0].env_id)}
-        speed = dataclasses.replace(default_speed(args[0].device, k), **spec.get("speed", {}))
-        train_pack(args, [root / f"r{i}" for i in range(k)], str(root / "tb"), speed=speed)
-        return {"steps_per_s": k * _fps(root / "tb", args[0].env_id), "torch_threads": torch.get_num_threads()}
+            train_pack(configs, [root / "r0"], str(root / "tb"))
+            return {"steps_per_s": _fps(root / "tb", configs[0].env_id)}
+        train_pack(configs, [root / f"r{i}" for i in range(k)], str(root / "tb"), speed=spec.get("speed", {}))
+        return {"steps_per_s": k * _fps(root / "tb", configs[0].env_id), "torch_threads": torch.get_num_threads()}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -102,7 +97,8 @@ def split_child(spec: dict) -> dict:
     from dimattn.engines.acting import Envs, act_steps
     from dimattn.engines.config import build_config
     from dimattn.engines.learners import NetworkLearner, VmappedLearner
-    from dimattn.engines.ppo import Rollout, collect, gae
+    from dimattn.engines.ppo import collect, gae
+    from dimattn.engines.rollout import Rollout
     from dimattn.engines.speed import default_speed
 
     k, device = spec["k"], torch.device(spec["device"])

@@ -40,25 +40,12 @@ def train_one(args: argparse.Namespace, engine: str, seed: int) -> None:
                           eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, save_freq=args.save_freq)
     label = args.label or engine
     print(f"== {engine} seed {seed}: {args.agent} on {args.game}, {args.steps:,} steps", flush=True)
-    if engine == "fast" and args.fast_levers:
-        # the fast engine with non-default CPU levers (e.g. bf16), to check they keep the learning
-        import dataclasses
-
-        from dimattn.engines.fast import train_fast
-        from dimattn.engines.rundir import write_config
-        from dimattn.engines.speed import DEFAULT_SPEED
-
+    speed = None
+    if engine == "fast" and args.fast_levers:  # non-default CPU levers (e.g. bf16), to check they keep the learning
         label = "fast+" + "+".join(args.fast_levers)
-        speed = dataclasses.replace(DEFAULT_SPEED, **{name: True for name in args.fast_levers})
-        out = run_dir(args.out, label, seed)
-        out.mkdir(parents=True, exist_ok=True)
-        write_config(out, config)
-        train_fast(
-            config.resolve(), out, tensorboard_log=str(args.out / "tb"), progress=args.progress, verbose=1, speed=speed
-        )
-        return
+        speed = {name: True for name in args.fast_levers}
     train(config, run_dir(args.out, label, seed), tensorboard_log=str(args.out / "tb"), progress=args.progress,
-          verbose=1)
+          verbose=1, speed=speed)
 
 
 def train_pack(args: argparse.Namespace, seeds: list[int]) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -61,23 +62,14 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
     root = Path(tempfile.mkdtemp(prefix="dimattn-throughput-"))
     try:
         t0 = time.perf_counter()
-        if k > 1:
-            from dimattn.engines.fast import train_pack
+        configs = [dataclasses.replace(config, seed=s) for s in range(k)]
+        dirs = [root / f"run{s}" for s in range(k)]
+        if hasattr(importlib.import_module("dimattn.engines.train"), "prepare"):  # this tree: one road
+            from dimattn.engines.train import train_pack
 
-            default_speed = _speed_api().default_speed
-
-            runs = [dataclasses.replace(config, seed=s).resolve() for s in range(k)]
-            train_pack(runs, [root / f"run{s}" for s in range(k)], str(root / "tb"),
-                       speed=dataclasses.replace(default_speed(runs[0].device, k), **speed))
-        elif engine == "fast":
-            from dimattn.engines.fast import train_fast
-
-            train_fast(config.resolve(), root / "run", str(root / "tb"),
-                       speed=dataclasses.replace(_speed_api().DEFAULT_SPEED, **speed))
+            train_pack(configs, dirs, str(root / "tb"), speed=speed if engine == "fast" else None)
         else:
-            from dimattn.engines.sb3 import train_sb3
-
-            train_sb3(config.resolve(), root / "run", str(root / "tb"))
+            _train_before(engine, configs, dirs, str(root / "tb"), speed)
         wall = steps / (time.perf_counter() - t0)
         events = sorted((root / "tb" / config.env_id).iterdir())[0]
         acc = EventAccumulator(str(events))
@@ -87,6 +79,20 @@ def measure_training(engine: str, game: str, agent: str, steps: int, speed: dict
         return k * float(fps)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _train_before(engine: str, configs: list, dirs: list[Path], tb: str, speed: dict) -> None:
+    """The same training through a tree from before the one road (``--before``): its fast engine's own entry."""
+    if engine == "sb3":
+        from dimattn.engines.sb3 import train_sb3
+
+        train_sb3(configs[0].resolve(), dirs[0], tb)
+        return
+    from dimattn.engines.fast import train_pack
+
+    runs = [c.resolve() for c in configs]
+    base = _speed_api().default_speed(runs[0].device, len(runs)) if len(runs) > 1 else _speed_api().DEFAULT_SPEED
+    train_pack(runs, dirs, tb, speed=dataclasses.replace(base, **speed))
 
 
 def _speed_api():

@@ -4,6 +4,7 @@ nothing written). The example plugin package's whole path (install, train, study
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -210,7 +211,7 @@ def test_a_block_that_cannot_be_vmapped_trains_its_pack_as_packs_of_one(tmp_path
                             eval_episodes=1, save_freq=0, hyperparams=["n_envs:2", "n_steps:128", "batch_size:64",
                                                                         "n_epochs:1"]) for s in (0, 1)]
     dirs = [tmp_path / "a", tmp_path / "b"]
-    train_pack(configs, dirs, speed=Speed(torch_threads=1, vmap=True))
+    train_pack(configs, dirs, speed=dataclasses.asdict(Speed(torch_threads=1, vmap=True)))
     out = capsys.readouterr().out
     assert "ITEMGATE's block does not run under torch.func.vmap" in out and "packs of one" in out
     assert [EvalHistory.load(d).timesteps for d in dirs] == [[256], [256]]

@@ -322,13 +322,13 @@ def test_a_reader_that_goes_away_stops_the_command_quietly():
 def test_vec_env_subproc_with_the_fast_engine_is_noted_and_config_records_envpool(capsys):
     pytest.importorskip("envpool")
     from dimattn.engines.config import build_config
-    from dimattn.engines.train import resolve_engine
+    from dimattn.engines.train import prepare
 
-    config = resolve_engine(build_config("Pong", vec_env="subproc"))
+    config = prepare([build_config("Pong", vec_env="subproc")]).configs[0]
     out = capsys.readouterr().out
     assert (config.engine, config.vec_env) == ("fast", "envpool")
     assert out.count("\n") == 1 and "--vec-env subproc applies to the SB3 engine" in out
-    assert resolve_engine(build_config("Pong", vec_env="subproc", engine="sb3")).vec_env == "subproc"
+    assert prepare([build_config("Pong", vec_env="subproc", engine="sb3")]).configs[0].vec_env == "subproc"
 
 
 def test_help_texts(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import zipfile
 
@@ -13,7 +14,8 @@ import torch
 from dimattn.agents.networks import ActorCritic
 from dimattn.engines.config import build_config
 from dimattn.engines.learners import VmappedLearner
-from dimattn.engines.ppo import Rollout, gae, update
+from dimattn.engines.ppo import gae, update
+from dimattn.engines.rollout import Rollout
 from dimattn.engines.speed import DEFAULT_SPEED
 
 # 2 epochs x 2 minibatches of 32 per member: Adam's state carries over, the clip is active. (A third epoch
@@ -228,7 +230,7 @@ def test_a_member_of_a_pack_on_the_cpu_learns_what_it_would_alone(tmp_path, agen
         return build_config("Breakout", agent=agent, seed=seed, n_timesteps=256, engine="fast", eval_freq=0,
                             save_freq=0, hyperparams=TINY)
 
-    one = Speed(torch_threads=1)
+    one = dataclasses.asdict(Speed(torch_threads=1))
     threads = torch.get_num_threads()
     (alone,) = train_pack([cfg(1)], [tmp_path / "alone"], speed=one)
     assert torch.get_num_threads() == threads  # the caller's torch is left as it was
@@ -249,7 +251,7 @@ def test_a_vmapped_pack_on_the_cpu_trains_end_to_end(tmp_path):
     from dimattn.engines.train import train_pack
 
     dirs = [tmp_path / "a", tmp_path / "b"]
-    speed = Speed(torch_threads=1, vmap=True)
+    speed = dataclasses.asdict(Speed(torch_threads=1, vmap=True))
     train_pack([_tiny(0, 256), _tiny(1, 256)], dirs, speed=speed)
     finals = train_pack([_tiny(0, 512), _tiny(1, 512)], dirs, speed=speed)  # resumes at 256
     for d in dirs:

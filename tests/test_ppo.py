@@ -15,11 +15,12 @@ import torch
 
 from dimattn.agents.checkpoints import load_agent
 from dimattn.agents.networks import ActorCritic
+from dimattn.engines.common import STATE_ENTRY
 from dimattn.engines.config import build_config
-from dimattn.engines.fast import train_fast
-from dimattn.engines.members import STATE_ENTRY, restore
+from dimattn.engines.members import restore
 from dimattn.engines.ppo import gae
 from dimattn.engines.rundir import EvalHistory
+from dimattn.engines.train import train
 from dimattn.errors import DimattnError
 
 # 4 envs x 32 steps = rollouts of 128; 2 minibatches of 64; 3 epochs -> 6 optimiser steps per rollout.
@@ -36,7 +37,7 @@ def tiny_config(n_timesteps: int = STEPS, agent: str = "CWCA", **hp):
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast")
     run_dir, tb = root / "run", root / "tb"
-    final = train_fast(tiny_config().resolve(), run_dir, tensorboard_log=str(tb))
+    final = train(tiny_config(), run_dir, tensorboard_log=str(tb))
     return run_dir, tb, final
 
 
@@ -111,7 +112,7 @@ def test_resume_continues_from_the_latest_checkpoint(tiny_run, tmp_path, capsys)
     shutil.copytree(tiny_run[0], run_dir)
     for name in ("rl_model_512_steps.zip", "BreakoutNoFrameskip-v4.zip"):  # as if killed after 256 steps
         (run_dir / name).unlink()
-    final = train_fast(tiny_config(n_timesteps=768).resolve(), run_dir)
+    final = train(tiny_config(n_timesteps=768), run_dir)
     assert "resuming" in capsys.readouterr().out
     history = EvalHistory.load(run_dir)
     assert history.timesteps == [256, 512, 768]  # the old 512 evaluation was replaced, not kept
@@ -166,14 +167,14 @@ def test_gae_matches_the_direct_sum():
 def test_missing_envpool_names_the_sb3_engine(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "envpool", None)  # import envpool -> ImportError
     with pytest.raises(DimattnError, match="--engine sb3"):
-        train_fast(tiny_config().resolve(), tmp_path)
+        train(tiny_config(), tmp_path)
 
 
 @pytest.mark.parametrize("hp", [{"target_kl": 0.01}, {"clip_range_vf": 0.2}, {"normalize_advantage": False},
                                 {"policy_kwargs": {"ortho_init": False}}])
 def test_sb3_only_options_are_refused(tmp_path, hp):
     with pytest.raises(DimattnError, match="--engine sb3"):
-        train_fast(tiny_config(**hp).resolve(), tmp_path)
+        train(tiny_config(**hp), tmp_path)
     assert not any(Path(tmp_path).iterdir())  # refused before anything was written
 
 
@@ -212,7 +213,8 @@ def test_update_is_sb3_ppo_train(agent, device):
     statistics and parameters (3 epochs x 2 minibatches, so Adam's state and the clip are exercised).
     On CUDA our update runs on the GPU with the engine's fused Adam (SB3 on the CPU is the reference);
     TF32 is switched off there, since it rounds matmuls to 10 bits by design."""
-    from dimattn.engines.ppo import Rollout, update
+    from dimattn.engines.ppo import update
+    from dimattn.engines.rollout import Rollout
     from dimattn.engines.speed import DEFAULT_SPEED
 
     T, N, B, E = 16, 4, 32, 3
@@ -305,19 +307,19 @@ def test_auto_engine_is_fast_where_it_can_run_and_records_it(tmp_path):
 
 @pytest.mark.parametrize("cause", ["no envpool", "target_kl"])
 def test_auto_engine_falls_back_to_sb3_and_says_why(monkeypatch, capsys, cause):
-    from dimattn.engines.train import resolve_engine
+    from dimattn.engines.train import prepare
 
     if cause == "no envpool":
         monkeypatch.setitem(sys.modules, "envpool", None)
         config = build_config("Breakout", agent="NA")
     else:
         config = build_config("Breakout", agent="NA", hyperparams={"target_kl": 0.01})
-    assert resolve_engine(config).engine == "sb3"
+    assert prepare([config]).engine == "sb3"
     note = capsys.readouterr().out
     assert note.startswith("note: the fast engine cannot run this") and "using the SB3 engine" in note
-    assert resolve_engine(build_config("Breakout", engine="sb3")).engine == "sb3"  # an explicit choice stays
+    assert prepare([build_config("Breakout", engine="sb3")]).engine == "sb3"  # an explicit choice stays
     with pytest.raises(DimattnError, match="--engine sb3"):  # and an explicit fast is refused, not switched
-        resolve_engine(dataclasses.replace(config, engine="fast"))
+        prepare([dataclasses.replace(config, engine="fast")])
 
 
 def test_devices_are_resolved_or_refused():
@@ -347,9 +349,9 @@ def test_running_out_of_device_memory_is_one_line_and_keeps_the_last_checkpoint(
 
     monkeypatch.setattr(NetworkLearner, "update", update)
     with pytest.raises(DimattnError, match="ran out of memory.*last checkpoints are intact") as err:
-        train_fast(tiny_config().resolve(), tmp_path)
+        train(tiny_config(), tmp_path)
     assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
     assert load_agent(tmp_path / "rl_model_256_steps.zip").meta["num_timesteps"] == 256
     monkeypatch.setattr(NetworkLearner, "update", real)
-    train_fast(tiny_config().resolve(), tmp_path)  # resumes from it
+    train(tiny_config(), tmp_path)  # resumes from it
     assert EvalHistory.load(tmp_path).timesteps == [256, 512]

@@ -131,14 +131,14 @@ def test_a_pack_skips_busy_members_and_a_failed_pack_fails_every_member(tmp_path
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write("4242 otherhost 2024-01-01\n")
         held.flush()
-        outcomes = execute(study, [0, 1], attempt="1/2", packed=True)
+        outcomes = execute(study, [0, 1], attempt="1/2")
     assert [(o.index, o.state) for o in outcomes] == [(0, "failed"), (1, "busy")]
     assert "being trained by 4242 otherhost" in outcomes[1].message
     assert calls == [([0], ["seed0"], [str(first.dir / "tb")])]
     assert (first.dir / ERROR_LOG).read_text().startswith("attempt 1/2 failed: RuntimeError: boom")
     assert not (busy.dir / TRAIN_LOG).exists() and not (busy.dir / ERROR_LOG).exists()
     # both members train, the pack fails: both get error.log, the second pointing at the first's output
-    outcomes = execute(study, [0, 1], attempt="2/2", packed=True)
+    outcomes = execute(study, [0, 1], attempt="2/2")
     assert [o.state for o in outcomes] == ["failed", "failed"] and calls[-1][0] == [0, 1]
     error = (busy.dir / ERROR_LOG).read_text()
     assert error.startswith("attempt 2/2 failed: RuntimeError: boom") and str(first.dir / TRAIN_LOG) in error

@@ -30,7 +30,7 @@ from dimattn.engines.config import (
     build_config,
 )
 from dimattn.engines.rundir import EVALUATIONS, discard_unstarted, new_run_dir
-from dimattn.engines.train import check_speed_for, resolve_engine, train
+from dimattn.engines.train import prepare, run_plan
 from dimattn.errors import DimattnError
 from dimattn.fileio import check_writable_dir, writing
 
@@ -206,9 +206,8 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
 def _train_from_args(args: argparse.Namespace) -> None:
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
-    config = resolve_engine(_config_from_args(args))  # every check happens before anything is written
-    speed = _speed_from_args(args)
-    check_speed_for(config, speed)
+    plan = prepare([_config_from_args(args)], _speed_from_args(args))  # every check, before anything is written
+    config = plan.configs[0]
     if args.tensorboard_log:  # probed before the run folder exists, so a refusal leaves nothing behind
         check_writable_dir(args.tensorboard_log, "TensorBoard folder", "--tensorboard-log")
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
@@ -216,8 +215,8 @@ def _train_from_args(args: argparse.Namespace) -> None:
           f"{config.engine} engine) into {run_dir}", flush=True)
     try:
         with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
-            final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose,
-                          speed=speed)
+            (final,) = run_plan(plan, [run_dir], args.tensorboard_log, progress=args.progress,
+                                verbose=args.verbose)
     except BaseException:  # interrupted or failed before it wrote anything of a run: leave no run folder
         discard_unstarted(run_dir)
         raise

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import io
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from dimattn.agents.checkpoints import load_tensors
 from dimattn.agents.registry import block_record
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.rundir import EvalHistory, checkpoints
 
 RNG_ENTRY = "dimattn_rng.pt"  # not .pth: SB3 loads every .pth entry as parameters
+STATE_ENTRY = "dimattn_fast_state.pt"  # the fast engine's steps and optimiser updates
 EVAL_SEED_OFFSET = 10_000  # a salt: evaluation games get seeds of their own (see eval_seeds)
 
 
@@ -60,8 +63,8 @@ def rng_state_bytes(numpy_state: tuple | None = None, torch_state: torch.Tensor 
     return buf.getvalue()
 
 
-def set_rng_state_bytes(raw: bytes) -> None:
-    s = torch.load(io.BytesIO(raw), weights_only=True)
+def set_rng_state_bytes(raw: bytes, what: str = "checkpoint") -> None:
+    s = load_tensors(raw, what)
     torch.set_rng_state(s["torch"])
     pos, has_gauss = (int(x) for x in s["np_rest"])
     np.random.set_state(("MT19937", s["np_key"].numpy().astype(np.uint32), pos, has_gauss, float(s["np_gauss"])))
@@ -100,6 +103,23 @@ def resume_point(run_dir: Path, resume: bool) -> tuple[int, Path | None, EvalHis
     return steps, path, EvalHistory.load(run_dir, up_to=steps)
 
 
+def restore_training_state(path: Path, optimizer: torch.optim.Optimizer) -> tuple[int | None, int | None]:
+    """The optimiser's state and the RNG states from one of our checkpoints (both engines), through the
+    safe tensor loader; returns (steps, optimiser updates) where the fast engine recorded them, else
+    (None, None). The network's weights are the caller's: each engine names them its own way."""
+    what = f"checkpoint {path}"
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        if "policy.optimizer.pth" in names:
+            optimizer.load_state_dict(load_tensors(zf.read("policy.optimizer.pth"), what))
+        if RNG_ENTRY in names:
+            set_rng_state_bytes(zf.read(RNG_ENTRY), what)
+        if STATE_ENTRY in names:
+            s = load_tensors(zf.read(STATE_ENTRY), what)
+            return int(s["num_timesteps"]), int(s["n_updates"])
+    return None, None
+
+
 def record_evaluation(history: EvalHistory, run_dir: Path, steps: int, scores: np.ndarray,
                       lengths: np.ndarray, writer: Any = None) -> bool:
     """Append one evaluation to ``evaluations.npz``, log it, print it; True if it is the best so far."""
@@ -113,12 +133,6 @@ def record_evaluation(history: EvalHistory, run_dir: Path, steps: int, scores: n
     games = f"{len(scores)} game" + "s" * (len(scores) != 1)
     print(f"eval @ {steps:,} steps: score {mean:.2f} ± {np.std(scores):.2f} over {games}", flush=True)
     return mean > best
-
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
-    """1 - Var(returns - values) / Var(returns) (population variances, as SB3 logs it); NaN if Var = 0."""
-    var = float(returns.var(unbiased=False))
-    return float("nan") if var == 0 else 1.0 - float((returns - values).var(unbiased=False)) / var
 
 
 def sb3_ppo(args: PPOArgs, env: Any = None, n_actions: int | None = None, tensorboard_log: str | None = None,

@@ -8,8 +8,12 @@ Two forms of one run's configuration:
 
 - :class:`RunConfig`: what ``config.yml`` holds, in the RL Zoo form users know (``hyperparams`` as
   written: ``lin_2.5e-4``, ``policy_kwargs`` with class names as strings);
-- :class:`PPOArgs`: the same, fully resolved once by :meth:`RunConfig.resolve` (schedules split into
-  start + linear flag, the torch device, SB3 ``policy_kwargs`` with classes). The engines read its fields.
+- :class:`PPOArgs`: what the engines read, made once per run by :meth:`RunConfig.resolve` (schedules split
+  into start + linear flag, the torch device, SB3 ``policy_kwargs`` with classes). Its other fields are the
+  RunConfig's and the hyperparameters' own, taken over by name (no field is copied by hand).
+
+A RunConfig is checked when it is made (``__post_init__``): one that exists is valid, so no layer checks it
+again.
 
 The defaults of a run (10M steps, evaluate every 200k, 5 games, save every 500k, engine auto) live here.
 """
@@ -55,8 +59,8 @@ MAX_STEPS = 10**12
 #: ``seed + i`` (the rollout's memory check keeps n_envs far below 2**20). Evaluation seeds come from a
 #: SeedSequence of the seed (common.eval_seeds): any seed gives them.
 MAX_SEED = 2**31 - 2**20
-#: SPEC §4 values' ranges: name -> (low, high, low excluded). Checked once, by RunConfig.validated.
-RANGES: dict[str, tuple[float, float, bool]] = {
+#: SPEC §4 values' ranges: name -> (low, high, low excluded).
+RANGES: dict[str, tuple[float, float, bool]] = {  # checked when a RunConfig is made
     "learning_rate": (0.0, 1.0, True),
     "clip_range": (0.0, 10.0, True),
     "clip_range_vf": (0.0, 1e6, True),
@@ -80,7 +84,9 @@ def _check_range(name: str, value: Any, low: float, high: float, low_open: bool)
 
 @dataclass
 class RunConfig:
-    """Everything that defines one training run. ``hyperparams`` holds SPEC §4's values, resolved."""
+    """Everything that defines one training run, as ``config.yml`` holds it; ``hyperparams`` in RL Zoo's form
+    (``lin_2.5e-4``, class names as strings). Checked, and its game and agent names normalised, when it is
+    made: DimattnError on the first bad field."""
 
     game: str
     agent: str = "NA"
@@ -93,8 +99,11 @@ class RunConfig:
     device: str = "auto"
     vec_env: str = "dummy"
     hyperparams: dict[str, Any] = field(default_factory=default_hyperparams)
-    #: Made by :meth:`validated`: its checks passed (a copy by ``dataclasses.replace`` is checked anew).
-    _checked: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.game, self.agent = canonical_game(self.game), check_agent(self.agent)
+        self._check_agent()
+        self._check()
 
     @property
     def env_id(self) -> str:
@@ -102,26 +111,13 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        del d["_checked"]
         d["env_id"] = self.env_id
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls) if f.init}
-        return cls(**{k: v for k, v in d.items() if k in names}).validated()
-
-    def validated(self) -> RunConfig:
-        """This configuration checked, its names normalised, as a new RunConfig (``self`` is left as it is);
-        ``self`` when it came from validated() already, so the checks run once however many layers ask.
-        Raises DimattnError on the first bad field."""
-        if self._checked:
-            return self
-        config = dataclasses.replace(self, game=canonical_game(self.game), agent=check_agent(self.agent))
-        config._check_agent()
-        config._check()
-        config._checked = True
-        return config
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     def _check_agent(self) -> None:
         """The agent agrees with the network options, and its block builds and keeps its input's shape on a
@@ -171,48 +167,36 @@ class RunConfig:
                                "or envpool (fast engine)")
 
     def on_engine(self, engine: str) -> RunConfig:
-        """This config, checked, as ``engine`` runs and records it: ``fast`` steps EnvPool's envs (the checks
-        still hold: its rollout needs what ``auto``'s did); ``sb3`` is checked for its own rollout (float32
-        observations: 4x the memory)."""
-        config = self.validated()
-        if engine == "sb3":
-            return dataclasses.replace(config, engine="sb3").validated()
-        fast = dataclasses.replace(config, engine="fast", vec_env="envpool")
-        fast._checked = True
-        return fast
+        """This config as ``engine`` runs and records it: ``fast`` steps EnvPool's envs; ``sb3`` is checked
+        for its own rollout (float32 observations: 4x the memory)."""
+        return dataclasses.replace(self, engine=engine, vec_env="envpool" if engine == "fast" else self.vec_env)
 
-    def resolve(self) -> PPOArgs:
-        """Check (once: see :meth:`validated`) and resolve everything (schedules, device, policy kwargs)
-        for the engines."""
-        config = self.validated()
-        hp = config.hyperparams
+    def resolve(self, device: torch.device | None = None) -> PPOArgs:
+        """What the engines read (:class:`PPOArgs`): schedules split, SB3's ``policy_kwargs`` with classes,
+        and ``device`` (default: this config's, resolved by :func:`resolve_device`)."""
+        hp = self.hyperparams
         lr, lr_linear = as_float_schedule(hp["learning_rate"], "learning_rate")
         clip, clip_linear = as_float_schedule(hp["clip_range"], "clip_range")
         kw = hp["policy_kwargs"].get("features_extractor_kwargs", {})
-        return PPOArgs(
-            config=config, game=config.game, env_id=config.env_id, agent=config.agent, seed=config.seed,
-            n_timesteps=config.n_timesteps, eval_freq=config.eval_freq, eval_episodes=config.eval_episodes,
-            save_freq=config.save_freq, engine=config.engine, device=resolve_device(config.device),
-            vec_env=config.vec_env,
-            n_envs=hp["n_envs"], n_steps=hp["n_steps"], n_epochs=hp["n_epochs"], batch_size=hp["batch_size"],
+        names = {f.name for f in dataclasses.fields(PPOArgs)}
+        taken = {**{k: v for k, v in hp.items() if k in names},  # the learner's plain values, by name
+                 **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in names}}
+        return PPOArgs(**taken | dict(
+            env_id=self.env_id, device=resolve_device(self.device) if device is None else device,
             learning_rate=lr, lr_linear=lr_linear, clip_range=clip, clip_linear=clip_linear,
-            clip_range_vf=hp.get("clip_range_vf"), target_kl=hp.get("target_kl"),
-            normalize_advantage=hp.get("normalize_advantage", True), gamma=hp["gamma"], gae_lambda=hp["gae_lambda"],
-            ent_coef=hp["ent_coef"], vf_coef=hp["vf_coef"], max_grad_norm=hp["max_grad_norm"],
             ada_attn=kw.get("ada_attn"), norm_softmax=kw.get("norm_softmax", True),
             features_dim=kw.get("features_dim", 256),
-            policy_kwargs=resolve_policy_kwargs(hp["policy_kwargs"]), raw_policy_kwargs=hp["policy_kwargs"],
-        )
+            policy_kwargs=resolve_policy_kwargs(hp["policy_kwargs"]), raw_policy_kwargs=hp["policy_kwargs"]))
 
 
 @dataclass(frozen=True)
 class PPOArgs:
-    """One run's configuration, fully resolved (SPEC §4): what the engines read, like CleanRL's ``Args``.
+    """One run's configuration, resolved (SPEC §4): what the engines read, like CleanRL's ``Args``.
 
-    Made by :meth:`RunConfig.resolve`; ``config`` is the RunConfig it came from (for ``config.yml``).
+    Made by :meth:`RunConfig.resolve`: the run's fields and the plain hyperparameters are the RunConfig's,
+    taken by name; the rest is resolved from them.
     """
 
-    config: RunConfig
     # the run
     game: str
     env_id: str
@@ -234,9 +218,6 @@ class PPOArgs:
     lr_linear: bool
     clip_range: float  # the start of the schedule when clip_linear
     clip_linear: bool
-    clip_range_vf: float | None
-    target_kl: float | None
-    normalize_advantage: bool
     gamma: float
     gae_lambda: float
     ent_coef: float
@@ -248,6 +229,10 @@ class PPOArgs:
     features_dim: int
     policy_kwargs: dict[str, Any]  # SB3's form: classes, not names
     raw_policy_kwargs: dict[str, Any]  # as config.yml writes it
+    # SB3's options outside SPEC §4 (the SB3 engine only)
+    clip_range_vf: float | None = None
+    target_kl: float | None = None
+    normalize_advantage: bool = True
 
     @property
     def rollout_size(self) -> int:
@@ -294,7 +279,7 @@ def build_config(
     if "n_timesteps" in hp:  # RL Zoo keeps it among the hyperparameters; a run holds it once
         options.setdefault("n_timesteps", int(hp.pop("n_timesteps")))
         hp.pop("n_timesteps", None)
-    return RunConfig(game=game, agent=agent_of(kw), hyperparams=hp, **options).validated()
+    return RunConfig(game=game, agent=agent_of(kw), hyperparams=hp, **options)
 
 
 def _merge_policy_kwargs(base: dict[str, Any], override: Any) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import numpy as np
 import torch
 
 from dimattn.engines.acting import sample
 from dimattn.engines.common import eval_seeds, next_multiple, record_evaluation
+from dimattn.engines.learner import Learner
 from dimattn.engines.members import Member
 from dimattn.engines.rundir import BEST_MODEL
 from dimattn.engines.speed import Speed, torch_threads
@@ -25,10 +25,10 @@ from dimattn.envs.ale import evaluate, evaluation_envs
 
 
 class Evaluations:
-    """The evaluations of ``members`` by ``learner`` (a :class:`dimattn.engines.ppo.Learner`) from the
-    members' start on; ``seconds``: the time spent in them."""
+    """The evaluations of ``members`` by ``learner`` from the members' start on; ``seconds``: the time
+    spent in them."""
 
-    def __init__(self, members: list[Member], learner: Any, speed: Speed, verbose: int = 0) -> None:
+    def __init__(self, members: list[Member], learner: Learner, speed: Speed, verbose: int = 0) -> None:
         self.members, self.learner, self.speed, self.verbose = members, learner, speed, verbose
         self.args = members[0].args
         self.next = next_multiple(members[0].start, self.args.eval_freq)

@@ -1,4 +1,4 @@
-"""The three ways K runs' networks act and learn, behind one interface (:class:`dimattn.engines.ppo.Learner`):
+"""The three ways K runs' networks act and learn, behind one interface (:class:`dimattn.engines.learner.Learner`):
 
 - :class:`NetworkLearner`: one network and its torch Adam (a run alone);
 - :class:`ThreadedLearner`: K of those, each acting and learning in a worker thread of its own (a pack on
@@ -6,9 +6,9 @@
 - :class:`VmappedLearner`: K networks as one vmapped network with a per-member Adam (a pack on an
   accelerator: one kernel per layer for all members).
 
-:func:`make_learner` picks one, once, for a pack. All three use the same loss and minibatch draws
-(:func:`dimattn.engines.ppo.ppo_loss`, :func:`dimattn.engines.ppo.minibatches`), so every member learns
-exactly as it would alone. In a vmapped pack:
+:func:`make_learner` builds the one the pack's :data:`~dimattn.engines.learner.Drive` names. All three use
+the same loss and minibatch draws (:func:`dimattn.engines.ppo.ppo_loss`, :func:`dimattn.engines.ppo.minibatches`),
+so every member learns exactly as it would alone. In a vmapped pack:
 
 - the K parameter sets are stacked, each tensor (K, ...) (``torch.func.stack_module_state``), and run
   as one vmapped ``functional_call`` of the study's network (all five agents);
@@ -30,29 +30,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from dimattn.agents.networks import ActorCritic
 from dimattn.engines.acting import ActStep, acting
-from dimattn.engines.common import explained_variance
 from dimattn.engines.config import PPOArgs
+from dimattn.engines.learner import ADAM_BETAS, ADAM_EPS, Drive, Learner, MemberState, UpdateStats
 from dimattn.engines.members import Member
-from dimattn.engines.ppo import LossTerms, Rollout, Totals, UpdateStats, minibatches, ppo_loss, update
+from dimattn.engines.ppo import LossTerms, Totals, explained_variance, minibatches, ppo_loss, update
+from dimattn.engines.rollout import Rollout
 from dimattn.engines.speed import Speed, memory_format
 from dimattn.host import usable_cores
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-5  # SB3's PPO: Adam with eps 1e-5, torch's betas
 
-
-def make_learner(members: list[Member], speed: Speed, stacked: bool) -> Any:
-    """The learner of a pack: vmapped when ``stacked`` (its members' networks are CPU copies), one network
-    for a run alone, else one thread per member."""
-    if stacked:
+def make_learner(members: list[Member], speed: Speed, drive: Drive) -> Learner:
+    """The learner ``drive`` names for ``members`` (a vmapped pack's members' networks are CPU copies)."""
+    if drive == "vmapped":
         return VmappedLearner([m.policy for m in members], members[0].args.device, members[0].args,
                               [m.rng for m in members], [m.optimizer for m in members], speed)
     nets = [NetworkLearner(m.policy, m.optimizer, m.args, speed, m.rng, m.gen) for m in members]
-    return nets[0] if len(nets) == 1 else ThreadedLearner(nets)
+    return nets[0] if drive == "alone" else ThreadedLearner(nets)
 
 
 class NetworkLearner:
@@ -67,7 +64,7 @@ class NetworkLearner:
         # as it runs: channels-last and/or compiled (the same parameters as ``policy``)
         net = policy.to(memory_format=torch.channels_last) if speed.channels_last else policy
         self.net = torch.compile(net) if speed.compile else net
-        self.act: ActStep = acting(self.forward, speed, gen)
+        self._act: ActStep = acting(self.forward, speed, gen)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (K=1, n, 4, 84, 84) -> logits (1, n, A), values (1, n), without gradients (set here: grad
@@ -76,6 +73,10 @@ class NetworkLearner:
             x = obs.flatten(0, 1).contiguous(memory_format=memory_format(self.speed))  # (K*n, 4, 84, 84)
             logits, value = self.net(x)
         return logits.unflatten(0, obs.shape[:2]), value.unflatten(0, obs.shape[:2])  # (K, n, A), (K, n)
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """obs (1, n, 4, 84, 84) -> actions, log-probs, values (1, n), drawn from its own Generator if any."""
+        return self._act(obs)
 
     def update(self, buf: Rollout, advantages: torch.Tensor, lr: float, clip: float) -> list[UpdateStats]:
         """``buf`` (T, 1, N) and ``advantages`` (T, 1, N): a pack of one."""
@@ -87,8 +88,8 @@ class NetworkLearner:
             group["lr"] = lr
         return update(self.net, self.optimizer, run, advantages, self.args, clip, self.speed, rng=self.rng)
 
-    def state(self, i: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        return self.policy, self.optimizer
+    def state(self, i: int) -> MemberState:
+        return MemberState(self.policy, self.optimizer)
 
     def close(self) -> None:
         pass
@@ -112,6 +113,7 @@ class ThreadedLearner:
         return tuple(torch.cat(parts) for parts in zip(*outs))
 
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """obs (K, n, ...): member k acts on ``obs[k:k+1]`` from its own Generator; each (K, n)."""
         outs = self._each("act", obs.split(1))
         return tuple(torch.cat(parts) for parts in zip(*outs))
 
@@ -120,7 +122,7 @@ class ThreadedLearner:
         runs = [buf.member(i) for i in range(k)]  # (T, N) each
         return self._each("learn", runs, [advantages[:, i] for i in range(k)], [lr] * k, [clip] * k)
 
-    def state(self, i: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+    def state(self, i: int) -> MemberState:
         return self.learners[i].state(0)
 
     def close(self) -> None:
@@ -152,7 +154,7 @@ class VmappedLearner:
                                          for n in nets]
         for i, (net, optimizer) in enumerate(zip(self.nets, self.optimizers)):
             self.load(i, net, optimizer)
-        self.act: ActStep = acting(self.forward, speed or Speed())
+        self._act: ActStep = acting(self.forward, speed or Speed())
 
     def _forward(self, params: dict, buffers: dict, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return functional_call(self.base, (params, buffers), (obs,))
@@ -163,6 +165,10 @@ class VmappedLearner:
 
     __call__ = forward
 
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """obs (K, n, 4, 84, 84) -> actions, log-probs, values (K, n), drawn from torch's global RNG."""
+        return self._act(obs)
+
     def map(self, fn: Any, params: dict, buffers: dict, *batched: torch.Tensor, shared: tuple = ()) -> Any:
         """``fn(params_k, buffers_k, *batched[k], *shared)`` for every member k, results stacked (K, ...):
         one vmapped call, i.e. one kernel per layer for all members (the convolutions become grouped
@@ -170,9 +176,9 @@ class VmappedLearner:
         return vmap(fn, in_dims=(0, 0) + (0,) * len(batched) + (None,) * len(shared))(
             params, buffers, *batched, *shared)
 
-    def state(self, i: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+    def state(self, i: int) -> MemberState:
         self.export(i, self.nets[i], self.optimizers[i])
-        return self.nets[i], self.optimizers[i]
+        return MemberState(self.nets[i], self.optimizers[i])
 
     def close(self) -> None:
         pass

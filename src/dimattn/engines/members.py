@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,18 +29,18 @@ from dimattn.agents.checkpoints import read_checkpoint, save_sb3
 from dimattn.agents.networks import ActorCritic
 from dimattn.engines.common import (
     RNG_ENTRY,
+    STATE_ENTRY,
     checkpoint_meta,
+    restore_training_state,
     resume_point,
     rng_state_bytes,
     sb3_ppo,
-    set_rng_state_bytes,
 )
 from dimattn.engines.config import PPOArgs
+from dimattn.engines.learner import ADAM_BETAS, ADAM_EPS, Drive, Learner
 from dimattn.engines.rundir import EvalHistory
 from dimattn.envs.pool import make_pool
 from dimattn.errors import DimattnError
-
-STATE_ENTRY = "dimattn_fast_state.pt"  # not .pth: SB3 loads every .pth entry as parameters
 
 
 @dataclass
@@ -74,20 +73,20 @@ class Member:
         return self.saver.save(path, policy, optimizer, steps, self.n_updates, numpy_state, torch_state)
 
 
-def new_member(args: PPOArgs, run_dir: Path, k: int, stacked: bool, resume: bool) -> Member:
+def new_member(args: PPOArgs, run_dir: Path, drive: Drive, resume: bool) -> Member:
     """A run's network, Adam and files, restored from its newest checkpoint: on the run's device, or on
     the CPU for a vmapped pack (whose stacked copy learns on the device). A member's minibatch RNG is
     NumPy's global one alone, a RandomState of its own seed in a pack; in a threaded pack its actions are
     drawn from a torch Generator of its own too (worker threads would take turns on the global one in
     no fixed order)."""
-    alone = k == 1
+    alone, stacked = drive == "alone", drive == "vmapped"
     device = torch.device("cpu") if stacked else args.device
     torch.manual_seed(args.seed)  # each member's initial weights are the ones it would have alone
     n_actions = _n_actions(args.game)
     policy = ActorCritic(n_actions, args.agent, ada_attn=args.ada_attn,
                          norm_softmax=args.norm_softmax, features_dim=args.features_dim,
                          block_kwargs=args.raw_policy_kwargs["features_extractor_kwargs"].get("block_kwargs")).to(device)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5,
+    optimizer = torch.optim.Adam(policy.parameters(), lr=args.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
                                  fused=not stacked and device.type == "cuda")
     rng = np.random if alone else np.random.RandomState(args.seed)
     start, path, history = resume_point(run_dir, resume)
@@ -99,7 +98,7 @@ def new_member(args: PPOArgs, run_dir: Path, k: int, stacked: bool, resume: bool
         member.start, member.checkpoint = steps, path
         member.n_updates = n_updates if n_updates is not None else steps // args.rollout_size * args.n_epochs
         history.save(run_dir)
-    if not alone and not stacked:  # after restore, which set torch's global RNG to this member's state
+    if drive == "threaded":  # after restore, which set torch's global RNG to this member's state
         member.gen = torch.Generator(device)
         member.gen.set_state(torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device))
     return member
@@ -113,9 +112,9 @@ def _n_actions(game: str) -> int:
         pool.close()
 
 
-def save_members(members: list[Member], learner: Any, steps: int, path_of: Callable[[Member], Path]) -> list[Path]:
-    """Every run's checkpoint at ``steps``, at ``path_of(member)``, from its learner's state (``learner``:
-    a :class:`dimattn.engines.ppo.Learner`)."""
+def save_members(members: list[Member], learner: Learner, steps: int,
+                 path_of: Callable[[Member], Path]) -> list[Path]:
+    """Every run's checkpoint at ``steps``, at ``path_of(member)``, from its learner's state."""
     return [m.save(path_of(m), steps, *learner.state(i)) for i, m in enumerate(members)]
 
 
@@ -161,13 +160,6 @@ def restore(path: Path, policy: ActorCritic, optimizer: torch.optim.Optimizer) -
         raise DimattnError(
             f"cannot resume from {path}: it holds another network ({str(exc).splitlines()[0]})"
         ) from None
-    with zipfile.ZipFile(path) as zf:
-        names = set(zf.namelist())
-        if "policy.optimizer.pth" in names:
-            optimizer.load_state_dict(torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), weights_only=True))
-        if RNG_ENTRY in names:
-            set_rng_state_bytes(zf.read(RNG_ENTRY))
-        if STATE_ENTRY in names:
-            s = torch.load(io.BytesIO(zf.read(STATE_ENTRY)), weights_only=True)
-            return int(s["num_timesteps"]), int(s["n_updates"])
-    return int(meta["num_timesteps"] or 0), None  # not written by this engine: count from the steps
+    steps, n_updates = restore_training_state(path, optimizer)
+    # not written by this engine: count from the steps
+    return (int(meta["num_timesteps"] or 0) if steps is None else steps), n_updates

@@ -15,91 +15,40 @@ One thing EnvPool adds: the step after an episode end only resets that env (its 
 reward 0). Those steps are not transitions of the game, so they are left out of the loss.
 
 Everything here works on a pack of K runs (K = 1: a run alone) that step their envs together; what acts
-and learns is a :class:`Learner` (:mod:`dimattn.engines.learners`: one network, K networks in threads,
-or K networks vmapped), chosen once by :func:`dimattn.engines.fast.train_pack`. The machinery lives beside
-this file: the envs and the act step (``acting.py``), the machine's levers (``speed.py``), each run's
-files and checkpoints (``members.py``), evaluations (``evaluation.py``), logs (``progress.py``).
+and learns is a :class:`~dimattn.engines.learner.Learner` (``learner.py``; its three kinds in ``learners.py``),
+chosen once per pack by :func:`dimattn.engines.train.prepare`. The machinery lives beside this file: the
+rollout's buffer (``rollout.py``), the envs and the act step (``acting.py``), the machine's levers
+(``speed.py``), each run's files and checkpoints (``members.py``), evaluations (``evaluation.py``), logs
+(``progress.py``).
+
+This loss is the fast engine's only: the SB3 engine (``sb3.py``) trains with SB3's own PPO, so a change to
+:func:`ppo_loss` changes what the fast engine learns and nothing else (tests/test_ppo.py holds the two equal).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from dimattn.agents.networks import OBS_SHAPE
 from dimattn.engines import stopping
 from dimattn.engines.acting import ActStep, Envs, act_steps
-from dimattn.engines.common import explained_variance, next_multiple
+from dimattn.engines.common import next_multiple
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.evaluation import Evaluations
+from dimattn.engines.learner import Learner, UpdateStats
 from dimattn.engines.members import Member, save_members
 from dimattn.engines.progress import TrainingReport
+from dimattn.engines.rollout import Rollout
 from dimattn.engines.rundir import checkpoint_path, final_model_path
 from dimattn.engines.speed import Speed, memory_format, torch_threads
 
 # ----------------------------------------------------------------------------------------------
 # Rollout
 # ----------------------------------------------------------------------------------------------
-
-@dataclass
-class Rollout:
-    """One rollout of K runs (a pack; K = 1 alone), T = n_steps, N = n_envs of each run.
-
-    Shapes are (T, K, N) (or (T, N) for one run's part, :meth:`member`). ``done[t]``: obs[t] ended its
-    episode (EnvPool resets that env at step t, so step t is no transition); ``trunc[t]``: that end was
-    the time limit. What the network makes lives on its device; rewards and flags, born on the CPU, stay
-    there during the rollout (:meth:`to` moves them once).
-    """
-
-    obs: torch.Tensor  # (T, K, N, 4, 84, 84) uint8, device
-    actions: torch.Tensor  # (T, K, N) int64, device
-    logprobs: torch.Tensor  # (T, K, N), device
-    values: torch.Tensor  # (T, K, N), device
-    rewards: torch.Tensor  # (T, K, N), clipped, reward of the step taken from obs[t]; host
-    done: torch.Tensor  # (T, K, N) bool, host
-    trunc: torch.Tensor  # (T, K, N) bool, host
-    last_value: torch.Tensor  # (K, N) value of the obs after the rollout, device
-    last_done: torch.Tensor  # (K, N) bool, host
-    last_trunc: torch.Tensor  # (K, N) bool, host
-
-    @classmethod
-    def empty(cls, n_steps: int, n_envs: int, device: torch.device | str = "cpu",
-              members: int | None = None) -> Rollout:
-        lead = (n_steps, n_envs) if members is None else (n_steps, members, n_envs)
-        pin = torch.device(device).type == "cuda"  # pinned host memory: copies to the GPU run asynchronously
-
-        def dev(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.zeros(*shape, dtype=dtype, device=device)
-
-        def host(*shape: int, dtype: torch.dtype = torch.bool) -> torch.Tensor:
-            return torch.zeros(*shape, dtype=dtype, pin_memory=pin)
-
-        return cls(obs=dev(*lead, *OBS_SHAPE, dtype=torch.uint8), actions=dev(*lead, dtype=torch.int64),
-                   logprobs=dev(*lead), values=dev(*lead), rewards=host(*lead, dtype=torch.float32),
-                   done=host(*lead), trunc=host(*lead), last_value=dev(*lead[1:]), last_done=host(*lead[1:]),
-                   last_trunc=host(*lead[1:]))
-
-    def member(self, k: int) -> Rollout:
-        """Run ``k``'s part, (T, N), everything on the network's device."""
-        def part(name: str, x: torch.Tensor) -> torch.Tensor:
-            return x[k] if name.startswith("last_") else x[:, k]  # (K, N) or (T, K, N, ...)
-
-        return self._map(lambda name, x: part(name, x).to(self.obs.device, non_blocking=True))
-
-    def to(self, device: torch.device | str) -> Rollout:
-        """The rollout with every tensor on ``device`` (those already there are not copied)."""
-        return self._map(lambda name, x: x.to(device, non_blocking=True))
-
-    def _map(self, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> Rollout:
-        return Rollout(**{f.name: fn(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)})
-
 
 def collect(envs: Envs, steps: list[ActStep], buf: Rollout) -> None:
     """Fill ``buf`` (T, K, N) with one rollout. Group g's emulators step while the network acts for
@@ -213,16 +162,10 @@ def ppo_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, 
     return loss, terms
 
 
-class UpdateStats(NamedTuple):
-    """What one update logs, under SB3's ``train/*`` names (see :func:`dimattn.engines.progress.log_update`)."""
-
-    pg: float
-    value: float
-    entropy: float
-    clipfrac: float
-    kl: float  # over the last epoch's minibatches, as SB3 logs it
-    loss: float  # the last minibatch's, as SB3 logs it
-    explained_variance: float
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) (population variances, as SB3 logs it); NaN if Var = 0."""
+    var = float(returns.var(unbiased=False))
+    return float("nan") if var == 0 else 1.0 - float((returns - values).var(unbiased=False)) / var
 
 
 class Totals:
@@ -298,30 +241,13 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, buf: Rollout, ad
 # Training
 # ----------------------------------------------------------------------------------------------
 
-class Learner(Protocol):
-    """K networks that act and learn together (:mod:`dimattn.engines.learners` has the three kinds)."""
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs (K, n, 4, 84, 84) uint8 -> logits (K, n, A), values (K, n), without gradients."""
-
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """obs (K, n, 4, 84, 84) uint8 -> actions, log-probs, values (K, n), each run from its own RNG."""
-
-    def update(self, buf: Rollout, advantages: torch.Tensor, lr: float, clip: float) -> list[UpdateStats]:
-        """``n_epochs`` PPO passes of each network over its part of ``buf``; advantages (T, K, N)."""
-
-    def state(self, i: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        """Run ``i``'s network and torch Adam, holding what it has learned (to write its checkpoint)."""
-
-
 def train_loop(members: list[Member], learner: Learner, envs: Envs, speed: Speed, report: TrainingReport,
                verbose: int = 0) -> list[Path]:
     """Train K runs that resume at the same step: collect, evaluate, update, log, save. Returns each run's
     final model."""
     args, k = members[0].args, len(members)
     device = args.device
-    # The CUDA graph was measured for a run alone; a pack's act step runs without it (not measured).
-    act = act_steps(learner.act, envs, dataclasses.replace(speed, cuda_graph=speed.cuda_graph and k == 1), device)
+    act = act_steps(learner.act, envs, speed, device)
     buf = Rollout.empty(args.n_steps, args.n_envs, device, members=k)
     steps = members[0].start
     evaluations = Evaluations(members, learner, speed, verbose)

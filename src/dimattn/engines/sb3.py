@@ -23,10 +23,10 @@ from dimattn.engines.common import (
     eval_seeds,
     next_multiple,
     record_evaluation,
+    restore_training_state,
     resume_point,
     rng_state_bytes,
     sb3_ppo,
-    set_rng_state_bytes,
 )
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.progress import sb3_progress_callback
@@ -87,9 +87,7 @@ def _restore(model: PPO, path: Path) -> None:
     """Policy, optimiser and RNG from one of our checkpoints, without unpickling anything."""
     with zipfile.ZipFile(path) as zf:
         model.policy.load_state_dict(load_tensors(zf.read("policy.pth"), f"checkpoint {path}"))
-        model.policy.optimizer.load_state_dict(load_tensors(zf.read("policy.optimizer.pth"), f"checkpoint {path}"))
-        if RNG_ENTRY in zf.namelist():
-            set_rng_state_bytes(zf.read(RNG_ENTRY))
+    restore_training_state(path, model.policy.optimizer)
 
 
 def train_sb3(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,

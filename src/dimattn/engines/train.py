@@ -1,108 +1,156 @@
-"""``train(config, run_dir)``: one agent on one game, by the engine that can run it.
+"""Training K ≥ 1 runs (a pack; K = 1: a run alone) into their folders: the one road from a command to a learner.
 
-The API behind ``dimattn train`` (the CLI builds a :class:`RunConfig` and a run folder from its options).
-Every check happens before anything is written; then the configuration is resolved once into
-:class:`PPOArgs` and handed to an engine (:mod:`dimattn.engines.fast` or :mod:`dimattn.engines.sb3`).
+Two steps, so that every check happens before anything is written::
+
+    plan = prepare(configs, speed)        # checks, and decides once: engine, device, speed, drive
+    finals = run_plan(plan, run_dirs)     # writes each config.yml, then the engine trains
+
+:func:`train_pack` is the two together and :func:`train` its shorthand for a run alone. Nothing after
+:func:`prepare` checks or resolves again: the engines read the plan.
+
+The engine: ``sb3`` (Stable-Baselines3's PPO, :mod:`dimattn.engines.sb3`) trains a run alone only; ``fast``
+(:mod:`dimattn.engines.fast`) trains any K; ``auto`` is ``fast`` where it can run the configuration, else
+``sb3`` for a run alone (said so), and always ``fast`` for a pack.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dimattn.engines.config import RunConfig, resolve_device
+from dimattn.engines.config import PPOArgs, RunConfig, resolve_device
+from dimattn.engines.learner import Drive
+from dimattn.engines.plan import TrainPlan
 from dimattn.engines.rundir import write_config
 from dimattn.errors import DimattnError
 
+if TYPE_CHECKING:
+    import torch
 
-def resolve_engine(config: RunConfig) -> RunConfig:
-    """Check, before anything is written, that the engine can run ``config``; ``engine: auto`` becomes
-    ``fast`` or ``sb3`` (saying why when it is sb3). Raises DimattnError for ``fast`` it cannot run.
-    Returns the checked config (:meth:`RunConfig.validated`), so later layers do not check it again."""
-    config = config.validated()
-    resolve_device(config.device)  # a bad device is an error for either engine, not a reason to switch
-    if config.engine == "sb3":
-        return config
+    from dimattn.engines.speed import Speed
+
+
+def prepare(configs: Sequence[RunConfig], speed: Mapping[str, Any] | None = None) -> TrainPlan:
+    """Check ``configs`` (K ≥ 1 runs that differ only in their seeds) and decide, once, how they train.
+
+    ``speed``: fields of :class:`dimattn.engines.speed.Speed` to set on top of the device's measured
+    defaults (the fast engine's levers: how the machine is used, never what is learned); None: the defaults.
+    Raises DimattnError, before anything is written, for anything that cannot run.
+    """
+    if not configs:
+        raise DimattnError("nothing to train: give at least one run")
+    device = resolve_device(configs[0].device)  # a bad device is an error for either engine, not a reason to switch
+    engine, chosen = _choose_engine(list(configs), device)
+    configs = tuple(c.on_engine(engine) for c in configs)
+    args = tuple(c.resolve(device) for c in configs)
+    if engine == "sb3":
+        if speed:
+            raise DimattnError("--speed sets the fast engine's levers, but this run trains with the SB3 engine; "
+                               "drop --speed, or train with --engine fast")
+        return TrainPlan(configs, args, engine, device, None, "alone", chosen)
+    from dimattn.engines.fast import check_pack
+    from dimattn.engines.speed import check_speed_device, default_speed
+
+    check_pack(list(args))
+    check_speed_device(dict(speed or {}), device)
+    levers = dataclasses.replace(default_speed(device, len(args)), **dict(speed or {}))
+    drive = _drive(args[0], levers, len(args))
+    # the CUDA graph was measured for a run alone; a pack's act step runs without it (not measured)
+    levers = dataclasses.replace(levers, cuda_graph=levers.cuda_graph and drive == "alone")
+    return TrainPlan(configs, args, engine, device, levers, drive, chosen)
+
+
+def _choose_engine(configs: list[RunConfig], device: torch.device) -> tuple[str, str]:
+    """(the engine, how it was chosen): ``sb3`` or ``fast`` as asked; ``auto`` the fast engine where it can run
+    the configuration (a pack: always, else an error), else the SB3 engine."""
+    asked = configs[0].engine
+    if any(c.engine != asked for c in configs):
+        raise DimattnError("the runs of a pack must ask for one engine; give --engine fast or auto to all")
+    if len(configs) > 1 and asked == "sb3":
+        raise DimattnError("packed runs need the fast engine; give engine fast or auto (or train runs one by one)")
+    if asked == "sb3":
+        return "sb3", "asked for"
     from dimattn.engines.fast import check_supported
 
     try:
-        check_supported(config.resolve())
+        check_supported(configs[0].on_engine("fast").resolve(device))
     except DimattnError as exc:
-        if config.engine == "fast":
+        if asked == "fast" or len(configs) > 1:
             raise
         print(f"note: the fast engine cannot run this ({exc}); using the SB3 engine", flush=True)
-        return config.on_engine("sb3")
-    if config.vec_env == "subproc":
+        return "sb3", "chosen by --engine auto"
+    if configs[0].vec_env == "subproc":
         print("note: --vec-env subproc applies to the SB3 engine; the fast engine steps its envs in EnvPool's "
               "threads (config.yml records vec_env: envpool)", flush=True)
-    # config.yml records what ran: the fast engine's envs are an EnvPool whatever --vec-env said
-    return config.on_engine("fast")
+    return "fast", "asked for" if asked == "fast" else "chosen by --engine auto"
 
 
-def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None,
-          progress: bool = False, verbose: int = 0, resume: bool = True,
-          speed: dict[str, Any] | None = None) -> Path:
-    """Train ``config`` into ``run_dir`` (created if needed), resuming from its last checkpoint.
+def _drive(args: PPOArgs, speed: Speed, k: int) -> Drive:
+    """A run alone; a pack vmapped where its levers say so and its block runs under vmap (else its runs train
+    alone, one after another); else threaded."""
+    if k == 1:
+        return "alone"
+    if not speed.vmap:
+        return "threaded"
+    from dimattn.agents.registry import block_options, vmap_problem
 
-    Returns the path of the final model. ``run_dir`` ends up in the layout of :mod:`dimattn.engines.rundir`.
-    ``speed``: fields of :class:`dimattn.engines.speed.Speed` to set on top of the device's defaults (the
-    fast engine only; how the machine is used, never what is learned).
+    kw = args.raw_policy_kwargs["features_extractor_kwargs"]
+    why = vmap_problem(args.agent, block_options(kw.get("block_kwargs"), args.ada_attn, args.norm_softmax))
+    if why is None:
+        return "vmapped"
+    print(f"note: {args.agent}'s block does not run under torch.func.vmap ({why}); its runs train as "
+          "packs of one", flush=True)
+    return "alone"
+
+
+def run_plan(plan: TrainPlan, run_dirs: Sequence[str | Path],
+             tensorboard_log: str | Sequence[str | None] | None = None,
+             progress: bool = False, verbose: int = 0, resume: bool = True) -> list[Path]:
+    """Train (or resume, from each folder's newest checkpoint) the plan's runs into ``run_dirs`` (created if
+    needed, each in the layout of :mod:`dimattn.engines.rundir`); returns each run's final model.
+
+    ``tensorboard_log``: one TensorBoard root for every run, or a list with each run's own root (None: that run
+    logs nothing), e.g. each run's ``<run>/tb`` as a study gives.
     """
-    config = resolve_engine(config)
-    check_speed_for(config, speed)
-    args = config.resolve()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, config)
-    if args.engine == "sb3":
-        from dimattn.engines.sb3 import train_sb3
-
-        return train_sb3(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
-    from dimattn.engines.fast import train_fast
-
-    return train_fast(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
-                      overrides=speed)
-
-
-def check_speed_for(config: RunConfig, speed: dict[str, Any] | None) -> None:
-    """Speed settings are the fast engine's: refuse them for a run the SB3 engine trains, and a CUDA-only
-    lever for a run on the CPU (before anything is written)."""
-    if speed and config.engine == "sb3":
-        raise DimattnError("--speed sets the fast engine's levers, but this run trains with the SB3 engine; "
-                           "drop --speed, or train with --engine fast")
-    if speed:
-        from dimattn.engines.speed import check_speed_device
-
-        check_speed_device(speed, resolve_device(config.device))
-
-
-def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
-               tensorboard_log: str | Sequence[str | None] | None = None,
-               progress: bool = False, verbose: int = 0, resume: bool = True, speed: Any = None) -> list[Path]:
-    """Train runs of one game and agent that differ only in their seeds together, in this process
-    (:func:`dimattn.engines.fast.train_pack`). Each run's folder ends up as :func:`train` leaves it.
-    ``speed``: a :class:`dimattn.engines.speed.Speed` (how the machine is used; default: the measured best).
-
-    ``tensorboard_log``: one root for every run, or a list of each run's own root (e.g. each run's
-    ``<run>/tb``, as a study gives), so each run logs where :func:`train` would have logged it.
-
-    Every check happens before anything is written; a pack needs the fast engine.
-    """
-    from dimattn.engines.fast import check_pack, pack_tb_roots
-    from dimattn.engines.fast import train_pack as train_fast_pack
-
-    configs = [resolve_engine(dataclasses.replace(c, engine="fast" if c.engine == "auto" else c.engine))
-               for c in configs]  # auto means fast here: a pack has no SB3 fallback
-    if any(c.engine != "fast" for c in configs):
-        raise DimattnError("packed runs need the fast engine; give engine fast or auto (or train runs one by one)")
-    args = [c.resolve() for c in configs]
-    check_pack(args)
-    pack_tb_roots(tensorboard_log, len(configs))  # a list must give every run its root
     dirs = [Path(d) for d in run_dirs]
-    for config, run_dir in zip(configs, dirs):
+    if len(dirs) != plan.k:
+        raise DimattnError(f"{plan.k} run(s) need {plan.k} run folder(s), got {len(dirs)}")
+    tb_roots = _tb_roots(tensorboard_log, plan.k)
+    for config, run_dir in zip(plan.configs, dirs):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config)
-    return train_fast_pack(args, dirs, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
-                           speed=speed)
+    print(f"engine: {plan.engine} ({plan.chosen})", flush=True)
+    if plan.engine == "sb3":
+        from dimattn.engines.sb3 import train_sb3
+
+        return [train_sb3(plan.args[0], dirs[0], tb_roots[0], progress=progress, verbose=verbose, resume=resume)]
+    from dimattn.engines.fast import train_fast
+
+    return train_fast(plan, dirs, tb_roots, progress=progress, verbose=verbose, resume=resume)
+
+
+def _tb_roots(tensorboard_log: str | Sequence[str | None] | None, k: int) -> list[str | None]:
+    """Each run's TensorBoard root: the one root for all, or the list given (checked to have k entries)."""
+    if tensorboard_log is None or isinstance(tensorboard_log, (str, Path)):
+        return [None if tensorboard_log is None else str(tensorboard_log)] * k
+    roots = list(tensorboard_log)
+    if len(roots) != k:
+        raise DimattnError(f"a pack of {k} runs needs {k} TensorBoard folders, got {len(roots)}")
+    return roots
+
+
+def train_pack(configs: Sequence[RunConfig], run_dirs: Sequence[str | Path],
+               tensorboard_log: str | Sequence[str | None] | None = None, progress: bool = False,
+               verbose: int = 0, resume: bool = True, speed: Mapping[str, Any] | None = None) -> list[Path]:
+    """:func:`prepare` then :func:`run_plan`: train K ≥ 1 runs that differ only in their seeds, each into its
+    folder (each folder ends up exactly as the run alone would leave it); returns each run's final model."""
+    return run_plan(prepare(configs, speed), run_dirs, tensorboard_log, progress=progress, verbose=verbose,
+                    resume=resume)
+
+
+def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None, progress: bool = False,
+          verbose: int = 0, resume: bool = True, speed: Mapping[str, Any] | None = None) -> Path:
+    """:func:`train_pack` for a run alone: train ``config`` into ``run_dir``; returns the final model's path."""
+    return train_pack([config], [run_dir], tensorboard_log, progress, verbose, resume, speed)[0]

@@ -9,9 +9,9 @@ An attempt at a pack (:func:`execute`):
 3. in a pack of several, each member is checked: its ``config.yml`` readable, recorded by the fast engine
    and as the spec gives it, its ``evaluations.npz`` and newest checkpoint readable. A member failing its
    check is reported *failed* with the reason (``error.log``, as for any failed run) and the others train;
-4. the remaining members train: a run alone with :func:`dimattn.engines.train.train` (any engine), several
-   together with :func:`dimattn.engines.train.train_pack` (the fast engine; members that stopped at
-   different checkpoints resume as sub-packs of equal step count). The output goes to the first member's
+4. the remaining members train together with :func:`dimattn.engines.train.train_pack` (a run alone: any
+   engine; several: the fast engine, members that stopped at different checkpoints resuming as sub-packs of
+   equal step count). The output goes to the first member's
    ``train.log``; every other member's ``train.log`` gets a line naming the pack and where its output is.
    If training fails, every member gets ``error.log`` with the end of that output, and is retried as usual.
 
@@ -107,10 +107,9 @@ def _failure(attempt: str, exc: BaseException) -> str:
     return f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def execute(study: Study, indices: list[int], threads: int = 1, attempt: str = "1/1",
-            packed: bool = False) -> list[Outcome]:
-    """Train (or resume) runs ``indices`` in this process under their locks: one run, or with ``packed`` a
-    pack (runs of one game and agent, trained together). ``threads`` caps torch's intra-op threads.
+def execute(study: Study, indices: list[int], threads: int = 1, attempt: str = "1/1") -> list[Outcome]:
+    """Train (or resume) the pack ``indices`` in this process under their locks: one run, or several of one
+    game and agent trained together. ``threads`` caps torch's intra-op threads.
 
     Returns one Outcome per run, in the order given: ``done``, ``busy`` (another process holds its lock) or
     ``failed`` (its folder failed the check, or training failed). Exceptions do not escape.
@@ -118,9 +117,10 @@ def execute(study: Study, indices: list[int], threads: int = 1, attempt: str = "
     outcomes: dict[int, Outcome] = {}
     with ExitStack() as locks:
         mine = _claim(study, indices, locks, outcomes)
+        packed = len(indices) > 1
         ready = [run for run in mine if not packed or _member_ready(study, run, attempt, threads, outcomes)]
         if ready:
-            outcomes.update(_train(study, ready, threads, attempt, packed))
+            outcomes.update(_train(study, ready, threads, attempt))
     return [outcomes[i] for i in indices]
 
 
@@ -166,12 +166,13 @@ def _member_ready(study: Study, run: Run, attempt: str, threads: int, outcomes: 
         return False
 
 
-def _train(study: Study, ready: list[Run], threads: int, attempt: str, packed: bool) -> dict[int, Outcome]:
+def _train(study: Study, ready: list[Run], threads: int, attempt: str) -> dict[int, Outcome]:
     """Train ``ready`` (one run, or a pack) in this process; its output in the first run's ``train.log``."""
     import torch
 
     torch.set_num_threads(max(1, threads))
     first, names, size = ready[0], ", ".join(r.name for r in ready), len(ready)
+    packed = size > 1
     for run in ready[1:]:
         append_log(run, f"{_header(run, attempt, threads)}, in a pack of {size} ({names}); "
                         f"its output is in {first.dir / TRAIN_LOG} ===")
@@ -183,11 +184,8 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str, packed: b
         print(_header(first, attempt, threads) + (f", a pack of {size}: {names}" if packed else "") + " ===",
               flush=True)
         try:
-            if packed:
-                trainer.train_pack([study.config(r) for r in ready], [r.dir for r in ready],
-                                   tensorboard_log=[str(r.dir / "tb") for r in ready])
-            else:
-                trainer.train(study.config(first), first.dir, tensorboard_log=str(first.dir / "tb"))
+            trainer.train_pack([study.config(r) for r in ready], [r.dir for r in ready],
+                               tensorboard_log=[str(r.dir / "tb") for r in ready])
         except stopping.Stopped as exc:  # every member's checkpoint is written: resumable
             print(exc, flush=True)
             stopped = exc
@@ -250,7 +248,7 @@ def run_one(root: str | Path, index: int | None = None, threads: int = 1, retrie
     outcomes: dict[int, Outcome] = {}
     todo = [r.index for r in group.runs]
     for attempt in range(1, retries + 2):
-        for outcome in execute(study, todo, threads, attempt=f"{attempt}/{retries + 1}", packed=pack > 1):
+        for outcome in execute(study, todo, threads, attempt=f"{attempt}/{retries + 1}"):
             outcomes[outcome.index] = outcome
             # the scheduler's log gets this line; the run's own output is in its train.log
             print(f"run {outcome.index} {study.runs[outcome.index].name}: {outcome.state}: {outcome.message}",

@@ -157,12 +157,12 @@ def record_crash(root: str, indices: list[int], attempt: str, exc: BaseException
     return summary
 
 
-def _child(root: str, indices: list[int], threads: int, attempt: str, packed: bool,
+def _child(root: str, indices: list[int], threads: int, attempt: str,
            report: multiprocessing.connection.Connection, lifeline: multiprocessing.connection.Connection) -> None:
     """A local worker process: one attempt at one pack; sends the members' outcomes to the parent."""
     _die_with_runner(lifeline)
     try:
-        outcomes = execute(Study.load(root, validate=False), indices, threads, attempt=attempt, packed=packed)
+        outcomes = execute(Study.load(root, validate=False), indices, threads, attempt=attempt)
     except BaseException as exc:  # noqa: BLE001 - e.g. the study directory vanished
         traceback.print_exc()
         summary = record_crash(root, indices, attempt, exc)
@@ -214,8 +214,7 @@ def run_local(study: Study, workers: int | None = None, threads: int | None = No
     def start(group: RunGroup, attempt: str) -> tuple[mp.process.BaseProcess, multiprocessing.connection.Connection]:
         receive, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, name=f"dimattn-pack-{group.index}",
-                           args=(str(study.root), [r.index for r in group.runs], threads, attempt, pack > 1, send,
-                                 lifeline))
+                           args=(str(study.root), [r.index for r in group.runs], threads, attempt, send, lifeline))
         proc.start()
         send.close()  # the worker holds the only write end: EOF once it is gone
         return proc, receive
@@ -247,9 +246,9 @@ def run_local(study: Study, workers: int | None = None, threads: int | None = No
 
 
 # --------------------------------------------------------------------------- Ray
-def _ray_task(root: str, indices: list[int], threads: int, attempt: str, packed: bool) -> list[Outcome]:
+def _ray_task(root: str, indices: list[int], threads: int, attempt: str) -> list[Outcome]:
     """One attempt at one pack, as a Ray task on whichever node Ray picks (the study directory is shared)."""
-    return execute(Study.load(root, validate=False), indices, threads, attempt=attempt, packed=packed)
+    return execute(Study.load(root, validate=False), indices, threads, attempt=attempt)
 
 
 def import_ray() -> Any:
@@ -297,7 +296,7 @@ def run_ray(study: Study, address: str | None = None, workers: int | None = None
     active: Active = {}  # Ray reference -> its pack, attempt
 
     def start(group: RunGroup, attempt: str) -> Any:
-        return remote.remote(str(study.root), [r.index for r in group.runs], threads, attempt, pack > 1)
+        return remote.remote(str(study.root), [r.index for r in group.runs], threads, attempt)
 
     def collect(active: Active) -> list[tuple[Any, list[Outcome]]]:
         ready, _ = ray.wait(list(active), num_returns=len(active), timeout=1.0)

@@ -69,12 +69,12 @@ def check_runnable(study: Study, size: int, runs: list[Run] | None = None) -> No
     if study.spec.engine == "sb3":
         raise DimattnError("packed runs need the fast engine, and this study's engine is sb3: "
                            "run it without --pack (or with --pack 1)")
-    from dimattn.engines.train import resolve_engine
+    from dimattn.engines.train import prepare
 
     for game, agent in dict.fromkeys((r.game, r.agent) for r in runs):
         config = study._build(game, agent)
         try:
-            resolve_engine(dataclasses.replace(config, engine="fast"))
+            prepare([dataclasses.replace(config, engine="fast")])
         except DimattnError as exc:
             raise DimattnError(f"packed runs need the fast engine, which cannot run {game}/{agent}: {exc}") \
                 from None
