@@ -41,50 +41,57 @@ def prepare(configs: Sequence[RunConfig], speed: Mapping[str, Any] | None = None
     """
     if not configs:
         raise DimattnError("nothing to train: give at least one run")
+    asked = _asked_engine(configs)
     device = resolve_device(configs[0].device)  # a bad device is an error for either engine, not a reason to switch
-    engine, chosen = _choose_engine(list(configs), device)
-    configs = tuple(c.on_engine(engine) for c in configs)
-    args = tuple(c.resolve(device) for c in configs)
-    if engine == "sb3":
-        if speed:
-            raise DimattnError("--speed sets the fast engine's levers, but this run trains with the SB3 engine; "
-                               "drop --speed, or train with --engine fast")
-        return TrainPlan(configs, args, engine, device, None, "alone", chosen)
-    from dimattn.engines.fast import check_pack
-    from dimattn.engines.speed import check_speed_device, default_speed
+    chosen = "asked for" if asked != "auto" else "chosen by --engine auto"
+    if speed:  # a lever that only an accelerator uses is refused on the CPU, whichever engine
+        from dimattn.engines.speed import check_speed_device
 
-    check_pack(list(args))
-    check_speed_device(dict(speed or {}), device)
-    levers = dataclasses.replace(default_speed(device, len(args)), **dict(speed or {}))
-    drive = _drive(args[0], levers, len(args))
-    # the CUDA graph was measured for a run alone; a pack's act step runs without it (not measured)
-    levers = dataclasses.replace(levers, cuda_graph=levers.cuda_graph and drive == "alone")
-    return TrainPlan(configs, args, engine, device, levers, drive, chosen)
+        check_speed_device(dict(speed), device)
+    if asked != "sb3":
+        fast = tuple(c.on_engine("fast") for c in configs)
+        args = tuple(c.resolve(device) for c in fast)
+        try:
+            plan = _fast_plan(fast, args, device, speed, chosen)
+        except DimattnError as exc:
+            if asked == "fast" or len(configs) > 1:
+                raise
+            print(f"note: the fast engine cannot run this ({exc}); using the SB3 engine", flush=True)
+        else:
+            if configs[0].vec_env == "subproc":
+                print("note: --vec-env subproc applies to the SB3 engine; the fast engine steps its envs in "
+                      "EnvPool's threads (config.yml records vec_env: envpool)", flush=True)
+            return plan
+    if speed:
+        raise DimattnError("--speed sets the fast engine's levers, but this run trains with the SB3 engine; "
+                           "drop --speed, or train with --engine fast")
+    config = configs[0].on_engine("sb3")
+    return TrainPlan((config,), (config.resolve(device),), "sb3", device, None, "alone", chosen)
 
 
-def _choose_engine(configs: list[RunConfig], device: torch.device) -> tuple[str, str]:
-    """(the engine, how it was chosen): ``sb3`` or ``fast`` as asked; ``auto`` the fast engine where it can run
-    the configuration (a pack: always, else an error), else the SB3 engine."""
+def _asked_engine(configs: Sequence[RunConfig]) -> str:
+    """The engine the runs ask for (one for all); a pack cannot ask for the SB3 engine."""
     asked = configs[0].engine
     if any(c.engine != asked for c in configs):
         raise DimattnError("the runs of a pack must ask for one engine; give --engine fast or auto to all")
     if len(configs) > 1 and asked == "sb3":
         raise DimattnError("packed runs need the fast engine; give engine fast or auto (or train runs one by one)")
-    if asked == "sb3":
-        return "sb3", "asked for"
-    from dimattn.engines.fast import check_supported
+    return asked
 
-    try:
-        check_supported(configs[0].on_engine("fast").resolve(device))
-    except DimattnError as exc:
-        if asked == "fast" or len(configs) > 1:
-            raise
-        print(f"note: the fast engine cannot run this ({exc}); using the SB3 engine", flush=True)
-        return "sb3", "chosen by --engine auto"
-    if configs[0].vec_env == "subproc":
-        print("note: --vec-env subproc applies to the SB3 engine; the fast engine steps its envs in EnvPool's "
-              "threads (config.yml records vec_env: envpool)", flush=True)
-    return "fast", "asked for" if asked == "fast" else "chosen by --engine auto"
+
+def _fast_plan(configs: tuple[RunConfig, ...], args: tuple[PPOArgs, ...], device: torch.device,
+               speed: Mapping[str, Any] | None, chosen: str) -> TrainPlan:
+    """The fast engine's plan: the runs checked (what it can run, a pack's runs differing only in their
+    seeds), its levers and its drive. DimattnError when it cannot run them."""
+    from dimattn.engines.fast import check_pack
+    from dimattn.engines.speed import default_speed
+
+    check_pack(list(args))
+    levers = dataclasses.replace(default_speed(device, len(args)), **dict(speed or {}))
+    drive = _drive(args[0], levers, len(args))
+    # the CUDA graph was measured for a run alone; a pack's act step runs without it (not measured)
+    levers = dataclasses.replace(levers, cuda_graph=levers.cuda_graph and drive == "alone")
+    return TrainPlan(configs, args, "fast", device, levers, drive, chosen)
 
 
 def _drive(args: PPOArgs, speed: Speed, k: int) -> Drive:
