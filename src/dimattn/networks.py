@@ -1,5 +1,6 @@
-"""Kept for checkpoints written before release 0.2: SB3 stores ``policy_kwargs`` with cloudpickle, so
-their zips name ``dimattn.networks.SelfAttnCNN``. New code imports :mod:`dimattn.agents.networks`."""
+"""Kept for checkpoints written before the package was split into layers (when the network lived here): SB3
+stores ``policy_kwargs`` with cloudpickle, so their zips name ``dimattn.networks.SelfAttnCNN``. New code imports
+:mod:`dimattn.agents.networks`."""
 
 from dimattn.agents.networks import ActorCritic, SelfAttnCNN, SelfAttnCNNPPO
 

@@ -1,4 +1,4 @@
-"""A run's configuration: what ``config.yml`` holds, checked, and resolved once for the engines.
+"""A run's configuration: what ``config.yml`` holds (checked when made), and what the engines read of it.
 
 The hyperparameters ship as ``data/ppo.yml`` (RL Baselines3 Zoo's format, SPEC §4), read by
 :mod:`dimattn.engines.rlzoo`; users override them with ``--conf-file`` (same format) and
