@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -60,6 +60,12 @@ MAX_THREADS, MAX_GROUPS = 1024, 64
 CUDA_ONLY = ("cuda_graph",)
 
 
+#: The levers a caller asks for: :class:`Speed` fields set on top of the device's measured defaults
+#: (``--speed``, ``train_pack(speed=...)``; ``dataclasses.asdict(Speed(...))`` sets them all). The one form in
+#: which every caller gives them; :func:`dimattn.engines.train.prepare` makes the run's Speed from it.
+SpeedOverrides = Mapping[str, int | bool]
+
+
 def speed_overrides(items: Sequence[str]) -> dict[str, int | bool]:
     """``["bf16=true", "env_threads=4"]`` -> ``{"bf16": True, "env_threads": 4}``: :class:`Speed` fields to set
     on top of the device's defaults (``dimattn train --speed``). Parsed, never evaluated; DimattnError on an
@@ -93,7 +99,7 @@ def _speed_value(name: str, value: str, boolean: bool) -> int | bool:
     return int(value)
 
 
-def check_speed_device(speed: dict[str, int | bool], device: torch.device) -> None:
+def check_speed_device(speed: SpeedOverrides, device: torch.device) -> None:
     """Refuse a field that only an accelerator uses when the run is on the CPU (it would do nothing)."""
     asked = [name for name in CUDA_ONLY if speed.get(name)]
     if asked and device.type == "cpu":

@@ -16,9 +16,9 @@ The engine: ``sb3`` (Stable-Baselines3's PPO, :mod:`dimattn.engines.sb3`) trains
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dimattn.engines.config import PPOArgs, RunConfig, resolve_device
 from dimattn.engines.learner import Drive
@@ -29,14 +29,14 @@ from dimattn.errors import DimattnError
 if TYPE_CHECKING:
     import torch
 
-    from dimattn.engines.speed import Speed
+    from dimattn.engines.speed import Speed, SpeedOverrides
 
 
-def prepare(configs: Sequence[RunConfig], speed: Mapping[str, Any] | None = None) -> TrainPlan:
+def prepare(configs: Sequence[RunConfig], speed: SpeedOverrides | None = None) -> TrainPlan:
     """Check ``configs`` (K ≥ 1 runs that differ only in their seeds) and decide, once, how they train.
 
-    ``speed``: fields of :class:`dimattn.engines.speed.Speed` to set on top of the device's measured
-    defaults (the fast engine's levers: how the machine is used, never what is learned); None: the defaults.
+    ``speed``: the fast engine's levers asked for (:data:`dimattn.engines.speed.SpeedOverrides`: how the
+    machine is used, never what is learned); None: the device's measured defaults.
     Raises DimattnError, before anything is written, for anything that cannot run.
     """
     if not configs:
@@ -80,7 +80,7 @@ def _asked_engine(configs: Sequence[RunConfig]) -> str:
 
 
 def _fast_plan(configs: tuple[RunConfig, ...], args: tuple[PPOArgs, ...], device: torch.device,
-               speed: Mapping[str, Any] | None, chosen: str) -> TrainPlan:
+               speed: SpeedOverrides | None, chosen: str) -> TrainPlan:
     """The fast engine's plan: the runs checked (what it can run, a pack's runs differing only in their
     seeds), its levers and its drive. DimattnError when it cannot run them."""
     from dimattn.engines.fast import check_pack
@@ -150,7 +150,7 @@ def _tb_roots(tensorboard_log: str | Sequence[str | None] | None, k: int) -> lis
 
 def train_pack(configs: Sequence[RunConfig], run_dirs: Sequence[str | Path],
                tensorboard_log: str | Sequence[str | None] | None = None, progress: bool = False,
-               verbose: int = 0, resume: bool = True, speed: Mapping[str, Any] | None = None) -> list[Path]:
+               verbose: int = 0, resume: bool = True, speed: SpeedOverrides | None = None) -> list[Path]:
     """:func:`prepare` then :func:`run_plan`: train K ≥ 1 runs that differ only in their seeds, each into its
     folder (each folder ends up exactly as the run alone would leave it); returns each run's final model."""
     return run_plan(prepare(configs, speed), run_dirs, tensorboard_log, progress=progress, verbose=verbose,
@@ -158,6 +158,6 @@ def train_pack(configs: Sequence[RunConfig], run_dirs: Sequence[str | Path],
 
 
 def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = None, progress: bool = False,
-          verbose: int = 0, resume: bool = True, speed: Mapping[str, Any] | None = None) -> Path:
+          verbose: int = 0, resume: bool = True, speed: SpeedOverrides | None = None) -> Path:
     """:func:`train_pack` for a run alone: train ``config`` into ``run_dir``; returns the final model's path."""
     return train_pack([config], [run_dir], tensorboard_log, progress, verbose, resume, speed)[0]
