@@ -6,8 +6,8 @@ An attempt at a pack (:func:`execute`):
 1. members already finished are dropped;
 2. every other member's lock is taken (:func:`dimattn.study.locks.run_lock`); a member whose lock another
    process holds is left to it (reported *busy*);
-3. in a pack of several, each member is checked: its ``config.yml`` readable, recorded by the fast engine
-   and as the spec gives it, its ``evaluations.npz`` and newest checkpoint readable. A member failing its
+3. each member is checked: its ``config.yml`` readable, as the spec gives it and (in a pack of several)
+   recorded by the fast engine, its ``evaluations.npz`` and newest checkpoint readable. A member failing its
    check is reported *failed* with the reason (``error.log``, as for any failed run) and the others train;
 4. the remaining members train together with :func:`dimattn.engines.train.train_pack` (a run alone: any
    engine; several: the fast engine, members that stopped at different checkpoints resuming as sub-packs of
@@ -118,7 +118,7 @@ def execute(study: Study, indices: list[int], threads: int = 1, attempt: str = "
     with ExitStack() as locks:
         mine = _claim(study, indices, locks, outcomes)
         packed = len(indices) > 1
-        ready = [run for run in mine if not packed or _member_ready(study, run, attempt, threads, outcomes)]
+        ready = [run for run in mine if _member_ready(study, run, packed, attempt, threads, outcomes)]
         if ready:
             outcomes.update(_train(study, ready, threads, attempt))
     return [outcomes[i] for i in indices]
@@ -141,7 +141,8 @@ def _claim(study: Study, indices: list[int], locks: ExitStack, outcomes: dict[in
     return mine
 
 
-def _member_ready(study: Study, run: Run, attempt: str, threads: int, outcomes: dict[int, Outcome]) -> bool:
+def _member_ready(study: Study, run: Run, packed: bool, attempt: str, threads: int,
+                  outcomes: dict[int, Outcome]) -> bool:
     """Check a pack's member before it trains; a member whose folder is unusable fails alone, with the reason."""
     from dimattn.agents.checkpoints import read_checkpoint
     from dimattn.engines.common import resume_point
@@ -150,7 +151,7 @@ def _member_ready(study: Study, run: Run, attempt: str, threads: int, outcomes: 
         study.config(run)
         if (run.dir / CONFIG).is_file():
             found = read_config(run.dir)
-            if found.engine != "fast":
+            if packed and found.engine != "fast":
                 raise DimattnError(f"{run.dir} was started with the {found.engine} engine and a pack needs the fast "
                                    "engine; train this run alone (without --pack)")
             study.check_unchanged([run])
@@ -160,7 +161,7 @@ def _member_ready(study: Study, run: Run, attempt: str, threads: int, outcomes: 
         return True
     except Exception as exc:  # noqa: BLE001 - a corrupt folder fails its member, not the pack
         failure = _failure(attempt, exc)
-        append_log(run, f"{_header(run, attempt, threads)}, in a pack ===\n{failure}")
+        append_log(run, f"{_header(run, attempt, threads)}{', in a pack' * packed} ===\n{failure}")
         record_failure(run, failure)
         outcomes[run.index] = Outcome(run.index, "failed", failure)
         return False
