@@ -38,6 +38,7 @@ from dimattn.fileio import atomic_write_text
 from dimattn.host import usable_cores
 from dimattn.study.locks import lock_holder, run_lock
 from dimattn.study.packs import check_runnable, pack_of
+from dimattn.study.schedulers import SCHEDULERS, words
 from dimattn.study.spec import ERROR_LOG, ERROR_TAIL, STOP_LOG, TRAIN_LOG, Run, Study
 from dimattn.study.status import is_done
 
@@ -214,7 +215,7 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str, packed: b
 def record_stop(run: Run, stopped: stopping.Stopped) -> None:
     """Mark a run stopped, resumable (``stopped.log``, which ``study status`` reads): what stopped it, when,
     where, and the scheduler's job; an earlier attempt's ``error.log`` no longer describes it."""
-    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
+    job = next((os.environ[s.job_id_var] for s in SCHEDULERS.values() if os.environ.get(s.job_id_var)), None)
     where = f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {socket.gethostname()}" + (f", job {job}" if job else "")
     atomic_write_text(run.dir / STOP_LOG, f"{stopped} ({where})\n")
     (run.dir / ERROR_LOG).unlink(missing_ok=True)
@@ -226,16 +227,18 @@ def _duration(seconds: float) -> str:
 
 
 def index_from_env() -> int:
-    """The array index the scheduler gave this job: ``$PBS_ARRAY_INDEX`` (PBS Pro) or ``$SLURM_ARRAY_TASK_ID``."""
-    for var in ("PBS_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID"):
-        value = os.environ.get(var)
+    """The array index the scheduler gave this job, counted from 0: ``$PBS_ARRAY_INDEX`` (PBS Pro),
+    ``$SLURM_ARRAY_TASK_ID`` (Slurm), or another scheduler's (:data:`dimattn.study.schedulers.SCHEDULERS`)."""
+    for sched in SCHEDULERS.values():
+        value = os.environ.get(sched.index_var)
         if value is not None:
             try:
-                return int(value)
+                return int(value) - sched.index_base
             except ValueError:
-                raise DimattnError(f"${var} is {value!r}, not an integer") from None
-    raise DimattnError("no --index given and neither $PBS_ARRAY_INDEX nor $SLURM_ARRAY_TASK_ID is set; "
-                       "give --index N (0-based run number)")
+                raise DimattnError(f"${sched.index_var} is {value!r}, not an integer") from None
+    names = [f"${s.index_var}" for s in SCHEDULERS.values()]
+    unset = f"neither {' nor '.join(names)}" if len(names) == 2 else f"none of {words(names, 'or')}"
+    raise DimattnError(f"no --index given and {unset} is set; give --index N (0-based run number)")
 
 
 def run_one(root: str | Path, index: int | None = None, threads: int = 1, retries: int = 0,
