@@ -481,11 +481,12 @@ def _add_study_run_one(ss: argparse._SubParsersAction) -> None:
 
 
 def _add_study_status(ss: argparse._SubParsersAction) -> None:
-    s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done",
-                      description=(
-        "One row per run: its state (pending, running, done, failed), the steps a resume would keep (its "
+    s = ss.add_parser("status", help="table of runs: pending / running / done / failed / stopped; exit 0 only when "
+                                     "all are done", description=(
+        "One row per run: its state (pending, running, done, failed, or stopped: on a signal such as a walltime's, "
+        "after writing its checkpoint, resumable), the steps a resume would keep (its "
         "newest checkpoint; an evaluation made after it is shown apart, as its work is redone on resume), "
-        "the last evaluation's score, and who holds a running run's lock or why a run failed. Exit status 0 "
+        "the last evaluation's score, and who holds a running run's lock or why a run failed or stopped. Exit status 0 "
         "only when every run is done, 1 otherwise."))
     s.add_argument("dir", help="study directory")
     s.add_argument("--only", default=None, help="show only these states, e.g. failed,running (the summary counts all)")
@@ -673,18 +674,16 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
-    import warnings
-
     from dimattn.analysis.results import DataWarning
     from dimattn.axes.recommend import recommend
+    from dimattn.console import notes_of
 
-    with warnings.catch_warnings(record=True) as caught:  # caveats about --results: one line each, as report's
-        warnings.simplefilter("always", DataWarning)
-        try:
+    try:
+        with notes_of(DataWarning) as notes:  # caveats about --results: one line each, as report's
             text = recommend(args.game, results=args.results, steps=args.steps, seed=args.seed).text()
-        finally:  # said before an error too: they may be its cause
-            for w in caught:
-                print(f"dimattn recommend: note: {w.message}", file=sys.stderr)
+    finally:  # said before an error too: they may be its cause
+        for note in notes:
+            print(f"dimattn recommend: note: {note}", file=sys.stderr)
     print(text)
     return 0
 

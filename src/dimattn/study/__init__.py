@@ -11,7 +11,7 @@ a run alone is a pack of one (the default).
     launch.py      running every pack: one queue with retries, a local pool of workers, Ray
     schedulers.py  each batch scheduler (PBS Pro, Slurm) as data: directives, variables, commands (``SCHEDULERS``)
     jobscripts.py  job-array scripts for a scheduler, one array task per pack; submitting them, chains
-    status.py      each run's state read from its folder: pending / running / done / failed
+    status.py      each run's state read from its folder: pending / running / done / failed / stopped
     board.py       what a person watches: the live board, the closing report, ``study status``'s table
 
 May import: ``dimattn.engines``, ``dimattn.host`` and everything below them. Not analysis, interpret or cli.

@@ -16,6 +16,9 @@ An attempt at a pack (:func:`execute`):
    If training fails, every member gets ``error.log`` with the end of that output, and is retried as usual.
 
 :func:`run_one` is what an array task runs: one pack, its failed members retried.
+
+A training stopped by SIGTERM/SIGUSR1 (a walltime) writes every member's checkpoint first; each member is then
+*stopped* (``stopped.log``, :func:`record_stop`): resumable, not retried by this attempt, not failed.
 """
 
 from __future__ import annotations
@@ -104,8 +107,12 @@ def _header(run: Run, attempt: str, threads: int) -> str:
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {threads} torch thread(s)")
 
 
-def _failure(attempt: str, exc: BaseException) -> str:
+def failure_line(attempt: str, exc: BaseException) -> str:
+    """The one-line summary of an attempt that raised ``exc`` (``error.log``'s first line, the outcome's message)."""
     return f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+
+
+_failure = failure_line  # the name _train calls
 
 
 def execute(study: Study, indices: list[int], threads: int = 1, attempt: str = "1/1",
@@ -160,7 +167,7 @@ def _member_ready(study: Study, run: Run, attempt: str, threads: int, outcomes: 
             read_checkpoint(checkpoint)
         return True
     except Exception as exc:  # noqa: BLE001 - a corrupt folder fails its member, not the pack
-        failure = _failure(attempt, exc)
+        failure = failure_line(attempt, exc)
         append_log(run, f"{_header(run, attempt, threads)}, in a pack ===\n{failure}")
         record_failure(run, failure)
         outcomes[run.index] = Outcome(run.index, "failed", failure)
