@@ -78,6 +78,17 @@ def test_no_import_cycles():
     assert not cycles, f"modules in import cycles: {cycles}"
 
 
+def test_analysis_imports_only_the_modules_its_index_names():
+    """analysis/__init__.py's "May import:" names modules of other packages one by one: nothing else is imported."""
+    doc = ast.get_docstring(ast.parse((SRC / "analysis" / "__init__.py").read_text())) or ""
+    allowed = re.findall(r"``(dimattn(?:\.\w+)+)``", doc.split("May import:")[1].split("Nothing else")[0])
+    assert "dimattn.engines.rundir" in allowed and "dimattn.errors" in allowed, allowed
+    wrong = [f"{module} -> {target}" for module, targets in _imports().items() if module.startswith("dimattn.analysis")
+             for target in targets if target != "dimattn" and not target.startswith("dimattn.analysis")
+             and not any(target == a or target.startswith(f"{a}.") for a in allowed)]
+    assert not wrong, "analysis imports what its __init__ does not declare:\n" + "\n".join(sorted(wrong))
+
+
 def test_package_indexes_name_every_module():
     """Each subpackage's ``__init__`` docstring draws its files, one indented ``name.py`` line each: every
     module of the package is there, and nothing that is not a module."""

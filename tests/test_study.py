@@ -278,3 +278,14 @@ def test_submit_calls_the_scheduler_or_says_it_is_missing(tmp_path, capsys, monk
     assert "job 4242.pbs" in capsys.readouterr().out
     cwd, script = (tmp_path / "qsub.args").read_text().split()
     assert Path(cwd) == study.root / "logs" and Path(script) == study.root / "jobs" / "pbs.sh"
+
+
+def test_a_crashed_attempt_and_a_failed_one_are_summed_up_in_the_same_line(tmp_path):
+    from dimattn.study.execute import failure_line
+    from dimattn.study.launch import record_crash
+
+    study = init(tmp_path / "s", games="Pong", agents="NA")
+    exc = ValueError("the reason\nand more lines")
+    summary = record_crash(str(study.root), [0], "1/2", exc)
+    assert summary == failure_line("1/2", exc) == "attempt 1/2 failed: ValueError: the reason"
+    assert (study.runs[0].dir / ERROR_LOG).read_text().startswith(summary + " (")

@@ -33,6 +33,7 @@ from dimattn.engines.rundir import EVALUATIONS, discard_unstarted, new_run_dir
 from dimattn.engines.train import prepare, run_plan
 from dimattn.errors import DimattnError
 from dimattn.fileio import check_writable_dir, writing
+from dimattn.study.schedulers import SCHEDULERS, backends, words
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -405,12 +406,12 @@ def _add_study_init(ss: argparse._SubParsersAction) -> None:
 def _add_study_run(ss: argparse._SubParsersAction) -> None:
     r = ss.add_parser("run", help="run every unfinished run (resumes; skips finished ones)", description=(
         "Train every run of the study that is not finished, resuming each from its last checkpoint. "
-        "local: worker processes on this machine; ray: Ray tasks; pbs/slurm: write a job-array script "
-        "(and submit it with --submit)."))
+        f"local: worker processes on this machine; ray: Ray tasks; {'/'.join(SCHEDULERS)}: write a job-array "
+        "script (and submit it with --submit)."))
     r.add_argument("dir", help="study directory")
     r.add_argument(
         "--backend",
-        choices=("local", "ray", "pbs", "slurm"),
+        choices=backends(),
         default="local",
         help="where runs execute (default local)",
     )
@@ -431,7 +432,7 @@ def _add_study_run(ss: argparse._SubParsersAction) -> None:
     r.add_argument("--gpus", type=gpu_share, default=None, metavar="G",
                    help="GPUs per run, or per pack with --pack: Ray num_gpus per task (fractions share a GPU, "
                         "e.g. 0.3; default 0); pbs/slurm: the same as --ngpus (whole GPUs)")
-    _add_job_script_arguments(r.add_argument_group("pbs / slurm"))
+    _add_job_script_arguments(r.add_argument_group(" / ".join(SCHEDULERS)))
 
 
 def _add_job_script_arguments(g: argparse._ArgumentGroup) -> None:
@@ -463,7 +464,7 @@ def _add_job_script_arguments(g: argparse._ArgumentGroup) -> None:
 def _add_study_run_one(ss: argparse._SubParsersAction) -> None:
     o = ss.add_parser("run-one", help="train (or resume) one run: what each array task calls", description=(
         "Train or resume run number --index (0-based, games × agents × seeds order). Without --index, "
-        "the index is $PBS_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID."))
+        f"the index is {words([f'${s.index_var}' for s in SCHEDULERS.values()], 'or')}."))
     o.add_argument("dir", help="study directory")
     o.add_argument(
         "--index", type=bounded(0, 10**9), default=None,
@@ -479,11 +480,12 @@ def _add_study_run_one(ss: argparse._SubParsersAction) -> None:
 
 
 def _add_study_status(ss: argparse._SubParsersAction) -> None:
-    s = ss.add_parser("status", help="table of runs: pending / running / done / failed; exit 0 only when all are done",
-                      description=(
-        "One row per run: its state (pending, running, done, failed), the steps a resume would keep (its "
+    s = ss.add_parser("status", help="table of runs: pending / running / done / failed / stopped; exit 0 only when "
+                                     "all are done", description=(
+        "One row per run: its state (pending, running, done, failed, or stopped: on a signal such as a walltime's, "
+        "after writing its checkpoint, resumable), the steps a resume would keep (its "
         "newest checkpoint; an evaluation made after it is shown apart, as its work is redone on resume), "
-        "the last evaluation's score, and who holds a running run's lock or why a run failed. Exit status 0 "
+        "the last evaluation's score, and who holds a running run's lock or why a run failed or stopped. Exit status 0 "
         "only when every run is done, 1 otherwise."))
     s.add_argument("dir", help="study directory")
     s.add_argument("--only", default=None, help="show only these states, e.g. failed,running (the summary counts all)")
@@ -526,7 +528,7 @@ def _study_run(args: argparse.Namespace) -> int:
     from dimattn.study.packs import check_runnable
 
     check_runnable(study, args.pack)  # a spec edited after runs started; with --pack K > 1, the engine
-    if args.backend in ("pbs", "slurm"):
+    if args.backend in SCHEDULERS:
         return _study_jobscripts(args, study)
     from dimattn.study.board import print_report
     from dimattn.study.launch import run_local, run_ray
@@ -556,13 +558,14 @@ def _check_study_writable(root: Path) -> None:
 
 
 def _check_gpus(args: argparse.Namespace) -> None:
-    """``--gpus``: Ray's num_gpus per task; for pbs/slurm the same as ``--ngpus``; not for local workers."""
+    """``--gpus``: Ray's num_gpus per task; for a scheduler the same as ``--ngpus``; not for local workers."""
     if args.gpus is None:
         return
     if args.backend == "local":
-        raise DimattnError("--gpus is for the ray, pbs and slurm backends; local workers use the device the runs' "
-                           "configuration names (device auto: the GPU when there is one)")
-    if args.backend in ("pbs", "slurm"):
+        raise DimattnError(f"--gpus is for the {words([b for b in backends() if b != 'local'])} backends; local "
+                           "workers use the device the runs' configuration names (device auto: the GPU when there is "
+                           "one)")
+    if args.backend in SCHEDULERS:
         if not float(args.gpus).is_integer():
             raise DimattnError(f"--gpus {args.gpus:g}: {args.backend} gives whole GPUs to a task; give an integer")
         if args.ngpus and args.ngpus != int(args.gpus):
@@ -670,18 +673,16 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
-    import warnings
-
     from dimattn.analysis.results import DataWarning
     from dimattn.axes.recommend import recommend
+    from dimattn.console import notes_of
 
-    with warnings.catch_warnings(record=True) as caught:  # caveats about --results: one line each, as report's
-        warnings.simplefilter("always", DataWarning)
-        try:
+    try:
+        with notes_of(DataWarning) as notes:  # caveats about --results: one line each, as report's
             text = recommend(args.game, results=args.results, steps=args.steps, seed=args.seed).text()
-        finally:  # said before an error too: they may be its cause
-            for w in caught:
-                print(f"dimattn recommend: note: {w.message}", file=sys.stderr)
+    finally:  # said before an error too: they may be its cause
+        for note in notes:
+            print(f"dimattn recommend: note: {note}", file=sys.stderr)
     print(text)
     return 0
 

@@ -1,4 +1,5 @@
-"""What long work shows while it runs: a tqdm bar on a terminal, plain periodic lines anywhere else.
+"""What long work shows while it runs: a tqdm bar on a terminal, plain periodic lines anywhere else; and the
+caveats a command collects to say once, as notes (:func:`notes_of`).
 
 A bar redraws one line with carriage returns. In a file or a pipe (``dimattn train -P > log``, a job's
 output) that becomes one ever-longer line, with the evaluation lines printed between redraws glued onto
@@ -6,13 +7,19 @@ it. :func:`progress` therefore gives tqdm only when its stream is a terminal; ot
 which takes the same calls and prints one whole line every ``every`` seconds and one when it closes::
 
     training: 12.3k/30.0k steps (41%), 0:01:02 elapsed, 198step/s, game score 1.5
+
+Caveats about the input (a missing seed, a diverged run) are warnings of one category (the analysis's
+``DataWarning``) raised wherever they are found; :func:`notes_of` collects them around a command's work,
+each message once, for the command to write as notes (``notes.txt``, ``note:`` lines).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 #: Seconds between two lines when the output is not a terminal (a training's status lines use the same).
@@ -96,3 +103,19 @@ class Lines:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def notes_of(category: type[Warning]) -> Iterator[list[str]]:
+    """Collect the warnings of ``category`` raised in the block: the list it gives holds their messages,
+    each once, in order, once the block ends (also when it raises). Other warnings are shown as usual."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        try:
+            yield notes
+        finally:
+            notes.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, category)))
+    for w in caught:  # outside the block's catch: to whatever shows warnings here (a caller's notes_of, stderr)
+        if not issubclass(w.category, category):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)

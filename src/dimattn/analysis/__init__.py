@@ -10,7 +10,9 @@
                        calibrated verdict per game and agent; the calibration itself
     compare_report.py  a comparison as compare.md / .csv, curves and aggregates figures
 
-May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.engines.config`` and ``.rlzoo`` (the
-published protocol, which is dimattn's defaults), ``dimattn.agents.attention`` (agent names) and the base modules.
-Not study, interpret or cli.
+May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.engines.config`` and
+``dimattn.engines.rlzoo`` (the published protocol, which is dimattn's defaults), ``dimattn.agents.attention``
+and ``dimattn.agents.registry`` (agent names, their order and biases, plugins' included), ``dimattn.games``
+(games' names, reference scores and axes) and the base modules ``dimattn.errors``, ``dimattn.fileio`` and
+``dimattn.console``. Nothing else of engines or agents (training code); not study, interpret or cli.
 """

@@ -25,7 +25,6 @@ way against every agent the other side has on that game (``versus`` column).
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from scipy import stats as sps
 from dimattn.analysis import stats
 from dimattn.analysis.protocol import cell_differences, protocol_lines
 from dimattn.analysis.results import PUBLISHED, DataWarning, align_steps, load_results, note
+from dimattn.console import notes_of
 from dimattn.errors import DimattnError
 
 #: Confidence level of the interval; the verdict's nominal false-alarm rate is 1 − LEVEL.
@@ -169,8 +169,7 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
     if reps < 1:
         raise DimattnError(f"--reps must be at least 1, got {reps}")
     label = "published" if str(against) == PUBLISHED else Path(against).name
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
+    with notes_of(DataWarning) as notes:
         protocol = protocol_lines(mine, "your runs")
         protocol += protocol_lines(against, f"the {label} runs") if str(against) != PUBLISHED else []
         mine_df, theirs_df = align_steps(load_results(mine)), align_steps(load_results(against))
@@ -180,7 +179,6 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
         cells["protocol"] = [differ.get((g, a), "") for g, a in zip(cells["game"], cells["agent"])]
         versus = _versus(cells)
         aggregates = _aggregates(mine_df, theirs_df, grids, cells, reps, seed)
-    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
     games = set(grids)
     return Comparison(cells, versus, aggregates, protocol, notes, mine_df[mine_df["game"].isin(games)],
                       theirs_df[theirs_df["game"].isin(games)], grids, label, level, reps,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import html
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +77,7 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
     if se not in stats.SE_CONVENTIONS:
         raise DimattnError(f"unknown --se {se!r}; choose one of {', '.join(stats.SE_CONVENTIONS)}")
     out = Path(out)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
+    with console.notes_of(DataWarning) as notes:
         df = align_steps(load_results(source))
         for text in coverage_notes(df):
             note(text)
@@ -91,7 +89,6 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
                                            progress=progress)
     if comparison is not None:
         sections.append(_comparison_section(comparison, out / "compare", files))
-    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
     files.append(_write(out / "notes.txt", "".join(f"{n}\n" for n in notes) or "no caveats\n"))
     settings = {
         "input": ("the published study (shipped with dimattn)" if str(source) == PUBLISHED

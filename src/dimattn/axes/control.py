@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dimattn.axes.measure import PAIR, TAU, _split, label_of, track_masks
+from dimattn.axes.measure import PAIR, TAU, _split, track_masks
 from dimattn.envs.pool import FRAME_SKIP
 
 #: Probes per play, spread evenly over it.
@@ -173,7 +173,3 @@ def player_share(energy: np.ndarray) -> float | None:
     return float(energy[0] / energy.sum()) if energy.sum() > 0 else None
 
 
-def shots_label(control: Control) -> str:
-    """horizontal / vertical / other from the fire votes alone."""
-    h = shot_share(control.votes(FIRE))
-    return "other" if h is None else label_of(h)

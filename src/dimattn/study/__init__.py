@@ -9,8 +9,9 @@ a run alone is a pack of one (the default).
     execute.py     one attempt at one pack in this process: locks, members' checks, output, failures
                    (``execute``); what an array task runs (``run_one``)
     launch.py      running every pack: one queue with retries, a local pool of workers, Ray
-    jobscripts.py  PBS Pro and Slurm job-array scripts, one array task per pack
-    status.py      each run's state read from its folder: pending / running / done / failed
+    schedulers.py  each batch scheduler (PBS Pro, Slurm) as data: directives, variables, commands (``SCHEDULERS``)
+    jobscripts.py  job-array scripts for a scheduler, one array task per pack; submitting them, chains
+    status.py      each run's state read from its folder: pending / running / done / failed / stopped
     board.py       what a person watches: the live board, the closing report, ``study status``'s table
 
 May import: ``dimattn.engines``, ``dimattn.host`` and everything below them. Not analysis, interpret or cli.

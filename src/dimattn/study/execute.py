@@ -16,6 +16,9 @@ An attempt at a pack (:func:`execute`):
    If training fails, every member gets ``error.log`` with the end of that output, and is retried as usual.
 
 :func:`run_one` is what an array task runs: one pack, its failed members retried.
+
+A training stopped by SIGTERM/SIGUSR1 (a walltime) writes every member's checkpoint first; each member is then
+*stopped* (``stopped.log``, :func:`record_stop`): resumable, not retried by this attempt, not failed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dimattn.fileio import atomic_write_text
 from dimattn.host import usable_cores
 from dimattn.study.locks import lock_holder, run_lock
 from dimattn.study.packs import check_runnable, pack_of
+from dimattn.study.schedulers import SCHEDULERS, words
 from dimattn.study.spec import ERROR_LOG, ERROR_TAIL, STOP_LOG, TRAIN_LOG, Run, Study
 from dimattn.study.status import is_done
 
@@ -103,7 +107,8 @@ def _header(run: Run, attempt: str, threads: int) -> str:
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {threads} torch thread(s)")
 
 
-def _failure(attempt: str, exc: BaseException) -> str:
+def failure_line(attempt: str, exc: BaseException) -> str:
+    """The one-line summary of an attempt that raised ``exc`` (``error.log``'s first line, the outcome's message)."""
     return f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
 
 
@@ -111,8 +116,9 @@ def execute(study: Study, indices: list[int], threads: int = 1, attempt: str = "
     """Train (or resume) the pack ``indices`` in this process under their locks: one run, or several of one
     game and agent trained together. ``threads`` caps torch's intra-op threads.
 
-    Returns one Outcome per run, in the order given: ``done``, ``busy`` (another process holds its lock) or
-    ``failed`` (its folder failed the check, or training failed). Exceptions do not escape.
+    Returns one Outcome per run, in the order given: ``done``, ``busy`` (another process holds its lock),
+    ``failed`` (its folder failed the check, or training failed) or ``stopped`` (by SIGTERM/SIGUSR1, its
+    checkpoint written: resumable). Exceptions do not escape.
     """
     outcomes: dict[int, Outcome] = {}
     with ExitStack() as locks:
@@ -160,7 +166,7 @@ def _member_ready(study: Study, run: Run, packed: bool, attempt: str, threads: i
             read_checkpoint(checkpoint)
         return True
     except Exception as exc:  # noqa: BLE001 - a corrupt folder fails its member, not the pack
-        failure = _failure(attempt, exc)
+        failure = failure_line(attempt, exc)
         append_log(run, f"{_header(run, attempt, threads)}{', in a pack' * packed} ===\n{failure}")
         record_failure(run, failure)
         outcomes[run.index] = Outcome(run.index, "failed", failure)
@@ -192,7 +198,7 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str) -> dict[i
             stopped = exc
         except BaseException as exc:  # noqa: BLE001 - a run's failure must not take the study down
             traceback.print_exc()
-            failure = _failure(attempt, exc)
+            failure = failure_line(attempt, exc)
             if isinstance(exc, (KeyboardInterrupt, stopping.Terminated)):
                 raise
     took = f"trained in {_duration(time.monotonic() - start)}" + (f", a pack of {size}" if packed else "")
@@ -213,7 +219,7 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str) -> dict[i
 def record_stop(run: Run, stopped: stopping.Stopped) -> None:
     """Mark a run stopped, resumable (``stopped.log``, which ``study status`` reads): what stopped it, when,
     where, and the scheduler's job; an earlier attempt's ``error.log`` no longer describes it."""
-    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
+    job = next((os.environ[s.job_id_var] for s in SCHEDULERS.values() if os.environ.get(s.job_id_var)), None)
     where = f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {socket.gethostname()}" + (f", job {job}" if job else "")
     atomic_write_text(run.dir / STOP_LOG, f"{stopped} ({where})\n")
     (run.dir / ERROR_LOG).unlink(missing_ok=True)
@@ -225,16 +231,18 @@ def _duration(seconds: float) -> str:
 
 
 def index_from_env() -> int:
-    """The array index the scheduler gave this job: ``$PBS_ARRAY_INDEX`` (PBS Pro) or ``$SLURM_ARRAY_TASK_ID``."""
-    for var in ("PBS_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID"):
-        value = os.environ.get(var)
+    """The array index the scheduler gave this job, counted from 0: ``$PBS_ARRAY_INDEX`` (PBS Pro),
+    ``$SLURM_ARRAY_TASK_ID`` (Slurm), or another scheduler's (:data:`dimattn.study.schedulers.SCHEDULERS`)."""
+    for sched in SCHEDULERS.values():
+        value = os.environ.get(sched.index_var)
         if value is not None:
             try:
-                return int(value)
+                return int(value) - sched.index_base
             except ValueError:
-                raise DimattnError(f"${var} is {value!r}, not an integer") from None
-    raise DimattnError("no --index given and neither $PBS_ARRAY_INDEX nor $SLURM_ARRAY_TASK_ID is set; "
-                       "give --index N (0-based run number)")
+                raise DimattnError(f"${sched.index_var} is {value!r}, not an integer") from None
+    names = [f"${s.index_var}" for s in SCHEDULERS.values()]
+    unset = f"neither {' nor '.join(names)}" if len(names) == 2 else f"none of {words(names, 'or')}"
+    raise DimattnError(f"no --index given and {unset} is set; give --index N (0-based run number)")
 
 
 def run_one(root: str | Path, index: int | None = None, threads: int = 1, retries: int = 0,

@@ -29,7 +29,7 @@ from rich.console import Console
 from dimattn.errors import DimattnError
 from dimattn.host import usable_cores
 from dimattn.study.board import Board, RunSummary
-from dimattn.study.execute import Outcome, append_log, default_threads, execute, record_failure
+from dimattn.study.execute import Outcome, append_log, default_threads, execute, failure_line, record_failure
 from dimattn.study.locks import lock_holder
 from dimattn.study.packs import RunGroup, form_packs
 from dimattn.study.spec import Study
@@ -145,7 +145,7 @@ def record_crash(root: str, indices: list[int], attempt: str, exc: BaseException
     """Record an attempt that raised as the failure of every run in ``indices`` (the pack's members);
     returns the one-line summary. A study that cannot take the record (gone, read-only) is said in one
     line instead."""
-    summary = f"attempt {attempt} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    summary = failure_line(attempt, exc)
     try:
         study = Study.load(root, validate=False)
         for index in indices:

@@ -23,7 +23,7 @@ from dimattn.study.spec import Run, Study
 @dataclass(frozen=True)
 class RunGroup:
     """A pack: up to K runs of one (game, agent), trained in one process; ``index`` is the pack's number.
-    (Named apart from the engines' ``Pack``, the K networks that learn together in that process.)"""
+    (In that process each run is one of the engine's members, :class:`dimattn.engines.members.Member`.)"""
 
     index: int
     runs: tuple[Run, ...]
@@ -72,7 +72,7 @@ def check_runnable(study: Study, size: int, runs: list[Run] | None = None) -> No
     from dimattn.engines.train import prepare
 
     for game, agent in dict.fromkeys((r.game, r.agent) for r in runs):
-        config = study._build(game, agent)
+        config = study.config_for(game, agent)
         try:
             prepare([dataclasses.replace(config, engine="fast")])
         except DimattnError as exc:

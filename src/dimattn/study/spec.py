@@ -6,6 +6,7 @@
       runs/<Game>/<Agent>/seed<k>/          one run directory each (layout of :mod:`dimattn.engines.rundir`), plus
         train.log                           the run's output, every attempt appended
         error.log                           the last failed attempt's error (removed once the run finishes)
+        stopped.log                         what stopped the last attempt on a signal, after its checkpoint
         .lock                               held (``flock``) by the process training the run
       jobs/                                 PBS Pro / Slurm job-array scripts (:mod:`dimattn.study.jobscripts`)
       logs/                                 the schedulers' own output
@@ -13,11 +14,12 @@
 Runs are numbered 0..N-1 in the order games × agents × seeds of the spec; array jobs and
 ``dimattn study run-one --index`` use these numbers. A run is *done* when its final model exists
 (:func:`dimattn.engines.rundir.final_model_path`), *running* while a process holds its lock, *failed* when its
-last attempt left an ``error.log``, and *pending* otherwise. Every attempt resumes from the run's last
-checkpoint (:func:`dimattn.engines.train.train` does that), so a run killed at any moment loses at most the
-work since its last save. Runs are executed in packs (:mod:`dimattn.study.packs`; a run alone is a pack of
-one): one attempt by :mod:`dimattn.study.execute`, all of them by :mod:`dimattn.study.launch` (local pool,
-Ray) or :mod:`dimattn.study.jobscripts` (PBS Pro, Slurm).
+last attempt left an ``error.log``, *stopped* when its last attempt ended on SIGTERM/SIGUSR1 after writing
+its checkpoint (``stopped.log``; a job's walltime does that: resumable), and *pending* otherwise. Every attempt
+resumes from the run's last checkpoint (:func:`dimattn.engines.train.train` does that), so a run killed at any
+moment loses at most the work since its last save. Runs are executed in packs (:mod:`dimattn.study.packs`; a
+run alone is a pack of one): one attempt by :mod:`dimattn.study.execute`, all of them by
+:mod:`dimattn.study.launch` (local pool, Ray) or :mod:`dimattn.study.jobscripts` (PBS Pro, Slurm).
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ class Study:
         if validate:
             study.base_configs()
         else:  # the types inside hyperparams, and the steps' bounds, as a run would check them: one configuration
-            study._build(study.spec.game_list[0], study.spec.agents[0])
+            study.config_for(study.spec.game_list[0], study.spec.agents[0])
         return study
 
     @property
@@ -255,7 +257,7 @@ class Study:
 
     def base_configs(self) -> dict[tuple[str, str], RunConfig]:
         """The resolved configuration of every (game, agent), seed 0; raises on the first bad one."""
-        return {(g, a): self._build(g, a) for g in self.spec.game_list for a in self.spec.agents}
+        return {(g, a): self.config_for(g, a) for g in self.spec.game_list for a in self.spec.agents}
 
     def _check_conf_path(self) -> None:
         """The study's conf.yml exists and is the study's own (not a link out of the study folder)."""
@@ -267,7 +269,8 @@ class Study:
             raise DimattnError(f"{self.conf_path} leads out of the study folder (to {self.conf_path.resolve()}); "
                                f"the study's {CONF} must be its own copy: replace the link with the file")
 
-    def _build(self, game: str, agent: str, seed: int = 0) -> RunConfig:
+    def config_for(self, game: str, agent: str, seed: int = 0) -> RunConfig:
+        """The configuration the spec gives ``game`` and ``agent`` with ``seed``; raises if it is bad."""
         self._check_conf_path()
         s = self.spec
         return build_config(game, agent=agent, hyperparams=s.hyperparam_items(), conf_file=self.conf_path,
@@ -275,7 +278,7 @@ class Study:
                             eval_episodes=s.eval_episodes, save_freq=s.save_freq, engine=s.engine)
 
     def config(self, run: Run) -> RunConfig:
-        return self._build(run.game, run.agent, run.seed)
+        return self.config_for(run.game, run.agent, run.seed)
 
     def run(self, index: int) -> Run:
         if not 0 <= index < len(self.runs):
@@ -293,7 +296,7 @@ class Study:
                 continue
             key = (run.game, run.agent)
             if key not in bases:
-                bases[key] = self._build(run.game, run.agent)
+                bases[key] = self.config_for(run.game, run.agent)
             expected = dataclasses.replace(bases[key], seed=run.seed).to_dict()
             found = read_config(run.dir).to_dict()
             if expected["engine"] == "auto":  # each run records the engine auto chose for it
