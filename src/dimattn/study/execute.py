@@ -6,7 +6,7 @@ An attempt at a pack (:func:`execute`):
 1. members already finished are dropped;
 2. every other member's lock is taken (:func:`dimattn.study.locks.run_lock`); a member whose lock another
    process holds is left to it (reported *busy*);
-3. each member is checked: its ``config.yml`` readable, as the spec gives it and (in a pack of several)
+3. each member is checked: its ``config.yml`` readable and as the spec gives it; in a pack of several, also
    recorded by the fast engine, its ``evaluations.npz`` and newest checkpoint readable. A member failing its
    check is reported *failed* with the reason (``error.log``, as for any failed run) and the others train;
 4. the remaining members train together with :func:`dimattn.engines.train.train_pack` (a run alone: any
@@ -149,7 +149,9 @@ def _claim(study: Study, indices: list[int], locks: ExitStack, outcomes: dict[in
 
 def _member_ready(study: Study, run: Run, packed: bool, attempt: str, threads: int,
                   outcomes: dict[int, Outcome]) -> bool:
-    """Check a pack's member before it trains; a member whose folder is unusable fails alone, with the reason."""
+    """Check a pack's member before it trains: its config.yml (every pack, a run alone too) and, in a pack of
+    several, its evaluations and newest checkpoint; a member whose folder is unusable fails alone, with the
+    reason."""
     from dimattn.agents.checkpoints import read_checkpoint
     from dimattn.engines.common import resume_point
 
@@ -161,9 +163,10 @@ def _member_ready(study: Study, run: Run, packed: bool, attempt: str, threads: i
                 raise DimattnError(f"{run.dir} was started with the {found.engine} engine and a pack needs the fast "
                                    "engine; train this run alone (without --pack)")
             study.check_unchanged([run])
-        _, checkpoint, _ = resume_point(run.dir, True)  # reads evaluations.npz up to the newest checkpoint
-        if checkpoint is not None:
-            read_checkpoint(checkpoint)
+        if packed:  # one member's unreadable files must not take its pack down; a run alone meets them itself
+            _, checkpoint, _ = resume_point(run.dir, True)  # reads evaluations.npz up to the newest checkpoint
+            if checkpoint is not None:
+                read_checkpoint(checkpoint)
         return True
     except Exception as exc:  # noqa: BLE001 - a corrupt folder fails its member, not the pack
         failure = failure_line(attempt, exc)
