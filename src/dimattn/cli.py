@@ -375,6 +375,70 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- plan
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="seeds per game to detect a difference (or what given seeds detect), and the cost",
+                       description=(
+        "Before running a study: per game, the seeds your agents need for `dimattn compare` to detect a difference "
+        "with the given power (--diff), or the smallest difference given seeds detect (--seeds), from the published "
+        "per-seed spreads at the budget and compare's own statistic; the hours it costs here (a short measured probe, "
+        "or --rate) and on a GPU node where a rate was measured; the games ranked by how much they tell per run "
+        "(docs/plan.md)."))
+    p.add_argument("--games", default="paper56", help="comma-separated games, or a set: paper56, atari57")
+    p.add_argument("--agents", default="NA,SWA,CWRA,CWCA,CWRCA",
+                   help="comma-separated agents you would train; one the study lacks (your block) is judged against "
+                        "all five")
+    p.add_argument("--budget", type=positive_int, default=DEFAULT_N_TIMESTEPS,
+                   help="steps per run (rounded down to the published evaluation grid, every 200,000)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--diff", metavar="X{se,%,hns}",
+                       help="difference to detect: 4se (published standard errors), 10%% (of the published score) "
+                            "or 0.05hns (human-normalised points)")
+    which.add_argument("--seeds", type=bounded(1, 50),
+                       help="seeds per game and agent: the smallest difference they detect")
+    p.add_argument("--power", type=float, default=0.8, help="probability that compare flags the difference")
+    p.add_argument("--level", type=float, default=0.95, help="compare's confidence level")
+    cost = p.add_mutually_exclusive_group()
+    cost.add_argument("--rate", type=float, metavar="STEPS_PER_S",
+                      help="training steps/s on your machine for every agent (instead of measuring it)")
+    cost.add_argument("--no-probe", action="store_true", help="no cost on this machine (skip the probe)")
+    p.add_argument("--csv", default=None, help="also write the plan per game to this CSV file")
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from dimattn.analysis import plan
+    from dimattn.analysis.tables import frame_csv
+    from dimattn.fileio import atomic_write_text
+    from dimattn.games import resolve_games
+
+    games = list(resolve_games(args.games))
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    difference = plan.parse_difference(args.diff) if args.diff else None
+    if args.rate is not None and not 0 < args.rate < float("inf"):
+        raise DimattnError(f"--rate must be a positive number of steps per second, got {args.rate}")
+    result = plan.make_plan(games, agents, args.budget, difference=difference, seeds=args.seeds,
+                            target=args.power, level=args.level)  # every check before the probe trains
+    rates, how = {}, ""
+    if args.rate:
+        rates, how = dict.fromkeys(agents, args.rate), f"given by --rate: {args.rate:,.0f} steps/s"
+    elif not args.no_probe:
+        probed = {a: plan.probe_rate(a) for a in agents}
+        rates = {a: r for a, (r, _) in probed.items()}
+        how = "measured now (a short run of each agent): " + ", ".join(
+            f"{a} {r:,.0f} steps/s ({e} engine)" for a, (r, e) in probed.items())
+    if rates:
+        result = plan.make_plan(games, agents, args.budget, difference=difference, seeds=args.seeds,
+                                target=args.power, level=args.level, rates=rates)
+        result.lines.append(f"this machine: {how}")
+    print(plan.table(result).markdown())
+    print("\n".join(plan.summary(result)))
+    if args.csv:
+        with writing(Path(args.csv).parent, "CSV folder", "--csv"):
+            atomic_write_text(args.csv, frame_csv(result.games))
+        print(f"wrote {args.csv}")
+    return 0
+
+
 # --------------------------------------------------------------------------- study
 def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="define, run, resume and watch a study (games × agents × seeds)", description=(
@@ -716,6 +780,7 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("study", _add_study, _run_study),
     ("report", _add_report, _run_report),
     ("compare", _add_compare, _run_compare),
+    ("plan", _add_plan, _run_plan),
     ("explain", _add_explain, _run_explain),
     ("record", _add_record, _run_record),
     ("axes", _add_axes, _run_axes),
