@@ -370,8 +370,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         print(f"dimattn compare: note: {text}", file=sys.stderr)
     with writing(args.out, "output folder", "--out"):
         written = write_comparison(result, args.out)
-    print(f"{written.summary}\nwrote {len(written.files)} files to {args.out}; "
-          f"read {Path(args.out) / 'compare.md'}")
+    # The verdicts last: the line a reader (and `make demo`) ends on.
+    print(f"wrote {len(written.files)} files to {args.out}; read {Path(args.out) / 'compare.md'}\n{written.summary}")
     return 0
 
 

@@ -184,7 +184,8 @@ def probe_rate(agent: str, game: str = "Breakout", steps: int = 4 * ROLLOUT) -> 
 @dataclass
 class Plan:
     """``games``: one row per game (see :func:`make_plan`); ``totals``: steps and hours of the whole plan;
-    ``lines``: what was measured, what assumed, printed under the table."""
+    ``lines``: what was measured, what assumed, printed under the table; ``cells``: per published (game,
+    agent) compared with, the same columns before the hardest of each game is kept; ``spreads``: their seeds."""
 
     games: pd.DataFrame
     totals: dict[str, float]
@@ -193,6 +194,8 @@ class Plan:
     m: int = 5
     level: float = compare.LEVEL
     target: float = 0.8
+    cells: pd.DataFrame | None = None
+    spreads: Spreads | None = None
 
 
 def _versus(agents: list[str], published: list[str]) -> list[str]:
@@ -235,7 +238,8 @@ def make_plan(games: list[str] | None, agents: list[str], budget: int, *, differ
                                        "diff_points", "mean"]].rename(columns={"agent": "hardest"})
     table = table.join(_gaps(sp, target, level)).reset_index()
     table = table.sort_values(["gap_seeds", "gap_sd"], ascending=[True, False], ignore_index=True)
-    plan = Plan(table, {}, [], "seeds" if seeds is None else "difference", m, level, target)
+    plan = Plan(table, {}, [], "seeds" if seeds is None else "difference", m, level, target, cells,
+                Spreads(sp.budget, sp.cells.loc[cells.index].reset_index(drop=True), sp.scores[cells.index]))
     _cost(plan, agents, sp.budget, rates or {})
     plan.lines.insert(0, f"budget {sp.budget:,} steps (published grid), {len(table)} game(s), your agents: "
                          f"{', '.join(agents)}; statistic: dimattn compare's at level {level:g}, power {target:.0%}, "
