@@ -252,7 +252,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agent", help="the agent kind of --checkpoint, if the file does not record it")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--obs", nargs="+", metavar="FILE.npy",
-                     help="stacked observations: uint8 .npy files of shape (4,84,84) or (n,4,84,84)")
+                     help="stacked observations: uint8 .npy files of shape (4,84,84) or (n,4,84,84), or `pong`: "
+                          "the published study's ten Pong observations, shipped with dimattn")
     src.add_argument("--env", metavar="GAME", help="take observations from the (first) agent playing GAME")
     p.add_argument("--n-obs", type=bounded(1, 1000), default=4, help="with --env: how many observations (default 4)")
     p.add_argument("--every", type=bounded(1, 100_000), default=25,
