@@ -1,6 +1,7 @@
 # make demo: set up .venv (dimattn alone, no test extras), train NA and CWCA on Breakout (30k steps each), report
 #            the two side by side; then train NA to the published study's first evaluation (200k steps, the
-#            fewest `dimattn compare` can judge) and end on compare's verdict against the published study.
+#            fewest `dimattn compare` can judge; its own folder, demo-logs-200k/, so that the report's folder keeps
+#            the two 30k runs) and end on compare's verdict against the published study.
 #            Each run starts afresh: it replaces the last demo's demo-logs/.
 # make test: set up .venv with the test extras and run the test suite.
 # make lint: ruff, as configured in pyproject.toml (CI runs it before the tests).
@@ -35,12 +36,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 setup: $(VENV)/.installed
 
 demo: setup
-	rm -rf $(DEMO_LOGS)   # the last demo's runs: a second demo would train _3 and _4 beside them, same seed
+	rm -rf $(DEMO_LOGS) $(DEMO_LOGS)-200k   # the last demo's runs: a second demo would train _3 and _4 beside them
 	for agent in $(DEMO_AGENTS); do $(VENV)/bin/dimattn train --agent $$agent $(DEMO_ARGS) || exit 1; done
 	$(VENV)/bin/dimattn report $(DEMO_LOGS) --out $(DEMO_LOGS)/report --reps 200 --quiet
 	@echo "next: source $(VENV)/bin/activate   (puts dimattn on your PATH), then e.g. dimattn --help"
-	$(VENV)/bin/dimattn train $(DEMO_COMPARE_RUN) --log-folder $(DEMO_LOGS)/to-200k
-	$(VENV)/bin/dimattn compare $(DEMO_LOGS)/to-200k --out $(DEMO_LOGS)/compare --reps 200
+	$(VENV)/bin/dimattn train $(DEMO_COMPARE_RUN) --log-folder $(DEMO_LOGS)-200k
+	$(VENV)/bin/dimattn compare $(DEMO_LOGS)-200k --out $(DEMO_LOGS)-200k/compare --reps 200
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -50,4 +51,4 @@ lint: $(VENV)/.installed-test
 
 
 clean:
-	rm -rf $(VENV) demo-logs .pytest_cache
+	rm -rf $(VENV) demo-logs demo-logs-200k .pytest_cache

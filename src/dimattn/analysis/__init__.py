@@ -9,8 +9,11 @@
     compare.py         ``compare``: your runs against the published study at a matched budget, with a
                        calibrated verdict per game and agent; the calibration itself
     compare_report.py  a comparison as compare.md / .csv, curves and aggregates figures
+    plan.py            ``dimattn plan``: seeds per game for compare to detect a difference (or what given
+                       seeds detect) on the published spreads, checked by simulation; the cost in hours
 
 May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.engines.config`` and ``.rlzoo`` (the
-published protocol, which is dimattn's defaults), ``dimattn.agents.attention`` (agent names) and the base modules.
+published protocol, which is dimattn's defaults), ``dimattn.engines.train`` (plan's probe: a short training run,
+imported lazily), ``dimattn.agents.attention`` (agent names) and the base modules.
 Not study, interpret or cli.
 """
