@@ -156,3 +156,18 @@ def test_the_worked_plan_in_the_docs_is_what_the_command_prints(tmp_path, monkey
         assert row in out, row
     total = next(line.strip() for line in text.splitlines() if line.strip().startswith("total ("))
     assert total in out
+
+
+def test_make_demo_trains_to_the_first_published_evaluation_and_ends_on_compare():
+    """The Makefile's demo: its commands parse, the run it compares reaches the published study's first
+    evaluation (200,000 steps, the fewest compare can judge), and compare is the last command."""
+    from dimattn.analysis.results import load_results
+
+    make = (ROOT / "Makefile").read_text()
+    var = dict(re.findall(r"^(DEMO_[A-Z_]+) \?= (.*)$", make, re.M))
+    demo = make.split("\ndemo:", 1)[1].split("\n\n", 1)[0].strip().splitlines()
+    assert demo[-1].strip().startswith("$(VENV)/bin/dimattn compare $(DEMO_LOGS)-200k")
+    args = cli.build_parser().parse_args(["train", *shlex.split(var["DEMO_COMPARE_RUN"])])
+    first = int(load_results("published")["timestep"].min())
+    assert args.n_timesteps >= first and args.eval_freq == first and args.eval_episodes == 5
+    assert cli.build_parser().parse_args(["train", "--agent", "NA", *shlex.split(var["DEMO_RUN"])]).n_timesteps == 30_000
