@@ -93,7 +93,8 @@ def test_units_and_new_block():
 
 
 def test_cost_and_measured_node_rates():
-    p = plan.make_plan(["Pong", "Breakout"], ["NA", "CWCA"], 1_000_000, seeds=3, rates={"NA": 1000.0, "CWCA": 500.0})
+    p = plan.make_plan(["Pong", "Breakout"], ["NA", "CWCA"], 1_000_000, seeds=3)
+    plan.add_rates(p, ["NA", "CWCA"], {"NA": 1000.0, "CWCA": 500.0}, "given")
     steps = 1_001_472  # 1M to a whole rollout of 2,048
     assert p.totals["steps"] == 2 * 3 * 2 * steps
     assert p.totals["hours_here"] == pytest.approx(2 * 3 * (steps / 1000 + steps / 500) / 3600)
@@ -131,8 +132,11 @@ def test_command_line(dimattn, tmp_path, capsys):
     (["--diff", "4se", "--games", "Nope"], "Nope"),
     (["--diff", "4se", "--power", "1.5"], "--power"),
     (["--diff", "4se", "--rate", "0"], "--rate"),
+    (["--diff", "4se", "--rate", "100", "--csv", "{tmp}/afile/plan.csv"], "choose another --csv"),
 ])
-def test_bad_input_one_line(dimattn, capsys, argv, words):
+def test_bad_input_one_line(dimattn, capsys, tmp_path, argv, words):
+    (tmp_path / "afile").write_text("a file where the CSV's folder would be")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert dimattn(["plan", "--no-probe", *argv] if "--rate" not in argv else ["plan", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err

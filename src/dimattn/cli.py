@@ -417,20 +417,17 @@ def _run_plan(args: argparse.Namespace) -> int:
     difference = plan.parse_difference(args.diff) if args.diff else None
     if args.rate is not None and not 0 < args.rate < float("inf"):
         raise DimattnError(f"--rate must be a positive number of steps per second, got {args.rate}")
+    if args.csv:  # checked before the probe trains anything
+        check_writable_dir(Path(args.csv).parent, "CSV folder", "--csv")
     result = plan.make_plan(games, agents, args.budget, difference=difference, seeds=args.seeds,
-                            target=args.power, level=args.level)  # every check before the probe trains
-    rates, how = {}, ""
+                            target=args.power, level=args.level)
     if args.rate:
-        rates, how = dict.fromkeys(agents, args.rate), f"given by --rate: {args.rate:,.0f} steps/s"
+        plan.add_rates(result, agents, dict.fromkeys(agents, args.rate), f"given by --rate: {args.rate:,.0f} steps/s")
     elif not args.no_probe:
         probed = {a: plan.probe_rate(a) for a in agents}
-        rates = {a: r for a, (r, _) in probed.items()}
-        how = "measured now (a short run of each agent): " + ", ".join(
-            f"{a} {r:,.0f} steps/s ({e} engine)" for a, (r, e) in probed.items())
-    if rates:
-        result = plan.make_plan(games, agents, args.budget, difference=difference, seeds=args.seeds,
-                                target=args.power, level=args.level, rates=rates)
-        result.lines.append(f"this machine: {how}")
+        plan.add_rates(result, agents, {a: r for a, (r, _) in probed.items()},
+                       "measured now (a short run of each agent): " + ", ".join(
+                           f"{a} {r:,.0f} steps/s ({e} engine)" for a, (r, e) in probed.items()))
     print(plan.table(result).markdown())
     print("\n".join(plan.summary(result)))
     if args.csv:

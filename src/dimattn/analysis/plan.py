@@ -205,13 +205,12 @@ def _versus(agents: list[str], published: list[str]) -> list[str]:
 
 
 def make_plan(games: list[str] | None, agents: list[str], budget: int, *, difference: tuple[float, str] | None = None,
-              seeds: int | None = None, target: float = 0.8, level: float = compare.LEVEL,
-              rates: dict[str, float] | None = None) -> Plan:
+              seeds: int | None = None, target: float = 0.8, level: float = compare.LEVEL) -> Plan:
     """Per game: ``seeds`` given, the smallest difference the verdict flags with probability ``target`` (columns
     diff_se, diff_pct, diff_hns, diff_points: the hardest of the published agents compared with); a
     ``difference`` given, the seeds that flag it (seeds, power); both with the published agents' largest gap
-    and the seeds that detect it (gap_sd, gap_seeds), and the cost (steps, hours_here, hours_<node>) where
-    ``rates`` (steps/s per agent on this machine) are known. Rows ranked by gap_seeds, then gap_sd."""
+    and the seeds that detect it (gap_sd, gap_seeds), and the cost (steps, hours_<node> where a node's rate
+    was measured; :func:`add_rates` adds hours_here). Rows ranked by gap_seeds, then gap_sd."""
     if (difference is None) == (seeds is None):
         raise DimattnError("give either --diff (the seeds it needs) or --seeds (the difference they detect)")
     if not 0 < target < 1 or not 0.5 <= level < 1:
@@ -240,7 +239,7 @@ def make_plan(games: list[str] | None, agents: list[str], budget: int, *, differ
     table = table.sort_values(["gap_seeds", "gap_sd"], ascending=[True, False], ignore_index=True)
     plan = Plan(table, {}, [], "seeds" if seeds is None else "difference", m, level, target, cells,
                 Spreads(sp.budget, sp.cells.loc[cells.index].reset_index(drop=True), sp.scores[cells.index]))
-    _cost(plan, agents, sp.budget, rates or {})
+    _cost(plan, agents, sp.budget)
     plan.lines.insert(0, f"budget {sp.budget:,} steps (published grid), {len(table)} game(s), your agents: "
                          f"{', '.join(agents)}; statistic: dimattn compare's at level {level:g}, power {target:.0%}, "
                          f"against the {m} published seeds" + (
@@ -261,16 +260,26 @@ def _gaps(sp: Spreads, target: float, level: float) -> pd.DataFrame:
                                                                  level)}, index=gap.index)
 
 
-def _cost(plan: Plan, agents: list[str], budget: int, rates: dict[str, float]) -> None:
-    """Steps and hours per game and in total: here at ``rates``, on a GPU node where a rate was measured."""
+def _hours(plan: Plan, agents: list[str], rates: dict[str, float]) -> pd.Series:
+    """Per game: training hours of its seeds × agents at ``rates`` (steps/s per agent)."""
+    steps = run_steps(plan.spreads.budget)
+    return plan.games["seeds"].where(plan.games["seeds"] <= MAX_SEEDS) * sum(steps / rates[a] for a in agents) / 3600
+
+
+def add_rates(plan: Plan, agents: list[str], rates: dict[str, float], how: str) -> None:
+    """Hours on this machine (column hours_here, and its total) at ``rates``; ``how``: where they come from."""
+    plan.games["hours_here"] = _hours(plan, agents, rates)
+    plan.totals["hours_here"] = float(plan.games["hours_here"].sum())
+    plan.lines.append(f"this machine: {how}")
+
+
+def _cost(plan: Plan, agents: list[str], budget: int) -> None:
+    """Steps per game and in total, and hours on a GPU node where its rate was measured for every agent."""
     g, steps = plan.games, run_steps(budget)
-    seeds = g["seeds"].where(g["seeds"] <= MAX_SEEDS)  # "more than MAX_SEEDS": no cost to give
-    g["steps"] = seeds * steps * len(agents)
-    if rates:
-        g["hours_here"] = seeds * sum(steps / rates[a] for a in agents) / 3600
+    g["steps"] = g["seeds"].where(g["seeds"] <= MAX_SEEDS) * steps * len(agents)  # "> MAX_SEEDS": no cost
     for node, measured in NODE_RATES.items():
         if all(a in measured for a in agents):
-            g[f"hours_{node}"] = seeds * sum(steps / measured[a] for a in agents) / 3600
+            g[f"hours_{node}"] = _hours(plan, agents, measured)
     plan.totals = {c: float(g[c].sum()) for c in g.columns if c == "steps" or c.startswith("hours_")}
     plan.lines.append(f"each run: {steps:,} steps (the budget, to a whole rollout of {ROLLOUT:,}); evaluation "
                       "time and start-up are not counted")
@@ -290,7 +299,7 @@ def _fmt(x: float, digits: int = 2) -> str:
 def table(plan: Plan) -> tables.TextTable:
     """The plan per game, ranked (most telling games first)."""
     g = plan.games
-    hours = [c for c in g.columns if c.startswith("hours_")]
+    hours = sorted((c for c in g.columns if c.startswith("hours_")), key=lambda c: c != "hours_here")
     rows = []
     for i, r in enumerate(g.itertuples(index=False), 1):
         seeds = f"> {MAX_SEEDS}" if r.seeds > MAX_SEEDS else str(r.seeds)
@@ -313,7 +322,7 @@ def summary(plan: Plan) -> list[str]:
     lines = list(plan.lines)
     total = ", ".join(f"steps: {v:,.0f}" if k == "steps" else
                       f"{k.replace('hours_', 'hours ')}{'' if k == 'hours_here' else ' node'}: {v:,.1f}"
-                      for k, v in plan.totals.items())
+                      for k, v in sorted(plan.totals.items(), key=lambda kv: (kv[0] != "steps", kv[0] != "hours_here")))
     lines.append(f"total ({plan.games['seeds'].le(MAX_SEEDS).sum()} game(s) with a finite plan): {total}")
     far = plan.games.loc[plan.games["seeds"] > MAX_SEEDS, "game"]
     if len(far):
