@@ -107,7 +107,7 @@ def test_cost_and_measured_node_rates():
 
 
 def test_probe_measures_a_short_training_run():
-    rate, engine = plan.probe_rate("NA", steps=plan.ROLLOUT)
+    rate, engine = cli._probe_rate("NA", steps=plan.ROLLOUT)
     assert rate > 0 and engine in ("fast", "sb3")
 
 

@@ -406,6 +406,28 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", default=None, help="also write the plan per game to this CSV file")
 
 
+def _probe_rate(agent: str, game: str = "Breakout", steps: int = 8192) -> tuple[float, str]:
+    """``dimattn plan``'s cost here: steps/s of a short run of ``agent`` with the engine that would train it
+    (its own ``time/fps`` in TensorBoard: the training loop, building envs and networks left out), and that
+    engine (as the run's config.yml records it)."""
+    import shutil
+    import tempfile
+
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = Path(tempfile.mkdtemp(prefix="dimattn-probe-"))
+    try:
+        train(build_config(game, agent=agent, n_timesteps=steps, eval_freq=0, save_freq=0), root / "run",
+              tensorboard_log=str(root / "tb"))
+        events = EventAccumulator(str(sorted((root / "tb").rglob("events.out.tfevents*"))[0]))
+        events.Reload()
+        engine = yaml.safe_load((root / "run" / "config.yml").read_text())["engine"]
+        return float(events.Scalars("time/fps")[-1].value), str(engine)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _run_plan(args: argparse.Namespace) -> int:
     from dimattn.analysis import plan
     from dimattn.analysis.tables import frame_csv
@@ -424,7 +446,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     if args.rate:
         plan.add_rates(result, agents, dict.fromkeys(agents, args.rate), f"given by --rate: {args.rate:,.0f} steps/s")
     elif not args.no_probe:
-        probed = {a: plan.probe_rate(a) for a in agents}
+        probed = {a: _probe_rate(a) for a in agents}
         plan.add_rates(result, agents, {a: r for a, (r, _) in probed.items()},
                        "measured now (a short run of each agent): " + ", ".join(
                            f"{a} {r:,.0f} steps/s ({e} engine)" for a, (r, e) in probed.items()))

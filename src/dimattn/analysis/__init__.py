@@ -13,7 +13,6 @@
                        seeds detect) on the published spreads, checked by simulation; the cost in hours
 
 May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.engines.config`` and ``.rlzoo`` (the
-published protocol, which is dimattn's defaults), ``dimattn.engines.train`` (plan's probe: a short training run,
-imported lazily), ``dimattn.agents.attention`` (agent names) and the base modules.
+published protocol, which is dimattn's defaults), ``dimattn.agents.attention`` (agent names) and the base modules.
 Not study, interpret or cli.
 """

@@ -7,7 +7,6 @@ runs cost. The statistic is compare's own (:func:`dimattn.analysis.compare.inter
     parse_difference("3se" | "10%" | "0.05hns")  a difference to detect, in one of three units
     make_plan(...) -> Plan                       both directions per game, the cost, the ranking of games
     simulate(spreads, ...)                       compare run on resampled published seeds: the power achieved
-    probe_rate(agent)                            steps/s of a short training run on this machine
     NODE_RATES                                   steps/s measured on a GPU node (docs/benchmarks.md)
 
 Nothing is written: the command prints the plan, and ``--csv`` writes it (cli.py).
@@ -16,10 +15,7 @@ Nothing is written: the command prints the plan, and ``--csv`` writes it (cli.py
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -161,25 +157,6 @@ def run_steps(budget: int) -> int:
     return -(-budget // ROLLOUT) * ROLLOUT
 
 
-def probe_rate(agent: str, game: str = "Breakout", steps: int = 4 * ROLLOUT) -> tuple[float, str]:
-    """steps/s of a short training run of ``agent`` on this machine with the engine that would run it (its
-    own ``time/fps``: the training loop, building envs and networks left out) -> (rate, engine)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from dimattn.engines.config import build_config
-    from dimattn.engines.train import resolve_engine, train
-
-    config = resolve_engine(build_config(game, agent=agent, n_timesteps=steps, eval_freq=0, save_freq=0))
-    root = Path(tempfile.mkdtemp(prefix="dimattn-probe-"))
-    try:
-        train(config, root / "run", tensorboard_log=str(root / "tb"))
-        events = EventAccumulator(str(sorted((root / "tb" / config.env_id).iterdir())[0]))
-        events.Reload()
-        return float(events.Scalars("time/fps")[-1].value), config.engine
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- the plan
 @dataclass
 class Plan:
@@ -267,7 +244,8 @@ def _hours(plan: Plan, agents: list[str], rates: dict[str, float]) -> pd.Series:
 
 
 def add_rates(plan: Plan, agents: list[str], rates: dict[str, float], how: str) -> None:
-    """Hours on this machine (column hours_here, and its total) at ``rates``; ``how``: where they come from."""
+    """Hours on this machine (column hours_here, and its total) at ``rates``, measured by ``dimattn plan``'s
+    probe (a short training run: cli.py, since analysis does not train) or given; ``how``: which."""
     plan.games["hours_here"] = _hours(plan, agents, rates)
     plan.totals["hours_here"] = float(plan.games["hours_here"].sum())
     plan.lines.append(f"this machine: {how}")
