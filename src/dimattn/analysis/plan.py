@@ -32,7 +32,6 @@ NODE_RATES: dict[str, dict[str, float]] = {"H100": {"NA": 3133.0, "CWCA": 2154.0
 ROLLOUT = 2048
 #: Seeds tried per game before a plan says "more than this".
 MAX_SEEDS = 50
-UNITS = {"se": "published SEs", "%": "% of the published score", "hns": "human-normalised points"}
 
 
 # --------------------------------------------------------------------------- the published spreads
@@ -302,7 +301,11 @@ def summary(plan: Plan) -> list[str]:
                       f"{k.replace('hours_', 'hours ')}{'' if k == 'hours_here' else ' node'}: {v:,.1f}"
                       for k, v in sorted(plan.totals.items(), key=lambda kv: (kv[0] != "steps", kv[0] != "hours_here")))
     lines.append(f"total ({plan.games['seeds'].le(MAX_SEEDS).sum()} game(s) with a finite plan): {total}")
-    far = plan.games.loc[plan.games["seeds"] > MAX_SEEDS, "game"]
+    undefined = plan.games.loc[~np.isfinite(plan.games["diff_points"]), "game"]
+    if len(undefined):
+        lines.append(f"no difference in that unit for {', '.join(undefined)} (no reference score for hns, a "
+                     "published score of 0 for %): give it in se")
+    far = plan.games.loc[(plan.games["seeds"] > MAX_SEEDS) & np.isfinite(plan.games["diff_points"]), "game"]
     if len(far):
         floor = floor_se(plan.m, plan.level, plan.target)
         lines.append(f"not reachable with up to {MAX_SEEDS} seeds: {', '.join(far)}: against the {plan.m} published "
