@@ -166,6 +166,9 @@ def test_real_runs_against_the_shipped_data_are_refused_in_one_line(tiny_runs, t
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("dimattn compare: error: nothing to compare: no evaluation step of yours pairs with a "
                           "published one (the published runs evaluate at 200,000–10,000,000)")
+    # where the runs stopped, and the exact command that reaches the first published evaluation
+    assert ("your runs reached 256 steps, before the published runs' first evaluation at 200,000: train to it, "
+            "e.g. `dimattn train --env Breakout --agent NA -n 200000 --eval-freq 200000`") in err
     assert not out.exists()
 
 
@@ -185,6 +188,26 @@ def test_real_runs_against_a_study_write_every_output(tiny_runs, tmp_path, dimat
                                                                                         "consistent")
     assert "n_envs 2" in row["protocol"] and "engine fast" in row["protocol"]
     assert "## Protocol differences" in (out / "compare.md").read_text()
+    # labels name the other side ("logs"): "published" only where the published protocol is meant
+    md = (out / "compare.md").read_text()
+    assert "compared with the logs runs" in md and "| Logs ± SE |" in md
+    agg = results.pd.read_csv(out / "aggregates.csv", keep_default_na=False)
+    assert set(agg["entry"]) == {"NA (yours)", "NA (logs)"}
+    assert all("published" not in line or "protocol" in line or "published:" in line for line in md.splitlines())
+
+
+def test_a_one_seed_verdict_says_what_it_could_detect(tmp_path, shipped, dimattn, capsys):
+    steps, scores = _cell(shipped, "Breakout", "NA")
+    _write_seeds(tmp_path / "one", "Breakout", "NA", steps[:5], scores[:1, :5])
+    out = tmp_path / "out"
+    assert dimattn(["compare", str(tmp_path / "one"), "--out", str(out), "--reps", "20"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # the verdict is the last line
+    row = results.pd.read_csv(out / "compare.csv", keep_default_na=False).iloc[0]
+    theirs = scores[:, :5].mean(axis=1)
+    assert row["detectable"] == pytest.approx(cmp.detectable(1, 5) * theirs.std(ddof=1))
+    assert last.startswith("1 (game, agent) compared with the published runs: 1 consistent")
+    assert (f"from one seed, the smallest difference this verdict detects (80% of the time) is "
+            f"{row['detectable']:,.2f} points ({cmp.detectable(1, 5) * 5 / 2:.1f} published SEs)") in last
 
 
 def test_an_agent_the_other_side_lacks_is_compared_with_each_of_its_agents(tmp_path, shipped, dimattn, capsys):
@@ -205,8 +228,8 @@ def test_an_agent_the_other_side_lacks_is_compared_with_each_of_its_agents(tmp_p
     assert (versus["wins"] + versus["ties"] + versus["losses"] == 2).all()
     agg = results.pd.read_csv(out / "aggregates.csv", keep_default_na=False)
     poi = agg[agg["metric"] == "P(yours > it)"]
-    assert set(poi["entry"]) == {"NA (published)", "SWA (published)"} and (poi["estimate"] >= 0.5).all()
-    assert {"CWCA (yours)", "NA (published)", "SWA (published)"} <= set(agg["entry"])
+    assert set(poi["entry"]) == {"NA (na_swa.pkl)", "SWA (na_swa.pkl)"} and (poi["estimate"] >= 0.5).all()
+    assert {"CWCA (yours)", "NA (na_swa.pkl)", "SWA (na_swa.pkl)"} <= set(agg["entry"])
     assert "Wins / ties / losses" in (out / "compare.md").read_text()
 
 

@@ -248,6 +248,16 @@ def test_load_observations_accepts_single_and_batched_files(tmp_path):
     assert names == ["many_0", "many_1", "one"]  # files in natural order of their paths
 
 
+def test_the_shipped_pong_observations_are_the_published_ten(tmp_path, monkeypatch):
+    obs, names = load_observations(["pong"])
+    assert names == [f"pong_{i}" for i in range(1, 11)] and obs.dtype == np.uint8
+    assert np.array_equal(obs, np.concatenate([np.load(f) for f in PONG_FILES]))
+    assert (Path(__file__).parents[1] / "src" / "dimattn" / "data" / "pong_observations.npz").stat().st_size < 300_000
+    monkeypatch.chdir(tmp_path)  # ./pong is a file of that name, not the shipped set
+    np.save(tmp_path / "pong", obs[:1])
+    assert load_observations(["./pong.npy"])[1] == ["pong"]
+
+
 @pytest.mark.parametrize("array,message", [
     (np.zeros((1, 4, 84, 84), np.float32), "float32"),
     (np.zeros((84, 84), np.uint8), "shape"),
@@ -270,6 +280,9 @@ def test_explain_cli_on_a_trained_checkpoint_and_pong_observations(checkpoints, 
                              str(PONG_FILES[0]), str(PONG_FILES[1]), "--out", str(out)], capsys)
     assert rc == 0
     assert "CWCA" in stdout and "horizontal" in stdout
+    rc, stdout, _ = run_cli(["explain", "--checkpoint", str(checkpoints["CWCA"]), "--obs", "pong", "--out",
+                             str(tmp_path / "shipped")], capsys)  # the ten that ship with dimattn
+    assert rc == 0 and (tmp_path / "shipped" / "state_pong_10.png").stat().st_size > 0
     for f in ("state_pong_1.png", "state_pong_2.png", "explain.npz", "measures.csv", "orientation.md",
               "orientation.png"):
         assert (out / f).stat().st_size > 0, f

@@ -252,7 +252,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agent", help="the agent kind of --checkpoint, if the file does not record it")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--obs", nargs="+", metavar="FILE.npy",
-                     help="stacked observations: uint8 .npy files of shape (4,84,84) or (n,4,84,84)")
+                     help="stacked observations: uint8 .npy files of shape (4,84,84) or (n,4,84,84), or `pong`: "
+                          "the published study's ten Pong observations, shipped with dimattn")
     src.add_argument("--env", metavar="GAME", help="take observations from the (first) agent playing GAME")
     p.add_argument("--n-obs", type=bounded(1, 1000), default=4, help="with --env: how many observations (default 4)")
     p.add_argument("--every", type=bounded(1, 100_000), default=25,
@@ -370,8 +371,89 @@ def _run_compare(args: argparse.Namespace) -> int:
         print(f"dimattn compare: note: {text}", file=sys.stderr)
     with writing(args.out, "output folder", "--out"):
         written = write_comparison(result, args.out)
-    print(f"{written.summary}\nwrote {len(written.files)} files to {args.out}; "
-          f"read {Path(args.out) / 'compare.md'}")
+    # The verdicts last: the line a reader (and `make demo`) ends on.
+    print(f"wrote {len(written.files)} files to {args.out}; read {Path(args.out) / 'compare.md'}\n{written.summary}")
+    return 0
+
+
+# --------------------------------------------------------------------------- plan
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="seeds per game to detect a difference (or what given seeds detect), and the cost",
+                       description=(
+        "Before running a study: per game, the seeds your agents need for `dimattn compare` to detect a difference "
+        "with the given power (--diff), or the smallest difference given seeds detect (--seeds), from the published "
+        "per-seed spreads at the budget and compare's own statistic; the hours it costs here (a short measured probe, "
+        "or --rate) and on a GPU node where a rate was measured; the games ranked by how much they tell per run "
+        "(docs/plan.md)."))
+    p.add_argument("--games", default="paper56", help="comma-separated games, or a set: paper56, atari57")
+    p.add_argument("--agents", default="NA,SWA,CWRA,CWCA,CWRCA",
+                   help="comma-separated agents you would train; one the study lacks (your block) is judged against "
+                        "all five")
+    p.add_argument("--budget", type=positive_int, default=DEFAULT_N_TIMESTEPS,
+                   help="steps per run (rounded down to the published evaluation grid, every 200,000)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--diff", metavar="X{se,%,hns}",
+                       help="difference to detect: 4se (published standard errors), 10%% (of the published score) "
+                            "or 0.05hns (human-normalised points)")
+    which.add_argument("--seeds", type=bounded(1, 50),
+                       help="seeds per game and agent: the smallest difference they detect")
+    p.add_argument("--power", type=float, default=0.8, help="probability that compare flags the difference")
+    p.add_argument("--level", type=float, default=0.95, help="compare's confidence level")
+    cost = p.add_mutually_exclusive_group()
+    cost.add_argument("--rate", type=float, metavar="STEPS_PER_S",
+                      help="training steps/s on your machine for every agent (instead of measuring it)")
+    cost.add_argument("--no-probe", action="store_true", help="no cost on this machine (skip the probe)")
+    p.add_argument("--csv", default=None, help="also write the plan per game to this CSV file")
+
+
+def _probe_rate(agent: str, game: str = "Breakout", steps: int = 8192) -> tuple[float, str]:
+    """``dimattn plan``'s cost here: steps/s of a short run of ``agent`` with the engine that would train it
+    (its own ``time/fps`` in TensorBoard: the training loop, building envs and networks left out), and that
+    engine (as the run's config.yml records it)."""
+    import shutil
+    import tempfile
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = Path(tempfile.mkdtemp(prefix="dimattn-probe-"))
+    try:
+        plan = prepare([build_config(game, agent=agent, n_timesteps=steps, eval_freq=0, save_freq=0)])
+        run_plan(plan, [root / "run"], tensorboard_log=str(root / "tb"))
+        events = EventAccumulator(str(sorted((root / "tb").rglob("events.out.tfevents*"))[0]))
+        events.Reload()
+        return float(events.Scalars("time/fps")[-1].value), plan.engine
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from dimattn.analysis import plan
+    from dimattn.analysis.tables import frame_csv
+    from dimattn.fileio import atomic_write_text
+    from dimattn.games import resolve_games
+
+    games = list(resolve_games(args.games))
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    difference = plan.parse_difference(args.diff) if args.diff else None
+    if args.rate is not None and not 0 < args.rate < float("inf"):
+        raise DimattnError(f"--rate must be a positive number of steps per second, got {args.rate}")
+    if args.csv:  # checked before the probe trains anything
+        check_writable_dir(Path(args.csv).parent, "CSV folder", "--csv")
+    result = plan.make_plan(games, agents, args.budget, difference=difference, seeds=args.seeds,
+                            target=args.power, level=args.level)
+    if args.rate:
+        plan.add_rates(result, agents, dict.fromkeys(agents, args.rate), f"given by --rate: {args.rate:,.0f} steps/s")
+    elif not args.no_probe:
+        probed = {a: _probe_rate(a) for a in agents}
+        plan.add_rates(result, agents, {a: r for a, (r, _) in probed.items()},
+                       "measured now (a short run of each agent): " + ", ".join(
+                           f"{a} {r:,.0f} steps/s ({e} engine)" for a, (r, e) in probed.items()))
+    print(plan.table(result).markdown())
+    print("\n".join(plan.summary(result)))
+    if args.csv:
+        with writing(Path(args.csv).parent, "CSV folder", "--csv"):
+            atomic_write_text(args.csv, frame_csv(result.games))
+        print(f"wrote {args.csv}")
     return 0
 
 
@@ -716,6 +798,7 @@ COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("study", _add_study, _run_study),
     ("report", _add_report, _run_report),
     ("compare", _add_compare, _run_compare),
+    ("plan", _add_plan, _run_plan),
     ("explain", _add_explain, _run_explain),
     ("record", _add_record, _run_record),
     ("axes", _add_axes, _run_axes),

@@ -9,6 +9,8 @@
     compare.py         ``compare``: your runs against the published study at a matched budget, with a
                        calibrated verdict per game and agent; the calibration itself
     compare_report.py  a comparison as compare.md / .csv, curves and aggregates figures
+    plan.py            ``dimattn plan``: seeds per game for compare to detect a difference (or what given
+                       seeds detect) on the published spreads, checked by simulation; the cost in hours
 
 May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.engines.config`` and
 ``dimattn.engines.rlzoo`` (the published protocol, which is dimattn's defaults), ``dimattn.agents.attention``

@@ -3,6 +3,7 @@ calibrated verdict (docs/report.md, "Compared with the published study").
 
     compare(mine, against="published") -> Comparison     the numbers; nothing is written
     interval(mine, theirs) -> diff, low, high, test       the statistic, on arrays (also for calibration)
+    power(shift, k, m) / detectable(k, m)                 what it can find with k seeds against m (dimattn plan)
     calibrate(df) / planted_power(df)                     the verdict run on a study against itself
 
 How a (game, agent) is compared:
@@ -24,6 +25,7 @@ way against every agent the other side has on that game (``versus`` column).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,51 @@ def interval(mine: np.ndarray, theirs: np.ndarray, level: float = LEVEL) -> tupl
     return diff, diff - half, diff + half, test
 
 
+@functools.lru_cache(maxsize=256)
+def _welch_nodes(k: int, m: int, level: float, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature over both sides' sample variances (σ = 1): at each of n × n equally likely pairs of
+    χ² quantiles, the interval's half-width (t quantile at Welch's estimated degrees of freedom × the
+    estimated SE), and the true SE √(1/k + 1/m) (the second array, a scalar)."""
+    u = (np.arange(n) + 0.5) / n
+    va = (sps.chi2.ppf(u, k - 1) / (k - 1))[:, None] / k  # your variance / k
+    vb = (sps.chi2.ppf(u, m - 1) / (m - 1))[None, :] / m
+    dof = (va + vb) ** 2 / (va**2 / (k - 1) + vb**2 / (m - 1))
+    half = sps.t.ppf(0.5 + level / 2, dof) * np.sqrt(va + vb)
+    return half.ravel(), np.array(np.sqrt(1 / k + 1 / m))
+
+
+def power(shift: np.ndarray, k: int, m: int, level: float = LEVEL) -> np.ndarray:
+    """P(the verdict flags a true difference of ``shift`` seed stds σ in its direction), k of your seeds against
+    m of theirs, normal scores of equal spread. k = 1: the noncentral t of the prediction interval (exact);
+    k ≥ 2: Welch's interval averaged over both sample variances by quadrature (exact up to the quadrature:
+    the usual noncentral-t shortcut with expected degrees of freedom overstates it by up to 8 points at
+    k = 2). Checked by simulation on resampled published seeds in ``dimattn.analysis.plan``."""
+    shift = np.abs(np.asarray(shift, dtype=float))
+    if k < 1 or m < 2:
+        return np.zeros(shift.shape)
+    if k == 1:
+        dof = m - 1.0
+        return sps.nct.sf(sps.t.ppf(0.5 + level / 2, dof), dof, shift / np.sqrt(1 + 1 / m))
+    half, true_se = _welch_nodes(k, m, level)
+    flat = shift.reshape(-1, 1)
+    out = sps.norm.cdf((np.where(np.isinf(flat), 1e12, flat) - half[None, :]) / true_se).mean(axis=1)
+    return out.reshape(shift.shape)
+
+
+def detectable(k: int, m: int, level: float = LEVEL, target: float = 0.8) -> float:
+    """The smallest true difference, in seed stds σ, that k seeds against m flag with probability ``target``
+    (inf where m < 2: no verdict at all)."""
+    if k < 1 or m < 2:
+        return float("inf")
+    lo, hi = 0.0, 1.0
+    while power(np.array(hi), k, m, level) < target:
+        lo, hi = hi, 2 * hi
+    for _ in range(50):  # bisection: power rises with the shift
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if power(np.array(mid), k, m, level) < target else (lo, mid)
+    return hi
+
+
 def verdict(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Interval bounds -> "above" (low > 0), "below" (high < 0), "consistent", or "too few seeds" (NaN)."""
     low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
@@ -107,8 +154,11 @@ def match_steps(game: str, mine: np.ndarray, theirs: np.ndarray, label: str) -> 
         if t not in pairs or abs(m - t) < abs(pairs[t] - t):
             pairs[t] = int(m)
     if not pairs:
+        fix = (f"your runs reached {mine[-1]:,} steps, before the {label} runs' first evaluation: train to "
+               f"-n {theirs[0]}" if mine[-1] < theirs[0] - tol else
+               f"evaluate at the {label} steps, e.g. --eval-freq {int(spacing)}")
         note(f"{game}: none of your evaluation steps ({_span(mine)}) lies within ±{tol:,.0f} of a {label} one "
-             f"({_span(theirs)}); left out (evaluate at the {label} steps, e.g. --eval-freq {int(spacing)})")
+             f"({_span(theirs)}); left out ({fix})")
         return None
     their_steps = np.array(sorted(pairs), dtype=np.int64)
     grid = Grid(np.array([pairs[t] for t in their_steps], dtype=np.int64), their_steps)
@@ -159,7 +209,8 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
     the shipped published scores; or another pickle, study or folder).
 
     ``cells`` columns: game, agent, versus (the other side's agent), same_agent (versus == agent),
-    budget, evals, offset (of the matched steps), seeds, seeds_published, mine, published, published_se
+    budget, evals, offset (of the matched steps), seeds, seeds_published, detectable (the true difference the
+    verdict flags 80% of the time with these seeds, your seeds spreading as theirs), mine, published, published_se
     (std ddof=0 / √m, the study's convention), diff, low, high, diff_in_se (diff / published_se), test,
     verdict, the same for the last evaluation (mine_last, published_last, diff_last, low_last,
     high_last, verdict_last), and protocol (how your runs of the cell differ from the published protocol).
@@ -178,7 +229,7 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
         differ = cell_differences(mine)
         cells["protocol"] = [differ.get((g, a), "") for g, a in zip(cells["game"], cells["agent"])]
         versus = _versus(cells)
-        aggregates = _aggregates(mine_df, theirs_df, grids, cells, reps, seed)
+        aggregates = _aggregates(mine_df, theirs_df, grids, cells, reps, seed, label)
     games = set(grids)
     return Comparison(cells, versus, aggregates, protocol, notes, mine_df[mine_df["game"].isin(games)],
                       theirs_df[theirs_df["game"].isin(games)], grids, label, level, reps,
@@ -200,9 +251,20 @@ def _grids(mine: pd.DataFrame, theirs: pd.DataFrame, label: str) -> dict[str, Gr
         why = (f"none of your games ({', '.join(sorted(set(mine['game'])))}) is in the {label} runs" if not
                set(mine["game"]) & set(theirs["game"]) else
                f"no evaluation step of yours pairs with a {label} one (the {label} runs evaluate at "
-               f"{_span(np.sort(theirs['timestep'].unique()))}); train at least to the first of them")
+               f"{_span(np.sort(theirs['timestep'].unique()))}); {reach_first(mine, theirs, label)}")
         raise DimattnError(f"nothing to compare: {why}")
     return grids
+
+
+def reach_first(mine: pd.DataFrame, theirs: pd.DataFrame, label: str) -> str:
+    """Where your runs stopped, and the command that trains one of them to the other side's first evaluation."""
+    first, reached = int(theirs["timestep"].min()), int(mine["timestep"].max())
+    if reached >= first:
+        return f"evaluate at the {label} steps (every {first:,} steps: --eval-freq {first})"
+    game, agent = mine.iloc[0][["game", "agent"]]
+    return (f"your runs reached {reached:,} steps, before the {label} runs' first evaluation at {first:,}: train to "
+            f"it, e.g. `dimattn train --env {game} --agent {agent} -n {first} --eval-freq {first}` (one run per game "
+            "and agent), and compare again")
 
 
 def _cells(mine: pd.DataFrame, theirs: pd.DataFrame, grids: dict[str, Grid], level: float) -> pd.DataFrame:
@@ -233,7 +295,10 @@ def _row(mean_m: np.ndarray, mean_t: np.ndarray, last_m: np.ndarray, last_t: np.
     diff, low, high, test = interval(mean_m, mean_t, level)
     diff_l, low_l, high_l, _ = interval(last_m, last_t, level)
     se = float(mean_t.std() / np.sqrt(len(mean_t)))
-    return {"seeds": len(mean_m), "seeds_published": len(mean_t), "mine": float(mean_m.mean()),
+    # What this design could have found: the true difference flagged 80% of the time, your seeds spreading
+    # as theirs do (dimattn plan's power), in score points.
+    detect = detectable(len(mean_m), len(mean_t), level) * float(mean_t.std(ddof=1)) if len(mean_t) > 1 else np.nan
+    return {"seeds": len(mean_m), "seeds_published": len(mean_t), "detectable": detect, "mine": float(mean_m.mean()),
             "published": float(mean_t.mean()), "published_se": se, "diff": float(diff), "low": float(low),
             "high": float(high), "diff_in_se": float(diff) / se if se > 0 else np.nan, "test": test,
             "verdict": str(verdict(low, high)), "mine_last": float(last_m.mean()),
@@ -268,7 +333,7 @@ def _hns_matrix(df: pd.DataFrame, agent: str, games: list[str], grids: dict[str,
 
 
 def _aggregates(mine: pd.DataFrame, theirs: pd.DataFrame, grids: dict[str, Grid], cells: pd.DataFrame,
-                reps: int, seed: int) -> pd.DataFrame:
+                reps: int, seed: int, label: str = "published") -> pd.DataFrame:
     """Per agent of yours, over the games it was compared on (those with reference scores): median, IQM and
     mean HNS with stratified-bootstrap 95% CIs, yours and each agent it was compared with; and, for an agent
     the other side lacks, P(yours > theirs). Columns: agent, entry, metric, estimate, low, high."""
@@ -285,7 +350,7 @@ def _aggregates(mine: pd.DataFrame, theirs: pd.DataFrame, grids: dict[str, Grid]
             continue
         others = list(dict.fromkeys(g["versus"]))
         mats = {f"{agent} (yours)": _hns_matrix(mine, agent, games, grids, "mine")}
-        mats |= {f"{o} (published)": _hns_matrix(theirs, o, games, grids, "theirs") for o in others}
+        mats |= {f"{o} ({label})": _hns_matrix(theirs, o, games, grids, "theirs") for o in others}
         agg = stats.aggregate_metrics(mats, reps, seed)
         agg = agg[agg["metric"] != "Optimality Gap"].rename(columns={"agent": "entry"})
         agg.insert(0, "agent", agent)
@@ -295,9 +360,9 @@ def _aggregates(mine: pd.DataFrame, theirs: pd.DataFrame, grids: dict[str, Grid]
             mine_label = f"{agent} (yours)"
             for o in others:
                 poi = stats.probability_of_improvement({mine_label: mats[mine_label],
-                                                        f"{o} (published)": mats[f"{o} (published)"]},
-                                                       f"{o} (published)", reps, seed)
-                frames.append(pd.DataFrame([{"agent": agent, "entry": f"{o} (published)",
+                                                        f"{o} ({label})": mats[f"{o} ({label})"]},
+                                                       f"{o} ({label})", reps, seed)
+                frames.append(pd.DataFrame([{"agent": agent, "entry": f"{o} ({label})",
                                              "metric": "P(yours > it)", "estimate": poi["estimate"].iloc[0],
                                              "low": poi["low"].iloc[0], "high": poi["high"].iloc[0],
                                              "games": len(games)}]))

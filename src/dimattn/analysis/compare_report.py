@@ -121,7 +121,22 @@ def summary(c: Comparison) -> str:
             else f"no agent of yours is among the {c.label} runs'")
     for r in c.versus.itertuples():
         text += f"; {r.agent} against {r.versus}: {r.wins} wins, {r.ties} ties, {r.losses} losses"
-    return text
+    return text + _one_seed(c)
+
+
+def _one_seed(c: Comparison) -> str:
+    """What a one-seed verdict could have seen: the true difference flagged 80% of the time (dimattn plan)."""
+    one = c.cells[c.cells["test"] == "prediction"]
+    if one.empty:
+        return ""
+    se = (one["detectable"] / one["published_se"]).replace(np.inf, np.nan)
+    if len(one) == 1:
+        r = one.iloc[0]
+        return (f"; from one seed, the smallest difference this verdict detects (80% of the time) is "
+                f"{r.detectable:,.2f} points ({se.iloc[0]:.1f} {c.label} SEs): a smaller one may pass as "
+                "consistent (dimattn plan --seeds N tells what N seeds detect)")
+    return (f"; {len(one)} verdict(s) from one seed detect (80% of the time) only differences of "
+            f"{se.min():.1f}–{se.max():.1f} {c.label} SEs or more (column detectable; dimattn plan --seeds N)")
 
 
 def markdown(c: Comparison, parts: list[tables.TextTable]) -> str:

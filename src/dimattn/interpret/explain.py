@@ -33,13 +33,31 @@ def natural_key(text: str) -> list[object]:
 
 
 # --------------------------------------------------------------------------- observations
+#: The ten Pong observations of the published interpretability study, shipped with dimattn (made by
+#: ``scripts/pong_observations.py``): ``obs`` (10, 4, 84, 84) uint8 and ``names`` pong_1 ... pong_10.
+PONG_OBSERVATIONS = "data/pong_observations.npz"
+#: The word that names them wherever observation files are expected (``--obs pong``; ``./pong`` is a file).
+PONG = "pong"
+
+
+def pong_observations() -> tuple[np.ndarray, list[str]]:
+    """The shipped Pong observations: (10, 4, 84, 84) uint8 and their names."""
+    from importlib import resources
+
+    with resources.files("dimattn").joinpath(PONG_OBSERVATIONS).open("rb") as f, \
+            np.load(f, allow_pickle=False) as data:
+        return data["obs"], [str(n) for n in data["names"]]
+
+
 def load_observations(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str]]:
-    """Read stacked observations from ``.npy`` files.
+    """Read stacked observations from ``.npy`` files, or ``pong``: the ten shipped Pong observations.
 
     Each file holds uint8 of shape (4, 84, 84) or (n, 4, 84, 84). Returns (N, 4, 84, 84) uint8 and
     one name per observation (the file stem, with ``_<i>`` appended for files holding several).
     Files are taken in natural order of their paths (pong_1, pong_2, pong_10).
     """
+    if [str(p) for p in paths] == [PONG]:
+        return pong_observations()
     arrays, names = [], []
     for p in sorted(map(Path, paths), key=lambda q: natural_key(str(q))):
         if not p.is_file():
