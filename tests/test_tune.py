@@ -65,14 +65,30 @@ def last_scores(study: Study) -> dict[str, list[float]]:
     return out
 
 
+# Learning rates high enough that 4 updates change what the policy does: the trials' scores differ (Asterix
+# scores in steps of 50), so the median pruner has something to compare.
+DIVERSE = """n_steps: [64]
+batch_size: [64]
+n_epochs: [4]
+learning_rate: {low: 0.001, high: 0.05, log: true}
+clip_range: [0.1, 0.4]
+ent_coef: null
+max_grad_norm: null
+one_minus_gamma: null
+one_minus_gae_lambda: null
+"""
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """4 trials of CWCA on Breakout, random sampler, median pruner after 1 trial: one is pruned."""
+    """4 trials of CWCA on Asterix, random sampler (seed 3), median pruner after 2 complete trials: trial 3's
+    first evaluation (100) is below the median of the three before it (350), so it is pruned."""
     tmp = tmp_path_factory.mktemp("tune")
     code = main(["tune", *tune_args(tmp, "--n-trials", "4", "--sampler", "random", "--pruner", "median",
-                                    "--n-startup-trials", "1", "--seed", "3", agent="CWCA")])
+                                    "--n-startup-trials", "2", "--seed", "3", env="Asterix", agent="CWCA",
+                                    space_text=DIVERSE)])
     assert code == 0
-    return tmp / "logs" / "tune" / "CWCA_Breakout"
+    return tmp / "logs" / "tune" / "CWCA_Asterix"
 
 
 def test_four_trials_one_pruned_by_the_median_of_the_others(searched):
@@ -83,19 +99,19 @@ def test_four_trials_one_pruned_by_the_median_of_the_others(searched):
         runs = trial_study(searched, t)
         run = runs.runs[0]
         if t.state.name == "COMPLETE":  # RL Zoo's value: the last evaluation's mean return, as the files hold it
-            assert t.value == pytest.approx(last_scores(runs)["Breakout"][0])
+            assert t.value == pytest.approx(last_scores(runs)["Asterix"][0])
             assert list(EvalHistory.load(run.dir).timesteps) == [256, 512]
-            assert (run.dir / "BreakoutNoFrameskip-v4.zip").is_file()
+            assert (run.dir / "AsterixNoFrameskip-v4.zip").is_file()
             continue
         # pruned at its first evaluation, below the median of the trials complete before it; its run stopped
         # there with a checkpoint (SIGUSR1), never trained to the end
         earlier = [u.intermediate_values[1] for u in study.trials[:t.number] if u.state.name == "COMPLETE"]
         assert list(t.intermediate_values) == [1] and t.intermediate_values[1] < np.median(earlier)
-        assert not (run.dir / "BreakoutNoFrameskip-v4.zip").exists()
+        assert not (run.dir / "AsterixNoFrameskip-v4.zip").exists()
         assert (run.dir / "rl_model_256_steps.zip").is_file() or (run.dir / "rl_model_384_steps.zip").is_file()
     # each trial its own point of the space, the block's options among them
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
-    assert {"learning_rate", "ent_coef", "norm_softmax", "ada_attn", "attention_after"} <= set(study.trials[0].params)
+    assert {"learning_rate", "clip_range", "norm_softmax", "ada_attn", "attention_after"} <= set(study.trials[0].params)
 
 
 def test_outputs_csv_page_and_best_conf(searched):
@@ -116,20 +132,26 @@ def test_best_conf_file_trains_and_inits_a_study_as_is(searched, tmp_path):
     study = load(searched)
     best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
     conf = str(searched / "best.yml")
-    assert main(["train", "--env", "Breakout", "--conf-file", conf, "-n", "128", "--eval-freq", "0", "--save-freq",
-                 "0", "-f", str(tmp_path / "logs")]) == 0
-    (run,) = (tmp_path / "logs" / "ppo").iterdir()
+    logs = searched.parent.parent  # the run goes beside the search: logs/ppo/... and logs/tune/...
+    assert main(["train", "--env", "Asterix", "--conf-file", conf, "-n", "128", "--eval-freq", "128",
+                 "--eval-episodes", "1", "--save-freq", "0", "-f", str(logs)]) == 0
+    (run,) = (logs / "ppo").iterdir()
     config = read_config(run)
     position = best.params["attention_after"]
     assert config.agent == ("CWCA" if position == "conv1" else "CWCA@conv2")
     hp = config.hyperparams
-    assert (hp["learning_rate"], hp["ent_coef"], hp["n_steps"], hp["n_envs"]) == (
-        best.params["learning_rate"], best.params["ent_coef"], 64, 2)
+    assert (hp["learning_rate"], hp["clip_range"], hp["n_steps"], hp["n_epochs"], hp["n_envs"]) == (
+        best.params["learning_rate"], best.params["clip_range"], 64, 4, 2)
     kw = hp["policy_kwargs"]["features_extractor_kwargs"]
     assert (kw.get("ada_attn"), kw.get("norm_softmax", True)) == (best.params["ada_attn"], best.params["norm_softmax"])
-    assert main(["study", "init", str(tmp_path / "s"), "--games", "Breakout", "--agents", "CWCA", "--seeds", "0",
+    assert main(["study", "init", str(tmp_path / "s"), "--games", "Asterix", "--agents", "CWCA", "--seeds", "0",
                  "--conf-file", conf, "-n", "128"]) == 0
     assert Study.load(tmp_path / "s").config(Study.load(tmp_path / "s").runs[0]).hyperparams == hp
+    # dimattn report on the folder: the one run, not the trials' runs; a link to the search's page
+    assert main(["report", str(logs), "--out", str(tmp_path / "report"), "--reps", "10", "--quiet"]) == 0
+    index = (tmp_path / "report" / "index.html").read_text()
+    assert '<a href="../' in index and "tune/CWCA_Asterix/tune.html" in index
+    assert "<dt>runs</dt><dd>1</dd>" in index
 
 
 def cli(*args: str) -> subprocess.Popen:

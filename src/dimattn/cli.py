@@ -270,6 +270,9 @@ def _add_tune_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-seeds", type=bounded(1, 100), default=1, help="runs per game in each trial: seeds "
                    "--seed, --seed+1, ...")
     g.add_argument("--threads", type=THREADS, default=None, help="torch threads per run of a trial")
+    g.add_argument("--worker-rank", type=bounded(0, 1_000_000), default=0,
+                   help="this command's workers' ranks start here: worker k samples with seed --seed + k (give each "
+                        "array task or machine its own, e.g. $SLURM_ARRAY_TASK_ID, so workers draw apart)")
 
 
 def _add_tune(sub: argparse._SubParsersAction) -> None:
@@ -305,7 +308,8 @@ def _run_tune(args: argparse.Namespace) -> int:
     import_optuna()
     opts = WorkerOptions(n_trials=args.n_trials, n_jobs=args.n_jobs, sampler=args.sampler, pruner=args.pruner,
                          n_startup_trials=args.n_startup_trials, max_total_trials=args.max_total_trials,
-                         seed=args.seed, threads=args.threads or _default_threads()).checked()
+                         seed=args.seed, threads=args.threads or _default_threads(),
+                         rank=args.worker_rank).checked()
     root, spec, dims = prepare(args.games or args.env, args.agent, args.log_folder, study_name=args.study_name,
                                storage=args.storage, n_timesteps=args.n_timesteps, n_evaluations=args.n_evaluations,
                                eval_episodes=args.eval_episodes, engine=args.engine, hyperparams=args.hyperparams,

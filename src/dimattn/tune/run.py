@@ -47,6 +47,7 @@ class WorkerOptions:
     max_total_trials: int | None = None
     seed: int = 0
     threads: int = 1
+    rank: int = 0  # this command's first worker's rank: worker k samples with seed + k
 
     def checked(self) -> WorkerOptions:
         if self.sampler not in SAMPLERS:
@@ -72,9 +73,9 @@ def import_optuna() -> Any:
 
 
 def make_sampler(opts: WorkerOptions, rank: int = 0) -> Any:
-    """RL Zoo's samplers; each worker's seed is ``seed + rank``, so workers sharing a study draw apart."""
+    """RL Zoo's samplers; worker k's seed is ``seed + k``, so workers sharing a study draw apart."""
     optuna = import_optuna()
-    seed = opts.seed + rank
+    seed = opts.seed + opts.rank + rank
     if opts.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if opts.sampler == "cmaes":
