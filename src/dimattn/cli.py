@@ -294,6 +294,18 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
                    help="the base hyperparameters the space's values go on top of (e.g. n_envs:8)")
     p.add_argument("-conf", "--conf-file", default=None, help="RL Zoo-style YAML of base hyperparameters")
     _add_tune_options(p)
+    w = p.add_argument_group("workers elsewhere (each runs this search against the same --storage)")
+    w.add_argument("--backend", choices=("local", "ray", "slurm", "pbs"), default="local",
+                   help="local: --n-jobs processes here; ray: --workers Ray tasks; slurm, pbs: write an array "
+                        "script of --workers tasks to <tune folder>/jobs/ (the tune folder and storage must be on "
+                        "a file system every node sees)")
+    w.add_argument("--workers", type=bounded(1, 10_000), default=1, help="Ray tasks or array tasks")
+    w.add_argument("--ray-address", default=None, help="the Ray cluster to join (default: a local Ray)")
+    w.add_argument("--walltime", default="24:00:00", help="each array task's walltime")
+    w.add_argument("--mem", default="8gb", help="each array task's memory")
+    w.add_argument("--queue", default=None, help="queue (PBS) or partition (Slurm)")
+    w.add_argument("--account", default=None, help="account to charge")
+    w.add_argument("--setup", action="append", default=[], help="a shell line each task runs first (repeatable)")
 
 
 def _run_tune(args: argparse.Namespace) -> int:
@@ -315,13 +327,37 @@ def _run_tune(args: argparse.Namespace) -> int:
                                eval_episodes=args.eval_episodes, engine=args.engine, hyperparams=args.hyperparams,
                                conf_file=args.conf_file, space_file=args.space, n_seeds=args.n_seeds,
                                seed=args.seed)
+    backend = getattr(args, "backend", "local")
     start(root, spec, args.conf_file)
+    if backend in ("slurm", "pbs"):
+        return _tune_jobscript(args, root, spec, opts)
     print(f"tuning {spec.agent} on {', '.join(spec.games)}: {len(dims)} dimensions, {opts.n_trials} trials "
           f"({opts.sampler} sampler, {opts.pruner} pruner), {spec.n_timesteps:,} steps x {len(spec.seeds)} "
           f"seed(s) per game each, into {root}", flush=True)
-    code = run_local(root, spec, dims, opts)
+    if backend == "ray":
+        from dimattn.tune.launch import run_ray
+        from dimattn.tune.output import write_outputs
+        from dimattn.tune.run import open_storage, open_study
+
+        run_ray(root, spec, dims, opts, args.workers, args.ray_address)
+        write_outputs(open_study(spec, open_storage(spec.storage)), root, spec)
+        code = 0
+    else:
+        code = run_local(root, spec, dims, opts)
     print(f"done: best.yml, trials.csv and tune.html in {root}")
     return code
+
+
+def _tune_jobscript(args: argparse.Namespace, root: Path, spec, opts) -> int:
+    from dimattn.study.jobscripts import JobResources
+    from dimattn.tune.launch import describe, worker_command, write_script
+
+    res = JobResources(ncpus=opts.threads, mem=args.mem, walltime=args.walltime, queue=args.queue,
+                       account=args.account, setup=args.setup, python=sys.executable)
+    share = -(-opts.n_trials // args.workers)  # each task's trials: --n-trials over the tasks, rounded up
+    command = worker_command(root, spec, opts, args.space, args.conf_file, share)
+    print(describe(args.backend, [write_script(root, spec, args.backend, res, args.workers, command)]))
+    return 0
 
 
 def _default_threads() -> int:

@@ -118,18 +118,19 @@ def _job_name(name: str, limit: int) -> str:
     return (clean if clean[:1].isalpha() else f"d{clean}")[:limit]
 
 
-def _directives(scheduler: str, study: Study, res: JobResources, count: int, logs: Path) -> list[str]:
+def directives(scheduler: str, name: str, res: JobResources, count: int, logs: Path) -> list[str]:
+    """The scheduler's header lines for an array of ``count`` tasks named ``name`` (a study's, a tune's)."""
     mem, wall = mem_megabytes(res.mem), walltime_seconds(res.walltime)
     throttle = f"%{res.max_parallel}" if res.max_parallel else ""
     if scheduler == "pbs":
         select = f"select=1:ncpus={res.ncpus}:mem={mem}mb" + (f":ngpus={res.ngpus}" if res.ngpus else "")
-        lines = [f"#PBS -N {_job_name(study.spec.name, 15)}"]
+        lines = [f"#PBS -N {_job_name(name, 15)}"]
         lines += [f"#PBS -J 0-{count - 1}{throttle}"] if count > 1 else []  # a PBS array needs 2+ subjobs
         lines += [f"#PBS -l {select}", f"#PBS -l walltime={_hms(wall)}", "#PBS -j oe"]
         lines += [f"#PBS -q {res.queue}"] if res.queue else []
         lines += [f"#PBS -A {res.account}"] if res.account else []
         return lines
-    lines = [f"#SBATCH --job-name={_job_name(study.spec.name, 64)}", f"#SBATCH --array=0-{count - 1}{throttle}",
+    lines = [f"#SBATCH --job-name={_job_name(name, 64)}", f"#SBATCH --array=0-{count - 1}{throttle}",
              "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={res.ncpus}", f"#SBATCH --mem={mem}M",
              f"#SBATCH --time={_slurm_time(wall)}", f"#SBATCH --output={logs}/slurm-%A_%a.out",
              # SIGUSR1 to the task (B: the batch shell, which execs dimattn) ahead of the walltime: stop and save
@@ -166,7 +167,7 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
         f"# Exit status: 0 done, 1 a run failed (its error.log), {EXIT_STOPPED} stopped by SIGTERM/SIGUSR1 after "
         "writing a checkpoint (resumable).",
         *_stop_note(scheduler),
-        *_directives(scheduler, study, res, count, logs),
+        *directives(scheduler, study.spec.name, res, count, logs),
         "",
         "trap '' USR1  # until dimattn listens for it: a warning that comes early must not end the task",
         "set -eo pipefail",

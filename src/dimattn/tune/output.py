@@ -71,7 +71,10 @@ def trials_table(study: Any) -> Any:
                      **{f"params_{k}": v for k, v in t.params.items()}, "duration_s": duration,
                      "evaluations": len(t.intermediate_values), "retry_of": t.system_attrs.get("failed_trial"),
                      "runs": t.user_attrs.get("runs"), "error": t.user_attrs.get("error")})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["retry_of"] = df["retry_of"].astype("Int64")  # a trial number, blank when none (never 0.0)
+    return df
 
 
 def write_tables(study: Any, root: Path, spec: TuneSpec) -> None:
