@@ -162,8 +162,8 @@ def cli(*args: str) -> subprocess.Popen:
 
 def test_killed_mid_trial_resumes_with_nothing_lost(tmp_path):
     """SIGKILL the tune process after its trial's first evaluation and checkpoint; run the same search again
-    (as RL Zoo's `train -optimize`): the trial left running is failed, its point retried, and its run resumes
-    from the checkpoint, its history whole."""
+    (as RL Zoo's `train -optimize`, two worker processes): the trial left running is failed, its point retried,
+    and its run resumes from the checkpoint, its history whole; the other worker runs a new trial."""
     args = tune_args(tmp_path, "--n-trials", "2", "--pruner", "none", "--sampler", "random")
     args[args.index("512")] = "768"  # 3 evaluations: one before the kill, two after
     args[args.index("--n-evaluations") + 1] = "3"
@@ -182,10 +182,11 @@ def test_killed_mid_trial_resumes_with_nothing_lost(tmp_path):
     saved = max(int(p.name.split("_")[2]) for p in run_dir.glob("rl_model_*_steps.zip"))
     assert saved < 768 and not (run_dir / "BreakoutNoFrameskip-v4.zip").exists()
     assert load(root).trials[0].state.name == "RUNNING"
-    assert main(["train", "--env", "Breakout", "-optimize", *args[2:]]) == 0
+    assert main(["train", "--env", "Breakout", "-optimize", *args[2:], "--n-jobs", "2"]) == 0
     trials = load(root).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
-    retry = trials[1]
+    assert len({t.user_attrs["worker"] for t in trials}) == 3  # the killed one, then two processes
+    retry = trials[1]  # enqueued by the first worker to look, before either asked for a trial
     assert retry.system_attrs["failed_trial"] == 0 and retry.params == trials[0].params
     assert retry.user_attrs["runs"] == trials[0].user_attrs["runs"]
     assert f"from rl_model_{saved}_steps.zip" in (run_dir / "train.log").read_text()
@@ -195,15 +196,27 @@ def test_killed_mid_trial_resumes_with_nothing_lost(tmp_path):
         assert [r["retry_of"] for r in csv.DictReader(f)] == ["", "0", ""]
 
 
-def test_two_worker_processes_share_one_journal(tmp_path):
-    assert main(["tune", *tune_args(tmp_path, "--n-trials", "2", "--n-jobs", "2", "--pruner", "none",
-                                    "--sampler", "random")]) == 0
+def test_array_script_tasks_share_one_journal(tmp_path, capsys):
+    """--backend slurm writes an array script; two of its tasks, started at once as Slurm would, are two workers
+    of the one search: each runs its own trial against the one journal file."""
+    assert main(["tune", *tune_args(tmp_path, "--n-trials", "2", "--pruner", "none", "--sampler", "random",
+                                    "--backend", "slurm", "--workers", "2")]) == 0
     root = tmp_path / "logs" / "tune" / "NA_Breakout"
+    script = root / "jobs" / "slurm.sh"
+    assert f"wrote {script}" in capsys.readouterr().out
+    text = script.read_text()
+    assert "#SBATCH --array=0-1" in text and "--worker-rank" in text and "--n-trials 1 " in text
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    tasks = [subprocess.Popen(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": str(i)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
+    for task in tasks:
+        out, _ = task.communicate(timeout=900)
+        assert task.returncode == 0, out
     trials = load(root).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     workers = {t.user_attrs["worker"] for t in trials}  # host-pid-tail: two processes
-    assert len(workers) == 2 and len({w.split("-")[-2] for w in workers}) == 2
-    assert trials[0].params != trials[1].params
+    assert len(workers) == 2 and trials[0].params != trials[1].params
     assert len({t.user_attrs["runs"] for t in trials}) == 2
     assert [p.name for p in root.iterdir() if p.name.endswith(".log")] == ["journal.log"]
 

@@ -8,6 +8,7 @@
     run.py        the Optuna study: storage, sampler, pruner, checks before any trial, a worker's loop,
                   ``--n-jobs`` local worker processes
     output.py     best.yml (a conf file), trials.csv, tune.html (Optuna's Plotly figures)
+    launch.py     workers elsewhere: a Slurm / PBS Pro array script, Ray tasks
 
 May import: ``dimattn.study`` (a trial's runs are a study), ``dimattn.analysis`` (the human-normalised score;
 what a folder of runs leaves out), ``dimattn.engines`` and everything below them. Not interpret, axes or cli.
