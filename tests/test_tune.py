@@ -17,11 +17,17 @@ import pytest
 
 optuna = pytest.importorskip("optuna", reason="the tune extra: pip install 'dimattn[tune]'")
 
+import torch  # noqa: E402
+
+from dimattn.agents import registry  # noqa: E402
 from dimattn.cli import main  # noqa: E402
+from dimattn.engines.config import build_config  # noqa: E402
 from dimattn.engines.rundir import EvalHistory, read_config  # noqa: E402
+from dimattn.errors import DimattnError  # noqa: E402
 from dimattn.games import reference_scores  # noqa: E402
 from dimattn.study.locks import lock_holder  # noqa: E402
 from dimattn.study.spec import Study  # noqa: E402
+from dimattn.tune.space import build_space, literal_text, to_hyperparams  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Each run of a trial: 512 steps of 2 envs, evaluated (one game) and checkpointed at 256 and 512.
@@ -77,6 +83,49 @@ max_grad_norm: null
 one_minus_gamma: null
 one_minus_gae_lambda: null
 """
+
+
+class Gain(torch.nn.Module):
+    """A plugin block for the space tests: scales the map (keeps its shape), built with a keyword argument."""
+
+    def __init__(self, gain: float = 1.0, mode: str = "a") -> None:
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x):
+        return x * self.gain
+
+
+def test_space_default_plugin_and_file(tmp_path):
+    """RL Zoo's PPO space for NA; the study blocks' options and place for CWCA; a plugin block's declared ranges;
+    a file narrowing, fixing and dropping names; a point as the hyperparameters a run takes."""
+    na = {d.name for d in build_space("NA")}
+    assert na == {"batch_size", "n_steps", "one_minus_gamma", "one_minus_gae_lambda", "learning_rate", "ent_coef",
+                  "clip_range", "n_epochs", "max_grad_norm"}
+    assert {d.name for d in build_space("CWCA")} == na | {"norm_softmax", "ada_attn", "attention_after"}
+    registry.register("GAINTEST", lambda shape, gain=1.0, mode="a": Gain(gain, mode), "a gain", "none",
+                      space={"gain": {"low": 0.5, "high": 2.0}, "mode": ["a", "b"]})
+    try:
+        dims = {d.name: d for d in build_space("GAINTEST", {"learning_rate": [3e-4], "n_envs": 2, "ent_coef": None,
+                                                            "block_kwargs": {"mode": "b"}})}
+        assert {"block_kwargs.gain", "block_kwargs.mode", "attention_after"} <= set(dims)
+        assert "ent_coef" not in dims and "norm_softmax" not in dims
+        assert dims["n_envs"].is_fixed and dims["block_kwargs.mode"].is_fixed and dims["learning_rate"].choices
+        point = {"learning_rate": 3e-4, "n_envs": 2, "one_minus_gamma": 0.01, "attention_after": "conv2",
+                 "block_kwargs.gain": 1.5, "block_kwargs.mode": "b"}
+        agent, hp = to_hyperparams(point, "GAINTEST")
+        assert agent == "GAINTEST@conv2" and hp["gamma"] == pytest.approx(0.99) and hp["n_envs"] == 2
+        config = build_config("Breakout", agent=agent, hyperparams=[f"{k}:{literal_text(v)}" for k, v in hp.items()])
+        assert config.hyperparams["policy_kwargs"]["features_extractor_kwargs"]["block_kwargs"] == {"gain": 1.5,
+                                                                                                   "mode": "b"}
+        with pytest.raises(DimattnError, match="block_kwargs.gain is an empty range"):
+            build_space("GAINTEST", {"block_kwargs": {"gain": {"low": 3, "high": 1}}})
+    finally:
+        registry.unregister("GAINTEST")
+    with pytest.raises(DimattnError, match="unknown name 'block_kwargs' for agent CWCA"):
+        build_space("CWCA", {"block_kwargs": {"x": [1]}})
+    with pytest.raises(DimattnError, match="one_minus_gamma -0.5 gives gamma 1.5, outside gamma's range"):
+        build_space("NA", {"one_minus_gamma": [-0.5]})
 
 
 @pytest.fixture(scope="module")

@@ -145,10 +145,12 @@ def _check_values(dim: Dim, source: str) -> None:
             continue
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
             low < value <= high if low_open else low <= value <= high)
+        if not ok and name.startswith("one_minus_"):
+            target = name.removeprefix("one_minus_")
+            raise DimattnError(f"{source}: {name} {1 - value:g} gives {target} {value:g}, outside {target}'s range "
+                               f"(from {low:g} to {high:g})")
         if not ok:
-            shown = dim.fixed if dim.is_fixed else value if name not in ("one_minus_gamma", "one_minus_gae_lambda") \
-                else f"1 - {1 - value:g}"
-            raise DimattnError(f"{source}: {name} {shown} is outside {name}'s range "
+            raise DimattnError(f"{source}: {name} {value!r} is outside {name}'s range "
                                f"({'above' if low_open else 'from'} {low:g} to {high:g})")
     if name == "normalize_advantage" and not all(isinstance(v, bool) for v in values):
         raise DimattnError(f"{source}: normalize_advantage takes true or false, got {values}")
