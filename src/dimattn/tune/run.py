@@ -72,10 +72,11 @@ def import_optuna() -> Any:
     return optuna
 
 
-def make_sampler(opts: WorkerOptions, rank: int = 0) -> Any:
-    """RL Zoo's samplers; worker k's seed is ``seed + k``, so workers sharing a study draw apart."""
+def make_sampler(opts: WorkerOptions, rank: int = 0, done: int = 0) -> Any:
+    """RL Zoo's samplers; worker k's seed is ``seed + k``, so workers sharing a study draw apart, moved on by
+    the ``done`` trials the study already holds, so a search that goes on does not draw its first points again."""
     optuna = import_optuna()
-    seed = opts.seed + opts.rank + rank
+    seed = (opts.seed + opts.rank + rank + 1_000_003 * done) % 2**32
     if opts.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if opts.sampler == "cmaes":
@@ -215,8 +216,9 @@ def run_worker(root: Path, spec: TuneSpec, dims: list[Dim], opts: WorkerOptions,
     optuna = import_optuna()
     from dimattn.tune.output import write_outputs, write_tables
 
-    sampler, pruner = make_sampler(opts, rank), make_pruner(opts, spec.n_evaluations)
-    study = open_study(spec, open_storage(spec.storage), sampler, pruner)
+    storage = open_storage(spec.storage)
+    done = len(open_study(spec, storage).get_trials(deepcopy=False))
+    study = open_study(spec, storage, make_sampler(opts, rank, done), make_pruner(opts, spec.n_evaluations))
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGUSR1, _stop_on_usr1) if main_thread else None
