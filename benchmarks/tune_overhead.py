@@ -38,17 +38,21 @@ def main() -> None:
                "--space", str(space), "-n", str(a.steps), "--n-evaluations", "2", "--eval-episodes", "1",
                "--threads", "1", "--hyperparams", "n_envs:2", "--n-trials", str(a.trials), "--pruner", "none",
                "--sampler", "random"]
-        start = time.perf_counter()
+        start = time.time()
         subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-        wall = time.perf_counter() - start
+        end = time.time()
         runs = [c.parent for c in Path(tmp, "tune").glob("*/trials/*/runs/*/*/seed*/config.yml")]
-        training = [(r / "BreakoutNoFrameskip-v4.zip").stat().st_mtime - (r / "config.yml").stat().st_mtime
-                    for r in runs]
-    assert len(training) == a.trials, f"expected {a.trials} runs, found {len(training)}"
-    overhead = (wall - sum(training)) / a.trials
-    print(f"| trials | steps per run | wall (s) | training per trial (s) | overhead per trial (s) |\n"
-          f"|---|---|---|---|---|\n"
-          f"| {a.trials} | {a.steps:,} | {wall:.1f} | {sum(training) / a.trials:.1f} | {overhead:.1f} |")
+        spans = sorted(((r / "config.yml").stat().st_mtime, (r / "BreakoutNoFrameskip-v4.zip").stat().st_mtime)
+                       for r in runs)
+    assert len(spans) == a.trials, f"expected {a.trials} runs, found {len(spans)}"
+    wall = end - start
+    training = sum(e - s for s, e in spans)
+    between = [s2 - e1 for (_, e1), (s2, _) in zip(spans, spans[1:])]  # one run's end to the next one's start
+    once = (spans[0][0] - start) + (end - spans[-1][1])  # the command's start and its last outputs
+    print("| trials | steps per run | wall (s) | training per trial (s) | overhead per trial, between trials (s) | "
+          "once per command (s) | all overhead per trial (s) |\n|---|---|---|---|---|---|---|\n"
+          f"| {a.trials} | {a.steps:,} | {wall:.1f} | {training / a.trials:.1f} | {sum(between) / len(between):.1f} | "
+          f"{once:.1f} | {(wall - training) / a.trials:.1f} |")
 
 
 if __name__ == "__main__":
