@@ -229,13 +229,141 @@ def _train_from_args(args: argparse.Namespace) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one agent on one Atari game", description=(
         "Train one agent on one Atari game with the study's PPO protocol (SPEC §4). Accepts the "
-        "published RL Zoo command line verbatim."))
+        "published RL Zoo command line verbatim; with -optimize, searches hyperparameters as dimattn tune does."))
     _add_train_arguments(p)
+    p.add_argument("-optimize", "--optimize-hyperparameters", action="store_true",
+                   help="search hyperparameters (RL Zoo's flag): the same as dimattn tune with these options")
+    _add_tune_options(p)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    if args.optimize_hyperparameters:
+        return _run_tune(args)
     _train_from_args(args)
     return 0
+
+
+# --------------------------------------------------------------------------- tune
+def _add_tune_options(p: argparse.ArgumentParser) -> None:
+    """The search's options, RL Zoo's names (shared by ``tune`` and ``train -optimize``)."""
+    g = p.add_argument_group("hyperparameter search (dimattn tune, train -optimize; docs/tune.md)")
+    g.add_argument("--n-trials", type=bounded(1, 1_000_000), default=500, help="trials this command runs")
+    g.add_argument("--n-jobs", type=bounded(1, 1024), default=1,
+                   help="worker processes of this machine sharing the study (each trial's runs are processes too)")
+    g.add_argument("--sampler", default="tpe", help="tpe, random or cmaes")
+    g.add_argument("--pruner", default="median", help="median, halving or none")
+    g.add_argument("--n-startup-trials", type=bounded(0, 1_000_000), default=10,
+                   help="random trials before TPE / CMA-ES, and trials before the median pruner prunes")
+    g.add_argument("--n-evaluations", type=bounded(1, 10_000), default=None,
+                   help="evaluations per run of a trial, what pruning looks at (default: one per 100k steps)")
+    g.add_argument("--storage", default=None, help="Optuna storage: a journal file path (several workers, any "
+                   "machine that sees it) or a database URL such as sqlite:///tune.db (default: "
+                   "<log-folder>/tune/<study-name>/journal.log)")
+    g.add_argument("--study-name", default=None, help="the search's name (default: <agent>_<games>); the same name "
+                   "and storage go on with a search")
+    g.add_argument("--max-total-trials", type=bounded(1, 1_000_000), default=None,
+                   help="stop once the study holds this many trials, counting every worker's")
+    g.add_argument("--games", default=None, help="tune on several games (comma-separated, or a set such as "
+                   "paper56): the objective is their mean human-normalised score")
+    g.add_argument("--space", default=None, metavar="FILE.yml", help="YAML file overriding or narrowing the "
+                   "search space, name by name (docs/tune.md)")
+    g.add_argument("--n-seeds", type=bounded(1, 100), default=1, help="runs per game in each trial: seeds "
+                   "--seed, --seed+1, ...")
+    g.add_argument("--threads", type=THREADS, default=None, help="torch threads per run of a trial")
+    g.add_argument("--worker-rank", type=bounded(0, 1_000_000), default=0,
+                   help="this command's workers' ranks start here: worker k samples with seed --seed + k (give each "
+                        "array task or machine its own, e.g. $SLURM_ARRAY_TASK_ID, so workers draw apart)")
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="search hyperparameters with Optuna (RL Zoo's -optimize)", description=(
+        "Search hyperparameters of one agent with Optuna, RL Zoo's way: RL Zoo's PPO space plus the attention "
+        "block's options (or --space FILE), each trial a tiny study of its games x seeds, pruned on its "
+        "evaluations. Resumable; several workers may share the storage. Writes best.yml (a conf file), "
+        "trials.csv and tune.html to <log-folder>/tune/<study-name>/ (docs/tune.md)."))
+    p.add_argument("--algo", default="ppo", help="only ppo (kept for the RL Zoo command line)")
+    p.add_argument("--env", default=None, help="the game (RL Zoo's); or --games for several")
+    p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA, CWRCA or any registered block")
+    p.add_argument("-f", "--log-folder", default="logs", help="the search goes to <log-folder>/tune/<study-name>/")
+    p.add_argument("--seed", type=SEEDS, default=0, help="sampler seed (worker k: seed + k) and the runs' first seed")
+    p.add_argument("-n", "--n-timesteps", type=positive_int, default=None,
+                   help="environment steps of each run of a trial (default: the hyperparameters' n_timesteps)")
+    p.add_argument("--eval-episodes", type=positive_int, default=DEFAULT_EVAL_EPISODES, help="games per evaluation")
+    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help="training engine of the runs")
+    p.add_argument("-params", "--hyperparams", nargs="+", metavar="KEY:VALUE", default=None,
+                   help="the base hyperparameters the space's values go on top of (e.g. n_envs:8)")
+    p.add_argument("-conf", "--conf-file", default=None, help="RL Zoo-style YAML of base hyperparameters")
+    _add_tune_options(p)
+    w = p.add_argument_group("workers elsewhere (each runs this search against the same --storage)")
+    w.add_argument("--backend", choices=("local", "ray", "slurm", "pbs"), default="local",
+                   help="local: --n-jobs processes here; ray: --workers Ray tasks; slurm, pbs: write an array "
+                        "script of --workers tasks to <tune folder>/jobs/ (the tune folder and storage must be on "
+                        "a file system every node sees)")
+    w.add_argument("--workers", type=bounded(1, 10_000), default=1, help="Ray tasks or array tasks")
+    w.add_argument("--ray-address", default=None, help="the Ray cluster to join (default: a local Ray)")
+    w.add_argument("--walltime", default="24:00:00", help="each array task's walltime")
+    w.add_argument("--mem", default="8gb", help="each array task's memory")
+    w.add_argument("--queue", default=None, help="queue (PBS) or partition (Slurm)")
+    w.add_argument("--account", default=None, help="account to charge")
+    w.add_argument("--setup", action="append", default=[], help="a shell line each task runs first (repeatable)")
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from dimattn.tune.run import WorkerOptions, import_optuna, prepare, run_local, start
+
+    if args.algo.lower() != "ppo":
+        raise DimattnError(f"--algo {args.algo} is not supported; dimattn tunes ppo")
+    if not args.env and not args.games:
+        raise DimattnError("give the game to tune on: --env GAME, or --games A,B for several")
+    if args.env and args.games:
+        raise DimattnError("give --env GAME or --games A,B, not both")
+    import_optuna()
+    opts = WorkerOptions(n_trials=args.n_trials, n_jobs=args.n_jobs, sampler=args.sampler, pruner=args.pruner,
+                         n_startup_trials=args.n_startup_trials, max_total_trials=args.max_total_trials,
+                         seed=args.seed, threads=args.threads or _default_threads(),
+                         rank=args.worker_rank).checked()
+    root, spec, dims = prepare(args.games or args.env, args.agent, args.log_folder, study_name=args.study_name,
+                               storage=args.storage, n_timesteps=args.n_timesteps, n_evaluations=args.n_evaluations,
+                               eval_episodes=args.eval_episodes, engine=args.engine, hyperparams=args.hyperparams,
+                               conf_file=args.conf_file, space_file=args.space, n_seeds=args.n_seeds,
+                               seed=args.seed)
+    backend = getattr(args, "backend", "local")
+    start(root, spec, args.conf_file)
+    if backend in ("slurm", "pbs"):
+        return _tune_jobscript(args, root, spec, opts)
+    print(f"tuning {spec.agent} on {', '.join(spec.games)}: {len(dims)} dimensions, {opts.n_trials} trials "
+          f"({opts.sampler} sampler, {opts.pruner} pruner), {spec.n_timesteps:,} steps x {len(spec.seeds)} "
+          f"seed(s) per game each, into {root}", flush=True)
+    if backend == "ray":
+        from dimattn.tune.launch import run_ray
+        from dimattn.tune.output import write_outputs
+        from dimattn.tune.run import open_storage, open_study
+
+        run_ray(root, spec, dims, opts, args.workers, args.ray_address)
+        write_outputs(open_study(spec, open_storage(spec.storage)), root, spec)
+        code = 0
+    else:
+        code = run_local(root, spec, dims, opts)
+    print(f"done: best.yml, trials.csv and tune.html in {root}")
+    return code
+
+
+def _tune_jobscript(args: argparse.Namespace, root: Path, spec, opts) -> int:
+    from dimattn.study.jobscripts import JobResources
+    from dimattn.tune.launch import describe, worker_command, write_script
+
+    res = JobResources(ncpus=opts.threads, mem=args.mem, walltime=args.walltime, queue=args.queue,
+                       account=args.account, setup=args.setup, python=sys.executable)
+    share = -(-opts.n_trials // args.workers)  # each task's trials: --n-trials over the tasks, rounded up
+    command = worker_command(root, spec, opts, args.space, args.conf_file, share)
+    print(describe(args.backend, [write_script(root, spec, args.backend, res, args.workers, command)]))
+    return 0
+
+
+def _default_threads() -> int:
+    from dimattn.study.execute import default_threads
+
+    return default_threads()
 
 
 # --------------------------------------------------------------------------- explain
@@ -795,6 +923,7 @@ def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
 # Subcommands in the order `dimattn --help` lists them.
 COMMANDS: list[tuple[str, Callable, Callable]] = [
     ("train", _add_train, _run_train),
+    ("tune", _add_tune, _run_tune),
     ("study", _add_study, _run_study),
     ("report", _add_report, _run_report),
     ("compare", _add_compare, _run_compare),

@@ -65,6 +65,9 @@ class Block:
     module: str = ""            # the module that registered it
     package: str | None = None  # the installed distribution providing it (None: not installed)
     version: str | None = None
+    #: The ranges ``dimattn tune`` searches its keyword arguments over, as a space file writes them
+    #: ({"reduction": [2, 4, 8]}, {"gain": {"low": 0.1, "high": 2.0}}): plain data (dimattn.tune.space).
+    space: Mapping[str, Any] | None = None
 
     @property
     def study(self) -> bool:
@@ -85,8 +88,9 @@ _ENTRY_POINTS_DONE = "<entry points>"
 
 
 def register(name: str, build: Builder, description: str, bias: str = "unknown",
-             maps: MapsFn | None = None) -> Block:
-    """Register an attention block under ``name``; a second block of the same name is an error."""
+             maps: MapsFn | None = None, space: Mapping[str, Any] | None = None) -> Block:
+    """Register an attention block under ``name``; a second block of the same name is an error. ``space``:
+    the ranges of its keyword arguments that ``dimattn tune`` searches (see :class:`Block`)."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise DimattnError(f"block name {name!r} is not allowed; use a letter then letters, digits, _ or - "
                            "(at most 32), e.g. GATE")
@@ -95,7 +99,9 @@ def register(name: str, build: Builder, description: str, bias: str = "unknown",
     if bias not in BIASES:
         raise DimattnError(f"block {name}: unknown bias {bias!r}; choose one of {', '.join(BIASES)}")
     module = getattr(build, "__module__", None) or "?"
-    block = Block(name, build, " ".join(str(description).split()), bias, maps, module, *_distribution(module))
+    space = check_kwargs(None if space is None else dict(space), f"block {name}: space")
+    block = Block(name, build, " ".join(str(description).split()), bias, maps, module, *_distribution(module),
+                  space=space or None)
     old = _BLOCKS.get(name.upper())
     if old is not None:
         if old.build is build and old.module == module:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +31,14 @@ from dimattn.analysis.compare import Comparison, compare
 from dimattn.analysis.compare_report import write_comparison
 from dimattn.analysis.results import (
     PUBLISHED,
+    TUNE_PAGE,
     DataWarning,
     align_steps,
     coverage_notes,
     load_results,
     note,
     save_published,
+    tune_folders,
 )
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
@@ -50,6 +53,7 @@ class Section:
     text: str
     figures: list[tuple[Path, str]] = field(default_factory=list)  # (png path, caption)
     tables: list[tables.TextTable] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (href, text)
 
 
 @dataclass
@@ -89,6 +93,8 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
                                            progress=progress)
     if comparison is not None:
         sections.append(_comparison_section(comparison, out / "compare", files))
+    if Path(source).is_dir() and (tunes := _tune_section(Path(source), out)) is not None:
+        sections.append(tunes)
     files.append(_write(out / "notes.txt", "".join(f"{n}\n" for n in notes) or "no caveats\n"))
     settings = {
         "input": ("the published study (shipped with dimattn)" if str(source) == PUBLISHED
@@ -118,6 +124,18 @@ def _comparison_section(comparison: Comparison, out: Path, files: list[Path]) ->
             f"(docs/report.md says how, and how often it errs).{caveats} Files: compare/compare.md, "
             "compare/compare.csv.")
     return Section(f"Compared with the {comparison.label} study", text, written.figures, [protocol, *written.tables])
+
+
+def _tune_section(source: Path, out: Path) -> Section | None:
+    """A link to the page of each ``dimattn tune`` folder beside the runs (their trials are not in the report)."""
+    pages = [t / TUNE_PAGE for t in tune_folders(source) if (t / TUNE_PAGE).is_file()]
+    if not pages:
+        return None
+    links = [(os.path.relpath(p.resolve(), out.resolve()), str(p.parent.relative_to(source)) if p.parent != source
+              else p.parent.name) for p in pages]
+    return Section("Hyperparameter searches", "The dimattn tune searches found beside the runs: each page shows its "
+                   "trials, the best point and Optuna's figures (their trials' runs are left out of this report).",
+                   links=links)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -408,6 +426,9 @@ def render_html(sections: list[Section], settings: dict, notes: list[str], out: 
             parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{e(caption)}">'
                          f'<figcaption>{e(caption)} (<a href="{e(svg)}">SVG</a>)</figcaption></figure>')
         parts += [t.html() for t in s.tables]
+        if s.links:
+            parts.append("<ul>" + "".join(f'<li><a href="{e(href)}">{e(text)}</a></li>' for href, text in s.links)
+                         + "</ul>")
         parts.append("</section>")
     parts.append("<footer><p>Tables as Markdown, LaTeX and CSV are in <code>tables/</code>; the data in "
                  "<code>data/</code>. Made by <code>dimattn report</code>.</p></footer></body></html>")

@@ -54,6 +54,10 @@ PICKLE_SUFFIXES = (".pkl", ".pickle")
 PUBLISHED = "published"
 #: Package data: the published scores as the tidy table (gzip CSV), made by ``scripts/published_table.py``.
 PUBLISHED_TABLE = "data/published_scores.csv.gz"
+#: A ``dimattn tune`` folder holds this file (its search) and this page (its results): its trials' runs are
+#: tried hyperparameters, not seeds of a study, so a folder of runs leaves them out and the report links the page.
+TUNE_FILE = "tune.yml"
+TUNE_PAGE = "tune.html"
 
 
 class DataWarning(UserWarning):
@@ -286,15 +290,25 @@ def _read_evaluations(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_runs(folder: str | Path) -> list[Path]:
-    """Every directory under ``folder`` holding both ``evaluations.npz`` and ``config.yml``, sorted."""
+    """Every directory under ``folder`` holding both ``evaluations.npz`` and ``config.yml``, sorted; the runs
+    of a hyperparameter search (under a folder holding :data:`TUNE_FILE`) left out."""
     folder = Path(folder)
     runs = []
+    tunes = tune_folders(folder)
     for npz in sorted(folder.rglob(EVALUATIONS)):
+        if any(npz.is_relative_to(t) for t in tunes):
+            continue
         if (npz.parent / CONFIG).is_file():
             runs.append(npz.parent)
         else:
             note(f"skipped {npz}: no {CONFIG} beside it, so its game, agent and seed are unknown")
     return runs
+
+
+def tune_folders(folder: str | Path) -> list[Path]:
+    """The ``dimattn tune`` folders under ``folder`` (``folder`` itself included), sorted."""
+    return sorted(p.parent for p in Path(folder).rglob(TUNE_FILE) if (p.parent / "trials").is_dir()
+                  or (p.parent / TUNE_PAGE).is_file())
 
 
 def load_runs(folder: str | Path) -> pd.DataFrame:

@@ -103,11 +103,12 @@ def _job_name(name: str, limit: int) -> str:
     return (clean if clean[:1].isalpha() else f"d{clean}")[:limit]
 
 
-def request(sched: Scheduler, study: Study, res: JobResources, count: int, logs: Path) -> Request:
-    """What one array script of ``count`` tasks asks ``sched`` for, in its directives' words."""
+def request(sched: Scheduler, name: str, res: JobResources, count: int, logs: Path) -> Request:
+    """What one array script of ``count`` tasks named ``name`` (a study's, a search's) asks ``sched`` for, in
+    its directives' words."""
     wall = walltime_seconds(res.walltime)
     return Request(
-        name=_job_name(study.spec.name, sched.job_name_limit), count=count, array=count > 1 or sched.array_of_one,
+        name=_job_name(name, sched.job_name_limit), count=count, array=count > 1 or sched.array_of_one,
         first=sched.index_base, last=sched.index_base + count - 1,
         throttle=f"%{res.max_parallel}" if res.max_parallel else "", ncpus=res.ncpus, ngpus=res.ngpus,
         mem_mb=mem_megabytes(res.mem), walltime=sched.walltime(wall), warn=min(WARN_SECONDS, wall // 4), logs=logs,
@@ -118,7 +119,7 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
            pack: int = 1) -> str:
     """The text of the script running runs (with ``pack`` > 1: packs) ``offset .. offset+count-1``."""
     sched, logs = named(scheduler), study.root / LOGS
-    req = request(sched, study, res, count, logs)
+    req = request(sched, study.spec.name, res, count, logs)
     index = "0"  # one task, not an array
     if req.array:
         index = f"${{{sched.index_var}:?not set: submit this script with {sched.submit[0]}}}" + (

@@ -265,7 +265,8 @@ class Study:
             return
         if not self.conf_path.is_file():
             raise DimattnError(f"{self.root / SPEC} names conf_file {self.spec.conf_file}, which is missing")
-        if not self.conf_path.resolve().is_relative_to(self.root.resolve()):
+        # init_study checks the user's --conf-file where it is (an absolute path) before copying it in
+        if self.spec.conf_file == CONF and not self.conf_path.resolve().is_relative_to(self.root.resolve()):
             raise DimattnError(f"{self.conf_path} leads out of the study folder (to {self.conf_path.resolve()}); "
                                f"the study's {CONF} must be its own copy: replace the link with the file")
 
