@@ -16,9 +16,13 @@ import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dimattn.engines import stopping
-from dimattn.engines.config import (
+
+# What --help needs is plain values (engines.defaults, no torch): a usage error or --help answers at once,
+# and each command imports the heavy modules it uses (torch, pandas, matplotlib, ...) when it runs.
+from dimattn.engines.defaults import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
     DEFAULT_EVAL_FREQ,
@@ -26,13 +30,12 @@ from dimattn.engines.config import (
     DEFAULT_SAVE_FREQ,
     ENGINES,
     MAX_SEED,
-    RunConfig,
-    build_config,
 )
-from dimattn.engines.rundir import EVALUATIONS, discard_unstarted, new_run_dir
-from dimattn.engines.train import check_speed_for, resolve_engine, train
 from dimattn.errors import DimattnError
 from dimattn.fileio import check_writable_dir, writing
+
+if TYPE_CHECKING:
+    from dimattn.engines.config import RunConfig
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -165,6 +168,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    from dimattn.engines.config import build_config
+
     options = {"seed": args.seed, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
                "save_freq": args.save_freq, "engine": args.engine}
     for name in ("device", "vec_env"):
@@ -188,6 +193,8 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
     """What a finished run wrote, naming only files that exist (no evaluations with --eval-freq 0, ...), and
     why a run asked to evaluate has no evaluations (``config``: the run's; a short run with the default
     --eval-freq ends before its first evaluation)."""
+    from dimattn.engines.rundir import EVALUATIONS
+
     lines = ["done.", f"  run folder:   {run_dir}"]
     if (run_dir / EVALUATIONS).exists():
         lines.append(f"  evaluations:  {run_dir / EVALUATIONS}")
@@ -204,6 +211,9 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
 
 
 def _train_from_args(args: argparse.Namespace) -> None:
+    from dimattn.engines.rundir import discard_unstarted, new_run_dir
+    from dimattn.engines.train import check_speed_for, resolve_engine, train
+
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     config = resolve_engine(_config_from_args(args))  # every check happens before anything is written

@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dimattn.errors import DimattnError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -52,6 +54,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path`` atomically (``path`` should end in ``.npz``)."""
+    import numpy as np  # here: the command line imports this module before it knows it needs NumPy
+
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())

@@ -1,5 +1,6 @@
 """Training: a run's configuration, its folder on disk, and the two engines that fill it.
 
+    defaults.py a run's defaults and limits (steps, evaluation, engines, seeds): plain values, no torch
     config.py   ``RunConfig`` (what config.yml holds, checked once) and ``PPOArgs`` (the same, fully
                 resolved); the defaults of a run
     literals.py hyperparameter values parsed without eval (literals, dict(...), lin_<x>, known names)
