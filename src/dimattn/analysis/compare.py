@@ -35,7 +35,7 @@ from scipy import stats as sps
 
 from dimattn.analysis import stats
 from dimattn.analysis.protocol import cell_differences, protocol_lines
-from dimattn.analysis.results import PUBLISHED, DataWarning, align_steps, load_results, note
+from dimattn.analysis.results import PUBLISHED, DataWarning, align_steps, check_source, load_results, note
 from dimattn.errors import DimattnError
 
 #: Confidence level of the interval; the verdict's nominal false-alarm rate is 1 − LEVEL.
@@ -168,6 +168,8 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
         raise DimattnError(f"--level must be in [0.5, 1), got {level}")
     if reps < 1:
         raise DimattnError(f"--reps must be at least 1, got {reps}")
+    check_source(mine, "the runs to compare")
+    check_source(against, "--against")
     label = "published" if str(against) == PUBLISHED else Path(against).name
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)

@@ -110,6 +110,17 @@ def _scalar(dtype: np.dtype, data: bytes = b"") -> np.generic:
     return np.frombuffer(data, dtype=_dtype(dtype), count=1)[0]
 
 
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str = "C") -> np.ndarray:
+    """``numpy.core.numeric._frombuffer`` as protocol 5 spells an array: its bytes, dtype and shape."""
+    dt = _dtype(dtype)
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    if (not isinstance(buf, (bytes, bytearray)) or order not in ("C", "F") or not all(isinstance(n, int) and n >= 0
+                                                                                    for n in dims)
+            or math.prod(dims) * dt.itemsize != len(buf) or len(buf) > MAX_ARRAY_BYTES):
+        raise pickle.UnpicklingError(f"refusing an array of shape {str(shape)[:60]} from {type(buf).__name__}")
+    return np.frombuffer(buf, dtype=dt).reshape(dims, order=order).copy()
+
+
 def _latin1(text: Any, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as protocol 2 pickles spell ``bytes`` (an array's raw data): latin-1 text only."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -125,6 +136,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): _NDArrayToken,
     ("numpy", "dtype"): _dtype,
     ("_codecs", "encode"): _latin1,  # protocol 2's bytes
+    **{(mod, "_frombuffer"): _frombuffer for mod in ("numpy.core.numeric", "numpy._core.numeric")},  # protocol 5
 }
 
 
@@ -474,14 +486,20 @@ def load_shipped_published() -> pd.DataFrame:
     return df
 
 
+def check_source(source: str | Path, what: str = "the input") -> None:
+    """Refuse an empty ``source`` (``what``: how the user gave it): ``Path("")`` is the current folder, never
+    what an empty argument meant."""
+    if not str(source).strip():
+        raise DimattnError(f"{what} is an empty path; give a study directory, a folder of runs, a results .pkl "
+                           "or 'published'")
+
+
 def load_results(source: str | Path) -> pd.DataFrame:
     """A study directory, a folder of runs, a published results pickle, or ``"published"`` (the shipped
     published scores; ``./published`` names a folder of that name) -> tidy table."""
     if str(source) == PUBLISHED:
         return load_shipped_published()
-    if not str(source).strip():  # Path("") is the current folder: never what an empty argument meant
-        raise DimattnError("an empty path was given; give a study directory, a folder of runs, a results .pkl "
-                           "or 'published'")
+    check_source(source)
     path = Path(source)
     if path.is_dir():
         return load_runs(path)
