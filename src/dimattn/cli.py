@@ -8,6 +8,7 @@ line and exits 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import re
@@ -62,6 +63,50 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse, but an unknown option is reported by the (sub)command it was given to, so that the
+        line points to that command's ``--help``, with the flag dimattn uses for one of another tool."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._command_parser(parsed)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{_flag_hints(extras, parser)}")
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The innermost subcommand's parser that ``parsed`` went through (``dimattn study run`` -> run's)."""
+        parser: argparse.ArgumentParser = self
+        while True:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            name = getattr(parsed, subs[0].dest, None) if subs else None
+            if name not in (subs[0].choices if subs else {}):
+                return parser
+            parser = subs[0].choices[name]
+
+
+#: Options of RL Baselines3 Zoo, SB3 and CleanRL command lines a newcomer types, and dimattn's for the same.
+_OTHER_TOOLS_FLAGS = {
+    "--total-timesteps": "--n-timesteps", "--timesteps": "--n-timesteps", "--num-timesteps": "--n-timesteps",
+    "--env-id": "--env", "--game": "--env", "--log-dir": "--log-folder", "--logdir": "--log-folder",
+    "--tensorboard": "--tensorboard-log", "--tb": "--tensorboard-log", "--n-eval-episodes": "--eval-episodes",
+    "--eval-frequency": "--eval-freq", "--save-frequency": "--save-freq", "--checkpoint-freq": "--save-freq",
+    "--hyperparameters": "--hyperparams", "--config": "--conf-file", "--num-threads": "--threads",
+    "--self-attn": "--agent", "--attention": "--agent", "--output": "--out", "--output-dir": "--out",
+    "--seeds": "--seed", "--n-seeds": "--seeds", "--cuda": "--device",
+}
+
+
+def _flag_hints(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    """``; for --total-timesteps dimattn uses -n/--n-timesteps`` (or a close spelling) for each unknown option."""
+    spelled = {o: "/".join(a.option_strings) for a in parser._actions for o in a.option_strings}
+    hints = []
+    for flag in dict.fromkeys(e.split("=")[0] for e in extras if e.startswith("-") and len(e) > 1):
+        ours = _OTHER_TOOLS_FLAGS.get(flag.lower().replace("_", "-"))
+        if ours in spelled:
+            hints.append(f"for {flag} dimattn uses {spelled[ours]}")
+        elif close := difflib.get_close_matches(flag, [o for o in spelled if o.startswith("--")], n=1, cutoff=0.75):
+            hints.append(f"did you mean {close[0]}?")
+    return "".join(f"; {h}" for h in hints)
 
 
 # ASCII digits only (int() would take "٣" and "1_000"), an optional fraction and exponent (RL Zoo writes 2e5).

@@ -356,16 +356,17 @@ def _npz_array(z: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
     try:
         f = z.open(f"{name}.npy")
     except KeyError:
-        raise DimattnError(f"{path} has no array {name!r}; expected RL Zoo's evaluations.npz with arrays "
-                           "timesteps and results") from None
+        raise DimattnError(f"cannot read {path}: it has no array {name!r}; expected RL Zoo's evaluations.npz "
+                           "with arrays timesteps and results") from None
     with f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(f)
         if dtype.kind not in "iuf" or dtype.names is not None or dtype.subdtype is not None:
-            raise DimattnError(f"{path}: {name} has dtype {dtype}; expected numbers (integers or floats)")
+            raise DimattnError(f"cannot read {path}: {name} has dtype {dtype}; expected numbers (integers or floats)")
         if math.prod(shape) > MAX_EVALUATION_VALUES:
-            raise DimattnError(f"{path}: {name} declares shape {shape}, more than {MAX_EVALUATION_VALUES:,} values")
+            raise DimattnError(f"cannot read {path}: {name} declares shape {shape}, more than "
+                               f"{MAX_EVALUATION_VALUES:,} values")
     with z.open(f"{name}.npy") as f:  # reads the values the header declares, never the rest of the member
         return np.lib.format.read_array(f, allow_pickle=False)
 
