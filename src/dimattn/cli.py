@@ -33,7 +33,7 @@ from dimattn.engines.defaults import (
     MAX_SEED,
 )
 from dimattn.errors import DimattnError
-from dimattn.fileio import check_writable_dir, writing
+from dimattn.fileio import check_writable_dir, output_folder, writing
 
 if TYPE_CHECKING:
     from dimattn.engines.config import RunConfig
@@ -319,7 +319,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 def _run_explain(args: argparse.Namespace) -> int:
     from dimattn.interpret.explain import explain_command
 
-    with writing(args.out, "output folder", "--out"):
+    with output_folder(args.out, "output folder", "--out"):
         explain_command(checkpoints=args.compare or [args.checkpoint], agent=args.agent, obs_files=args.obs,
                         game=args.env, n_obs=args.n_obs, every=args.every, seed=args.seed, out=args.out)
     return 0
@@ -382,7 +382,7 @@ def _run_report(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # files only, never a window
     from dimattn.analysis.report import build_report
 
-    with writing(args.out, "report folder", "--out"):
+    with output_folder(args.out, "report folder", "--out"):  # checked before the bootstrap starts
         report = build_report(args.input, args.out, use_last=args.use_last, se=args.se, reps=args.reps,
                               seed=args.seed, progress=not args.quiet, against=args.against)
     for text in report.notes:
@@ -418,12 +418,12 @@ def _run_compare(args: argparse.Namespace) -> int:
     from dimattn.analysis.compare import compare
     from dimattn.analysis.compare_report import write_comparison
 
-    result = compare(args.mine, args.against, level=args.level, reps=args.reps, seed=args.seed)
-    for line in result.protocol:
-        print(f"protocol difference: {line}")  # first: a comparison across protocols is never silent
-    for text in result.notes:
-        print(f"dimattn compare: note: {text}", file=sys.stderr)
-    with writing(args.out, "output folder", "--out"):
+    with output_folder(args.out, "output folder", "--out"):  # checked before the comparison starts
+        result = compare(args.mine, args.against, level=args.level, reps=args.reps, seed=args.seed)
+        for line in result.protocol:
+            print(f"protocol difference: {line}")  # first: a comparison across protocols is never silent
+        for text in result.notes:
+            print(f"dimattn compare: note: {text}", file=sys.stderr)
         written = write_comparison(result, args.out)
     print(f"{written.summary}\nwrote {len(written.files)} files to {args.out}; "
           f"read {Path(args.out) / 'compare.md'}")
@@ -709,8 +709,12 @@ def _run_axes(args: argparse.Namespace) -> int:
     from dimattn.axes.run import axes_command
 
     games = list(args.game) + [g for g in (args.games or "").split(",") if g.strip()]  # --games A,B as documented
-    axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent,
-                 out=args.out)
+    if args.out is None:
+        axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent)
+        return 0
+    with output_folder(args.out, "output folder", "--out"):
+        axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent,
+                     out=args.out)
     return 0
 
 
