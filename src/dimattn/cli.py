@@ -575,6 +575,7 @@ def _study_init(args: argparse.Namespace) -> int:
 def _study_run(args: argparse.Namespace) -> int:
     from dimattn.study.spec import Study
 
+    _check_backend_options(args)
     study = Study.load(args.dir)  # every configuration is checked before anything starts
     _check_gpus(args)
     # A study that cannot be written (read-only, full) is refused here in one line, not by every worker.
@@ -609,6 +610,31 @@ def _check_study_writable(root: Path) -> None:
                            "exist; mount that storage or point the link at a folder")
     if runs.is_dir():  # a folder, or a link to storage elsewhere: probed as the study folder is
         check_writable_dir(runs, "study's runs folder")
+
+
+#: study run's options that only some backends read, and those backends: with another, an option would do nothing.
+_BACKEND_ONLY = {
+    ("pbs", "slurm"): ("submit", "mem", "walltime", "ngpus", "queue", "account", "max_parallel", "array_size",
+                       "chain", "setup", "python"),
+    ("ray",): ("ray_address",),
+    ("local", "ray"): ("workers",),
+}
+
+
+def _check_backend_options(args: argparse.Namespace) -> None:
+    """Refuse an option that ``--backend`` would ignore (``--chain`` with local workers, ...), in one line."""
+    ss = _Parser(prog="dimattn study").add_subparsers(parser_class=_Parser)
+    _add_study_run(ss)
+    run = ss.choices["run"]  # its defaults: an option left at its default was not given
+    for backends, dests in _BACKEND_ONLY.items():
+        if args.backend in backends:
+            continue
+        for dest in dests:
+            if getattr(args, dest) != run.get_default(dest):
+                flag = next(a.option_strings[-1] for a in run._actions if a.dest == dest)
+                raise DimattnError(f"{flag} is for the {' and '.join(backends)} backend{'s' * (len(backends) > 1)}; "
+                                   f"--backend {args.backend} would ignore it: drop it, or choose --backend "
+                                   f"{backends[0]}")
 
 
 def _check_gpus(args: argparse.Namespace) -> None:
@@ -709,12 +735,8 @@ def _run_axes(args: argparse.Namespace) -> int:
     from dimattn.axes.run import axes_command
 
     games = list(args.game) + [g for g in (args.games or "").split(",") if g.strip()]  # --games A,B as documented
-    if args.out is None:
-        axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent)
-        return 0
-    with output_folder(args.out, "output folder", "--out"):
-        axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent,
-                     out=args.out)
+    axes_command(games, steps=args.steps, seed=args.seed, checkpoints=args.checkpoint, agent=args.agent,
+                 out=args.out)
     return 0
 
 
