@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from dimattn.agents import registry
+from dimattn.agents.checkpoints import load_tensors
 from test_hardening import assert_one_line, run
 
 HEADER = "import torch\nimport torch.nn as nn\nfrom dimattn.agents.registry import register\n"
@@ -80,3 +83,34 @@ def test_a_block_that_is_not_finite_is_refused_before_a_run_folder_exists(plugin
 def test_an_agent_name_one_typo_away_is_suggested(capsys):
     rc, _, err = run(["train", "--env", "Pong", "--agent", "CWAC", "-f", str(Path(os.devnull))], capsys)
     assert_one_line(rc, err, "unknown agent 'CWAC' (did you mean CWCA")
+
+
+GRADNAN = HEADER + '''
+class NaNWhenLearning(nn.Module):
+    """The identity while acting (no gradient), NaN in an update: it passes every check made before training."""
+
+    def forward(self, x):
+        return x * float("nan") if torch.is_grad_enabled() else x
+
+
+register("GRADNAN", lambda shape: NaNWhenLearning(), "NaN as soon as it learns", "none")
+'''
+
+
+@pytest.mark.parametrize("engine", ["fast", "sb3"])
+def test_a_block_that_turns_non_finite_stops_training_at_once_and_saves_no_model(engine, plugins, capsys):
+    (plugins / "gradnan.py").write_text(GRADNAN)
+    argv = ["train", "--env", "Pong", "--plugin", "gradnan", "--agent", "GRADNAN", "--engine", engine, "-n", "512",
+            "--eval-freq", "0", "--save-freq", "128", "-f", "logs", "-params", "n_envs:2", "n_steps:64",
+            "batch_size:64", "n_epochs:1"]
+    try:
+        rc, _, err = run(argv, capsys)
+    finally:
+        sys.modules.pop("gradnan", None)
+    assert_one_line(rc, err, "training stopped at step 128: the update's ")
+    assert "not finite (NaN or infinite)" in err and "block GRADNAN (module gradnan)" in err
+    assert not list((plugins / "logs").rglob("PongNoFrameskip-v4.zip"))  # no final model
+    for checkpoint in (plugins / "logs").rglob("*.zip"):  # SB3 checkpoints step 128 before its first update
+        with zipfile.ZipFile(checkpoint) as zf:
+            weights = load_tensors(zf.read("policy.pth"), str(checkpoint))
+        assert all(torch.isfinite(w).all() for w in weights.values()), checkpoint
