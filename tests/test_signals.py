@@ -1,0 +1,68 @@
+"""Signals to ``study run``'s local runner (issue 31, item 9): SIGTERM, SIGINT (Ctrl-C, which a terminal
+sends to the whole process group) and SIGUSR1 are passed on to its workers, so every running run saves its
+checkpoint, a second SIGTERM in quick succession included; the runner ends with one line. Real signals to a
+real runner training two runs in two worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dimattn.cli import main
+from dimattn.engines import stopping
+from dimattn.engines.rundir import checkpoints
+from dimattn.study.spec import Study
+from test_hardening import ENV
+
+
+@pytest.fixture
+def study(tmp_path) -> Study:
+    """Two runs long enough to be running when signalled; checkpoints only when stopped (save_freq 0)."""
+    root = tmp_path / "s"
+    assert main(["study", "init", str(root), "--games", "Breakout", "--agents", "NA", "--seeds", "0-1", "-n",
+                 "100000", "--eval-freq", "128", "--save-freq", "0", "--engine", "fast", "--eval-episodes", "1",
+                 "--hyperparams", "n_envs:2", "n_steps:32", "batch_size:64", "n_epochs:1"]) == 0
+    return Study.load(root)
+
+
+def _runner(study: Study) -> subprocess.Popen:
+    """``study run`` in its own session (so that a signal to its group reaches it and its workers only),
+    returned once both runs have evaluated (each worker is training)."""
+    proc = subprocess.Popen([sys.executable, "-m", "dimattn", "study", "run", str(study.root), "--workers", "2",
+                             "--threads", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not all((run.dir / "evaluations.npz").exists() for run in study.runs):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the runs never started: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("signals,to_group,name", [
+    ([signal.SIGUSR1], False, "SIGUSR1"),                 # Slurm's warning before the walltime
+    ([signal.SIGTERM, signal.SIGTERM], False, "SIGTERM"),  # scancel twice, or a preemption after a walltime
+    ([signal.SIGINT], True, "SIGINT"),                     # Ctrl-C: the terminal signals the whole group
+], ids=["sigusr1", "double sigterm", "ctrl-c"])
+def test_study_run_passes_a_stop_on_to_every_worker(signals, to_group, name, study):
+    proc = _runner(study)
+    try:
+        for sig in signals:
+            os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == stopping.EXIT_TERMINATED, err
+    assert err.strip().splitlines()[-1] == f"dimattn study: terminated by {name}", err
+    for run in study.runs:  # every running run saved where it stopped, and is resumable from there
+        saved = checkpoints(run.dir)
+        assert len(saved) == 1 and saved[0][0] >= 128, (run.dir, saved, err)
+        assert "stopped by" in (run.dir / "stopped.log").read_text()
