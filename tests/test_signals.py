@@ -66,3 +66,41 @@ def test_study_run_passes_a_stop_on_to_every_worker(signals, to_group, name, stu
         saved = checkpoints(run.dir)
         assert len(saved) == 1 and saved[0][0] >= 128, (run.dir, saved, err)
         assert "stopped by" in (run.dir / "stopped.log").read_text()
+
+
+#: A block that is the identity, and that presses Ctrl-C (a real SIGINT to its own process) the first time it
+#: sees a batch of 1 observation: the one game of an evaluation, never a training batch (2 envs, 64).
+CTRL_C_IN_EVALUATION = """
+import os, signal
+import torch.nn as nn
+from dimattn.agents.registry import register
+
+
+class CtrlCInEvaluation(nn.Module):
+    pressed = False
+
+    def forward(self, x):
+        if x.shape[0] == 1 and not CtrlCInEvaluation.pressed:
+            CtrlCInEvaluation.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return x
+
+
+register("CTRLC", lambda shape: CtrlCInEvaluation(), "the identity; Ctrl-C during an evaluation", "none")
+"""
+
+
+@pytest.mark.parametrize("engine", ["fast", "sb3"])
+def test_ctrl_c_during_an_evaluation_stops_as_sigterm_does(engine, tmp_path):
+    (tmp_path / "ctrlc.py").write_text(CTRL_C_IN_EVALUATION)
+    done = subprocess.run([sys.executable, "-m", "dimattn", "train", "--env", "Breakout", "--plugin", "ctrlc",
+                           "--agent", "CTRLC", "--engine", engine, "-n", "100000", "--eval-freq", "128",
+                           "--eval-episodes", "1", "--save-freq", "0", "-f", "logs", "--hyperparams", "n_envs:2",
+                           "n_steps:64", "batch_size:64", "n_epochs:1"], cwd=tmp_path, env=ENV, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == stopping.EXIT_STOPPED, done.stderr
+    run_dir = tmp_path / "logs" / "ppo" / "BreakoutNoFrameskip-v4_1"
+    (steps, path), = checkpoints(run_dir)  # save_freq 0: the stop's checkpoint is the only one
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"dimattn train: stopped by SIGINT at {steps:,} steps, after saving {path.name} (resumable)")
+    assert (run_dir / "evaluations.npz").is_file()  # the evaluation it interrupted was finished and kept

@@ -50,7 +50,8 @@ class StudyCallback(BaseCallback):
     def _on_step(self) -> bool:
         steps = self.num_timesteps
         if self.next_eval is not None and steps >= self.next_eval:
-            self._evaluate(steps)
+            with stopping.evaluating():  # Ctrl-C: finish it, then checkpoint and stop below
+                self._evaluate(steps)
             self.next_eval = next_multiple(steps, self.args.eval_freq)
         saved = self.next_save is not None and steps >= self.next_save
         asked = stopping.requested() if steps < self.args.n_timesteps else None
