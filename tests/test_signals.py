@@ -69,7 +69,8 @@ def test_study_run_passes_a_stop_on_to_every_worker(signals, to_group, name, stu
 
 
 #: A block that is the identity, and that presses Ctrl-C (a real SIGINT to its own process) the first time it
-#: sees a batch of 1 observation: the one game of an evaluation, never a training batch (2 envs, 64).
+#: sees a batch of 3 observations: the 3 games of an evaluation, never a training batch (2 envs, 64) nor the
+#: network's shape probe (1).
 CTRL_C_IN_EVALUATION = """
 import os, signal
 import torch.nn as nn
@@ -80,7 +81,7 @@ class CtrlCInEvaluation(nn.Module):
     pressed = False
 
     def forward(self, x):
-        if x.shape[0] == 1 and not CtrlCInEvaluation.pressed:
+        if x.shape[0] == 3 and not CtrlCInEvaluation.pressed:
             CtrlCInEvaluation.pressed = True
             os.kill(os.getpid(), signal.SIGINT)
         return x
@@ -95,7 +96,7 @@ def test_ctrl_c_during_an_evaluation_stops_as_sigterm_does(engine, tmp_path):
     (tmp_path / "ctrlc.py").write_text(CTRL_C_IN_EVALUATION)
     done = subprocess.run([sys.executable, "-m", "dimattn", "train", "--env", "Breakout", "--plugin", "ctrlc",
                            "--agent", "CTRLC", "--engine", engine, "-n", "100000", "--eval-freq", "128",
-                           "--eval-episodes", "1", "--save-freq", "0", "-f", "logs", "--hyperparams", "n_envs:2",
+                           "--eval-episodes", "3", "--save-freq", "0", "-f", "logs", "--hyperparams", "n_envs:2",
                            "n_steps:64", "batch_size:64", "n_epochs:1"], cwd=tmp_path, env=ENV, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == stopping.EXIT_STOPPED, done.stderr
@@ -104,3 +105,29 @@ def test_ctrl_c_during_an_evaluation_stops_as_sigterm_does(engine, tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         f"dimattn train: stopped by SIGINT at {steps:,} steps, after saving {path.name} (resumable)")
     assert (run_dir / "evaluations.npz").is_file()  # the evaluation it interrupted was finished and kept
+
+
+def test_sigterm_before_the_first_rollout_leaves_no_half_made_run_folder_and_says_which(tmp_path):
+    """Whenever it lands before the first rollout ends: the folder is removed (nothing to resume) or, once
+    training listens, kept with the first rollout's checkpoint (resumable); the last line says which."""
+    proc = subprocess.Popen([sys.executable, "-m", "dimattn", "train", "--env", "Breakout", "--engine", "fast",
+                             "-n", "100000", "--eval-freq", "0", "--save-freq", "0", "-f", "logs", "--hyperparams",
+                             "n_envs:2", "n_steps:512", "batch_size:64", "n_epochs:1"], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "logs" / "ppo" / "BreakoutNoFrameskip-v4_1"
+    deadline = time.monotonic() + 300
+    while not (run_dir / "config.yml").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    last = err.strip().splitlines()[-1]
+    if proc.returncode == stopping.EXIT_TERMINATED:
+        removed = run_dir.relative_to(tmp_path)
+        assert last == (f"dimattn train: terminated by SIGTERM before its first rollout: removed {removed}, which "
+                        "held nothing to resume"), err
+        assert list((tmp_path / "logs" / "ppo").iterdir()) == []
+    else:
+        assert proc.returncode == stopping.EXIT_STOPPED, err
+        (steps, path), = checkpoints(run_dir)
+        assert steps == 1024 and last.endswith(f"at 1,024 steps, after saving {path.name} (resumable)"), err

@@ -273,8 +273,10 @@ def _train_from_args(args: argparse.Namespace) -> None:
         with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
             final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose,
                           speed=speed)
-    except BaseException:  # interrupted or failed before it wrote anything of a run: leave no run folder
-        discard_unstarted(run_dir)
+    except BaseException as exc:  # interrupted or failed before it wrote anything of a run: leave no run folder
+        if discard_unstarted(run_dir) and isinstance(exc, stopping.Terminated):  # say which: gone, not resumable
+            raise stopping.Terminated(f"{exc} before its first rollout: removed {run_dir}, which held nothing to "
+                                      "resume") from None
         raise
     print(done_message(run_dir, final, config))
     if args.tensorboard_log:
