@@ -190,7 +190,7 @@ def test_corrupt_members_fail_alone_and_run_one_trains_a_pack(tmp_path, capsys):
     assert main(["study", "run", str(study.root), "--pack", "2", "--retries", "0"]) == 1
     out = capsys.readouterr().out
     assert "1/3 runs done (0 now, 1 before), 2 failed" in out and "FAILED 2 Breakout/NA/seed2" in out
-    assert "config.yml is corrupt (not YAML)" in (last.dir / ERROR_LOG).read_text()
+    assert "config.yml is not valid YAML" in (last.dir / ERROR_LOG).read_text()
     assert main(["study", "status", str(study.root)]) == 1
     out = capsys.readouterr().out
     assert "3 runs: 1 done, 0 running, 2 failed" in out and "DimattnError" in out

@@ -8,6 +8,7 @@ line and exits 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import re
@@ -16,9 +17,13 @@ import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dimattn.engines import stopping
-from dimattn.engines.config import (
+
+# What --help needs is plain values (engines.defaults, no torch): a usage error or --help answers at once,
+# and each command imports the heavy modules it uses (torch, pandas, matplotlib, ...) when it runs.
+from dimattn.engines.defaults import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
     DEFAULT_EVAL_FREQ,
@@ -26,14 +31,13 @@ from dimattn.engines.config import (
     DEFAULT_SAVE_FREQ,
     ENGINES,
     MAX_SEED,
-    RunConfig,
-    build_config,
 )
-from dimattn.engines.rundir import EVALUATIONS, discard_unstarted, new_run_dir
-from dimattn.engines.train import prepare, run_plan
 from dimattn.errors import DimattnError
-from dimattn.fileio import check_writable_dir, writing
+from dimattn.fileio import check_writable_dir, output_folder, writing
 from dimattn.study.schedulers import SCHEDULERS, backends, words
+
+if TYPE_CHECKING:
+    from dimattn.engines.config import RunConfig
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -60,6 +64,50 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse, but an unknown option is reported by the (sub)command it was given to, so that the
+        line points to that command's ``--help``, with the flag dimattn uses for one of another tool."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._command_parser(parsed)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{_flag_hints(extras, parser)}")
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The innermost subcommand's parser that ``parsed`` went through (``dimattn study run`` -> run's)."""
+        parser: argparse.ArgumentParser = self
+        while True:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            name = getattr(parsed, subs[0].dest, None) if subs else None
+            if name not in (subs[0].choices if subs else {}):
+                return parser
+            parser = subs[0].choices[name]
+
+
+#: Options of RL Baselines3 Zoo, SB3 and CleanRL command lines a newcomer types, and dimattn's for the same.
+_OTHER_TOOLS_FLAGS = {
+    "--total-timesteps": "--n-timesteps", "--timesteps": "--n-timesteps", "--num-timesteps": "--n-timesteps",
+    "--env-id": "--env", "--game": "--env", "--log-dir": "--log-folder", "--logdir": "--log-folder",
+    "--tensorboard": "--tensorboard-log", "--tb": "--tensorboard-log", "--n-eval-episodes": "--eval-episodes",
+    "--eval-frequency": "--eval-freq", "--save-frequency": "--save-freq", "--checkpoint-freq": "--save-freq",
+    "--hyperparameters": "--hyperparams", "--config": "--conf-file", "--num-threads": "--threads",
+    "--self-attn": "--agent", "--attention": "--agent", "--output": "--out", "--output-dir": "--out",
+    "--seeds": "--seed", "--n-seeds": "--seeds", "--cuda": "--device",
+}
+
+
+def _flag_hints(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    """``; for --total-timesteps dimattn uses -n/--n-timesteps`` (or a close spelling) for each unknown option."""
+    spelled = {o: "/".join(a.option_strings) for a in parser._actions for o in a.option_strings}
+    hints = []
+    for flag in dict.fromkeys(e.split("=")[0] for e in extras if e.startswith("-") and len(e) > 1):
+        ours = _OTHER_TOOLS_FLAGS.get(flag.lower().replace("_", "-"))
+        if ours in spelled:
+            hints.append(f"for {flag} dimattn uses {spelled[ours]}")
+        elif close := difflib.get_close_matches(flag, [o for o in spelled if o.startswith("--")], n=1, cutoff=0.75):
+            hints.append(f"did you mean {close[0]}?")
+    return "".join(f"; {h}" for h in hints)
 
 
 # ASCII digits only (int() would take "٣" and "1_000"), an optional fraction and exponent (RL Zoo writes 2e5).
@@ -166,6 +214,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    from dimattn.engines.config import build_config
+
     options = {"seed": args.seed, "eval_freq": args.eval_freq, "eval_episodes": args.eval_episodes,
                "save_freq": args.save_freq, "engine": args.engine}
     for name in ("device", "vec_env"):
@@ -189,6 +239,8 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
     """What a finished run wrote, naming only files that exist (no evaluations with --eval-freq 0, ...), and
     why a run asked to evaluate has no evaluations (``config``: the run's; a short run with the default
     --eval-freq ends before its first evaluation)."""
+    from dimattn.engines.rundir import EVALUATIONS
+
     lines = ["done.", f"  run folder:   {run_dir}"]
     if (run_dir / EVALUATIONS).exists():
         lines.append(f"  evaluations:  {run_dir / EVALUATIONS}")
@@ -205,6 +257,9 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
 
 
 def _train_from_args(args: argparse.Namespace) -> None:
+    from dimattn.engines.rundir import discard_unstarted, new_run_dir
+    from dimattn.engines.train import prepare, run_plan
+
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     plan = prepare([_config_from_args(args)], _speed_from_args(args))  # every check, before anything is written
@@ -218,8 +273,10 @@ def _train_from_args(args: argparse.Namespace) -> None:
         with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
             (final,) = run_plan(plan, [run_dir], args.tensorboard_log, progress=args.progress,
                                 verbose=args.verbose)
-    except BaseException:  # interrupted or failed before it wrote anything of a run: leave no run folder
-        discard_unstarted(run_dir)
+    except BaseException as exc:  # interrupted or failed before it wrote anything of a run: leave no run folder
+        if discard_unstarted(run_dir) and isinstance(exc, stopping.Terminated):  # say which: gone, not resumable
+            raise stopping.Terminated(f"{exc} before its first rollout: removed {run_dir}, which held nothing to "
+                                      "resume") from None
         raise
     print(done_message(run_dir, final, config))
     if args.tensorboard_log:
@@ -393,7 +450,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 def _run_explain(args: argparse.Namespace) -> int:
     from dimattn.interpret.explain import explain_command
 
-    with writing(args.out, "output folder", "--out"):
+    with output_folder(args.out, "output folder", "--out"):
         explain_command(checkpoints=args.compare or [args.checkpoint], agent=args.agent, obs_files=args.obs,
                         game=args.env, n_obs=args.n_obs, every=args.every, seed=args.seed, out=args.out)
     return 0
@@ -456,7 +513,7 @@ def _run_report(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # files only, never a window
     from dimattn.analysis.report import build_report
 
-    with writing(args.out, "report folder", "--out"):
+    with output_folder(args.out, "report folder", "--out"):  # checked before the bootstrap starts
         report = build_report(args.input, args.out, use_last=args.use_last, se=args.se, reps=args.reps,
                               seed=args.seed, progress=not args.quiet, against=args.against)
     for text in report.notes:
@@ -492,12 +549,12 @@ def _run_compare(args: argparse.Namespace) -> int:
     from dimattn.analysis.compare import compare
     from dimattn.analysis.compare_report import write_comparison
 
-    result = compare(args.mine, args.against, level=args.level, reps=args.reps, seed=args.seed)
-    for line in result.protocol:
-        print(f"protocol difference: {line}")  # first: a comparison across protocols is never silent
-    for text in result.notes:
-        print(f"dimattn compare: note: {text}", file=sys.stderr)
-    with writing(args.out, "output folder", "--out"):
+    with output_folder(args.out, "output folder", "--out"):  # checked before the comparison starts
+        result = compare(args.mine, args.against, level=args.level, reps=args.reps, seed=args.seed)
+        for line in result.protocol:
+            print(f"protocol difference: {line}")  # first: a comparison across protocols is never silent
+        for text in result.notes:
+            print(f"dimattn compare: note: {text}", file=sys.stderr)
         written = write_comparison(result, args.out)
     # The verdicts last: the line a reader (and `make demo`) ends on.
     print(f"wrote {len(written.files)} files to {args.out}; read {Path(args.out) / 'compare.md'}\n{written.summary}")
@@ -542,6 +599,9 @@ def _probe_rate(agent: str, game: str = "Breakout", steps: int = 8192) -> tuple[
     import tempfile
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dimattn.engines.config import build_config
+    from dimattn.engines.train import prepare, run_plan
 
     root = Path(tempfile.mkdtemp(prefix="dimattn-probe-"))
     try:
@@ -731,6 +791,7 @@ def _study_init(args: argparse.Namespace) -> int:
 def _study_run(args: argparse.Namespace) -> int:
     from dimattn.study.spec import Study
 
+    _check_backend_options(args)
     study = Study.load(args.dir)  # every configuration is checked before anything starts
     _check_gpus(args)
     # A study that cannot be written (read-only, full) is refused here in one line, not by every worker.
@@ -765,6 +826,31 @@ def _check_study_writable(root: Path) -> None:
                            "exist; mount that storage or point the link at a folder")
     if runs.is_dir():  # a folder, or a link to storage elsewhere: probed as the study folder is
         check_writable_dir(runs, "study's runs folder")
+
+
+#: study run's options that only some backends read, and those backends: with another, an option would do nothing.
+_BACKEND_ONLY = {
+    tuple(SCHEDULERS): ("submit", "mem", "walltime", "ngpus", "queue", "account", "max_parallel", "array_size",
+                       "chain", "setup", "python"),
+    ("ray",): ("ray_address",),
+    ("local", "ray"): ("workers",),
+}
+
+
+def _check_backend_options(args: argparse.Namespace) -> None:
+    """Refuse an option that ``--backend`` would ignore (``--chain`` with local workers, ...), in one line."""
+    ss = _Parser(prog="dimattn study").add_subparsers(parser_class=_Parser)
+    _add_study_run(ss)
+    run = ss.choices["run"]  # its defaults: an option left at its default was not given
+    for which, dests in _BACKEND_ONLY.items():
+        if args.backend in which:
+            continue
+        for dest in dests:
+            if getattr(args, dest) != run.get_default(dest):
+                flag = next(a.option_strings[-1] for a in run._actions if a.dest == dest)
+                raise DimattnError(f"{flag} is for the {words(list(which))} backend{'s' * (len(which) > 1)}; "
+                                   f"--backend {args.backend} would ignore it: drop it, or choose --backend "
+                                   f"{which[0]}")
 
 
 def _check_gpus(args: argparse.Namespace) -> None:

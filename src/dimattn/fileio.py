@@ -1,7 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
 And :func:`writing`: an ``OSError`` met while writing (read-only file system, a file where a folder is
-expected, a full disk) becomes one :class:`DimattnError` line naming the path and the cause.
+expected, a full disk) becomes one :class:`DimattnError` line naming the path and the cause;
+:func:`output_folder`: a command's output folder checked before any work, removed if the command fails.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dimattn.errors import DimattnError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -52,6 +56,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path`` atomically (``path`` should end in ``.npz``)."""
+    import numpy as np  # here: the command line imports this module before it knows it needs NumPy
+
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -127,3 +133,44 @@ def check_writable_dir(path: str | Path, what: str, option: str | None = None) -
         probe.write_bytes(b"")
         probe.unlink()
     return path
+
+
+def _nearest_existing(path: Path) -> tuple[Path, Path | None]:
+    """(the nearest folder at or above ``path`` that exists, the first folder below it on the way to ``path``
+    that does not, or None when ``path`` exists)."""
+    path = Path(os.path.abspath(path))
+    below = None
+    while not path.exists() and not path.is_symlink() and path.parent != path:
+        path, below = path.parent, path
+    return path, below
+
+
+@contextmanager
+def output_folder(path: str | Path, what: str, option: str | None = None) -> Iterator[Path]:
+    """A command's output folder, checked before the command works and cleaned up if it fails.
+
+    Before the body: refused in one line if it could not be made or written (read-only, a file in the way,
+    a full disk), creating nothing: a probe file is written and deleted in the folder, or, when it does not
+    exist yet, in the nearest folder above it. In the body: an OSError from writing is one line (as
+    :func:`writing`); if the body fails, the folders this command made are removed, so a full disk or
+    an interrupt leaves no half-written output folder (a folder that was there keeps its files, each
+    written atomically).
+    """
+    path = Path(path)
+    existing, made = _nearest_existing(path)
+    with writing(path, what, option):
+        if made is None and not existing.is_dir():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        probe = existing / f".write-test-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"")  # a file where a folder should be: ENOTDIR; read-only: EROFS / EACCES
+            probe.unlink()
+        except OSError as exc:  # said of the folder asked for, not of the probe
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        with writing(path, what, option):
+            yield path
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise

@@ -20,6 +20,7 @@ package (and version) that provided it: never a class or an import path that loa
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import importlib.metadata as md
@@ -152,8 +153,8 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
                 target()
         except DimattnError as exc:
             raise DimattnError(f"{who}: {exc}") from None
-        except Exception as exc:
-            raise DimattnError(f"{who} failed to load ({type(exc).__name__}: {exc}".splitlines()[0]
+        except (Exception, SystemExit) as exc:  # sys.exit in a plugin would end dimattn without a word
+            raise DimattnError(f"{who} failed to load ({_failure(exc)}".splitlines()[0]
                                + f"); fix it, or uninstall it: pip uninstall {package}") from None
         _loaded.add(key)
     _loaded.add(_ENTRY_POINTS_DONE)  # installed packages do not change while a command runs
@@ -176,12 +177,18 @@ def import_plugin(module: str) -> None:
         importlib.import_module(module)
     except DimattnError as exc:
         raise DimattnError(f"--plugin {module}: {exc}") from None
-    except Exception as exc:
-        raise DimattnError(f"--plugin {module} failed to import ({type(exc).__name__}: {exc}".splitlines()[0]
+    except (Exception, SystemExit) as exc:  # sys.exit in a plugin would end dimattn without a word
+        raise DimattnError(f"--plugin {module} failed to import ({_failure(exc)}".splitlines()[0]
                            + "); fix the module or its name") from None
     _loaded.add(module)
     names = [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m]
     os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys([*names, module]))
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) on import; a plugin module only registers blocks"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def blocks() -> list[Block]:
@@ -195,17 +202,40 @@ def get(name: str) -> Block:
     load_plugins()
     block = _BLOCKS.get(str(name).strip().upper())
     if block is None:
-        raise DimattnError(f"unknown agent {name!r}; registered: {', '.join(b.name for b in _BLOCKS.values())} "
+        typed = str(name).strip().upper()
+        close = difflib.get_close_matches(typed, list(_BLOCKS), n=3, cutoff=0.6)
+        close.sort(key=lambda c: sorted(c) != sorted(typed))  # two letters swapped first: CWAC -> CWCA
+        hint = f" (did you mean {', '.join(_BLOCKS[c].name for c in close)}?)" if close else ""
+        raise DimattnError(f"unknown agent {name!r}{hint}; registered: {', '.join(b.name for b in _BLOCKS.values())} "
                            "(a block of your own: install its package, or give --plugin MODULE; see docs/agents.md)")
     return block
 
 
+def block_problem(name: str) -> str | None:
+    """Why block ``name`` cannot train where the study puts it, from the checks ``train`` makes (built with
+    no arguments, its output on a dummy batch), or None."""
+    try:
+        build_block(name, POSITIONS[DEFAULT_POSITION])
+    except DimattnError as exc:
+        return str(exc)
+    return None
+
+
 def listing() -> str:
-    """``dimattn agents``: one line per registered block (name, bias, source, description)."""
-    rows = [("name", "bias", "source", "description")]
-    rows += [(b.name, b.bias, b.source, b.description) for b in blocks()]
+    """``dimattn agents``: one line per registered block (name, bias, source, description), each checked as
+    ``train`` checks it: a broken block is marked BROKEN, with why, under its line."""
+    rows, problems = [("name", "bias", "source", "description")], {}
+    for b in blocks():
+        problem = None if b.name in AGENTS else block_problem(b.name)  # the five are tested
+        rows.append((b.name, b.bias, b.source, ("BROKEN: " if problem else "") + b.description))
+        if problem:
+            problems[b.name] = problem
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
+    lines = []
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        if r[0] in problems:
+            lines.append(" " * (sum(widths) + 6) + f"  why: {problems[r[0]]}")
     lines.append(f"positions: {', '.join(POSITIONS)} (default {DEFAULT_POSITION}, the study); "
                  "write NAME@conv2 for another, e.g. CWCA@conv2")
     return "\n".join(lines)
@@ -340,6 +370,9 @@ def build_block(label: str, shape: tuple[int, int, int], kwargs: Mapping[str, An
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise DimattnError(f"block {block.name} ({block.source}) maps a (N, C, H, W) = {tuple(x.shape)} batch to "
                            f"{got}; a block must return its input's shape")
+    if not torch.isfinite(y).all():  # training on it would learn NaN weights
+        raise DimattnError(f"block {block.name} ({block.source}) returns values that are not finite (NaN or "
+                           f"infinite) on a dummy batch of shape {tuple(x.shape)}; fix the block")
     return module
 
 

@@ -36,7 +36,7 @@ from scipy import stats as sps
 
 from dimattn.analysis import stats
 from dimattn.analysis.protocol import cell_differences, protocol_lines
-from dimattn.analysis.results import PUBLISHED, DataWarning, align_steps, load_results, note
+from dimattn.analysis.results import PUBLISHED, DataWarning, align_steps, check_source, load_results, note
 from dimattn.console import notes_of
 from dimattn.errors import DimattnError
 
@@ -219,6 +219,8 @@ def compare(mine: str | Path, against: str | Path = PUBLISHED, *, level: float =
         raise DimattnError(f"--level must be in [0.5, 1), got {level}")
     if reps < 1:
         raise DimattnError(f"--reps must be at least 1, got {reps}")
+    check_source(mine, "the runs to compare")
+    check_source(against, "--against")
     label = "published" if str(against) == PUBLISHED else Path(against).name
     with notes_of(DataWarning) as notes:
         protocol = protocol_lines(mine, "your runs")

@@ -22,15 +22,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-
-from dimattn.analysis.results import PUBLISHED, find_runs
+from dimattn.analysis.results import PUBLISHED, find_runs, read_evaluations
 from dimattn.analysis.results import _read_config as read_config
 from dimattn.engines.config import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_FREQ, DEFAULT_N_TIMESTEPS
 from dimattn.engines.rlzoo import default_hyperparams
 from dimattn.engines.rundir import CONFIG, EVALUATIONS
 from dimattn.errors import DimattnError
+from dimattn.yamlfile import load_yaml
 
 #: The engine the published runs trained with (RL Baselines3 Zoo's fork, SB3's PPO).
 PUBLISHED_ENGINE = "sb3"
@@ -92,11 +90,10 @@ def differences(seen: dict[str, Any], protocol: dict[str, Any] | None = None) ->
 
 def _episodes(run: Path) -> int | None:
     try:
-        with np.load(run / EVALUATIONS, allow_pickle=False) as z:
-            results = np.asarray(z["results"])
-    except (OSError, ValueError, KeyError):
+        read = read_evaluations(run / EVALUATIONS)
+    except DimattnError:
         return None  # the loader reports unreadable evaluations
-    return int(results.shape[1]) if results.ndim == 2 else 1
+    return None if read is None or not len(read[1]) else int(read[1].shape[1])
 
 
 def check_folder(folder: str | Path, label: str = "your runs") -> list[str]:
@@ -108,8 +105,8 @@ def check_folder(folder: str | Path, label: str = "your runs") -> list[str]:
     unrecorded: dict[str, int] = defaultdict(int)
     for run in runs:
         try:
-            config = yaml.safe_load((run / CONFIG).read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            config = load_yaml(run / CONFIG, CONFIG)
+        except DimattnError:
             continue  # the loader reports an unreadable config
         if not isinstance(config, dict):
             continue
@@ -141,9 +138,9 @@ def cell_differences(source: str | Path) -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for run in find_runs(path):
         try:
-            config = yaml.safe_load((run / CONFIG).read_text())
+            config = load_yaml(run / CONFIG, CONFIG)
             key = read_config(run / CONFIG)[:2]
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, DimattnError):
+        except DimattnError:
             continue  # the loader reports it
         if isinstance(config, dict):
             for field, value in differences(run_protocol(config, _episodes(run)), protocol).items():

@@ -34,6 +34,7 @@ from dimattn.analysis.results import (
     TUNE_PAGE,
     DataWarning,
     align_steps,
+    check_source,
     coverage_notes,
     load_results,
     note,
@@ -80,6 +81,9 @@ def build_report(source: str | Path, out: str | Path, *, use_last: bool = False,
         raise DimattnError(f"--reps must be at least 1, got {reps}")
     if se not in stats.SE_CONVENTIONS:
         raise DimattnError(f"unknown --se {se!r}; choose one of {', '.join(stats.SE_CONVENTIONS)}")
+    check_source(source)
+    if against is not None:
+        check_source(against, "--against")
     out = Path(out)
     with console.notes_of(DataWarning) as notes:
         df = align_steps(load_results(source))

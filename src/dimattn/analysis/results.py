@@ -30,9 +30,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
+import os
 import pickle
+import pickletools
+import stat
 import warnings
 import zipfile
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,7 @@ from dimattn.engines.rundir import CONFIG, EVALUATIONS
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_bytes
 from dimattn.games import canonical_game, v4_id
+from dimattn.yamlfile import load_yaml
 
 COLUMNS: tuple[str, ...] = ("game", "agent", "seed", "timestep", "score")
 #: File names that mark a run directory.
@@ -75,11 +81,24 @@ class _NDArrayToken:
     so a pickle cannot call the ndarray constructor itself (with an object dtype, say)."""
 
 
+#: Bounds of what the restricted unpickler reads and makes: the published pickle is 0.97 MB, ~37,000
+#: opcodes and ~2,000 objects (56 games x 5 agents x 6 arrays); its largest array is 2 KB.
+MAX_PICKLE_BYTES = 256 * 2**20
+MAX_PICKLE_OPS = 10_000_000
+MAX_PICKLE_OBJECTS = 1_000_000
+MAX_ARRAY_BYTES = 256 * 2**20
+
+
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """``numpy.core.multiarray._reconstruct`` limited to plain ndarrays."""
+    """``numpy.core.multiarray._reconstruct`` limited to plain ndarrays of at most :data:`MAX_ARRAY_BYTES`."""
     if subtype is not _NDArrayToken:
         raise pickle.UnpicklingError(f"refusing to build array subclass {subtype!r}")
-    return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype))
+    dt = _dtype(dtype)
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    if not all(isinstance(n, int) and n >= 0 for n in dims) or math.prod(dims) * dt.itemsize > MAX_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"refusing an array of shape {str(shape)[:60]} and dtype {dt} (more than "
+                                     f"{MAX_ARRAY_BYTES:,} bytes, or not a shape)")
+    return np.ndarray.__new__(np.ndarray, dims, dt)
 
 
 def _dtype(*args: Any) -> np.dtype:
@@ -95,6 +114,24 @@ def _scalar(dtype: np.dtype, data: bytes = b"") -> np.generic:
     return np.frombuffer(data, dtype=_dtype(dtype), count=1)[0]
 
 
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str = "C") -> np.ndarray:
+    """``numpy.core.numeric._frombuffer`` as protocol 5 spells an array: its bytes, dtype and shape."""
+    dt = _dtype(dtype)
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    if (not isinstance(buf, (bytes, bytearray)) or order not in ("C", "F") or not all(isinstance(n, int) and n >= 0
+                                                                                    for n in dims)
+            or math.prod(dims) * dt.itemsize != len(buf) or len(buf) > MAX_ARRAY_BYTES):
+        raise pickle.UnpicklingError(f"refusing an array of shape {str(shape)[:60]} from {type(buf).__name__}")
+    return np.frombuffer(buf, dtype=dt).reshape(dims, order=order).copy()
+
+
+def _latin1(text: Any, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol 2 pickles spell ``bytes`` (an array's raw data): latin-1 text only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refusing _codecs.encode other than of text to latin1 bytes")
+    return text.encode("latin1")
+
+
 # Every global a pickle of NumPy arrays needs (NumPy 1 and 2 module paths), mapped to a safe
 # stand-in. Plain containers (dict, list, tuple, str, numbers) need no global at all.
 _ALLOWED: dict[tuple[str, str], Any] = {
@@ -102,6 +139,8 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     **{(mod, "scalar"): _scalar for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
     ("numpy", "ndarray"): _NDArrayToken,
     ("numpy", "dtype"): _dtype,
+    ("_codecs", "encode"): _latin1,  # protocol 2's bytes
+    **{(mod, "_frombuffer"): _frombuffer for mod in ("numpy.core.numeric", "numpy._core.numeric")},  # protocol 5
 }
 
 
@@ -117,28 +156,53 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
 
-def _check_plain(obj: Any, where: str = "top level") -> None:
-    """Raise if ``obj`` holds anything but containers, strings, numbers and non-object arrays."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_plain(k, where)
-            _check_plain(v, f"{where}/{k}")
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _check_plain(v, where)
-    elif isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise pickle.UnpicklingError(f"object-dtype array at {where}")
-    elif not isinstance(obj, (str, bytes, int, float, bool, type(None), np.generic)):
-        raise pickle.UnpicklingError(f"unexpected {type(obj).__name__} at {where}")
+def _check_ops(data: bytes) -> None:
+    """Walk the opcodes of ``data`` without running them: at most :data:`MAX_PICKLE_OPS`, and every length
+    they declare present (the C unpickler allocates a declared length before it reads the bytes)."""
+    end = len(data)
+    for n, (op, arg, pos) in enumerate(pickletools.genops(data)):  # raises on a length beyond the data
+        if n >= MAX_PICKLE_OPS:
+            raise pickle.UnpicklingError(f"more than {MAX_PICKLE_OPS:,} opcodes")
+        if op.name == "FRAME" and arg > end - pos:
+            raise pickle.UnpicklingError(f"a frame of {arg:,} bytes at byte {pos:,} of {end:,}")
+
+
+def _check_plain(obj: Any) -> None:
+    """Raise if ``obj`` holds anything but containers, strings, numbers and non-object arrays, a container
+    twice (a shared reference: a few hundred bytes can make a graph whose paths never end) or more than
+    :data:`MAX_PICKLE_OBJECTS` objects. Visits each object once."""
+    seen: set[int] = set()
+    todo: list[tuple[Any, str]] = [(obj, "top level")]
+    while todo:
+        item, where = todo.pop()
+        if len(seen) >= MAX_PICKLE_OBJECTS:
+            raise pickle.UnpicklingError(f"more than {MAX_PICKLE_OBJECTS:,} objects")
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                raise pickle.UnpicklingError(f"a {type(item).__name__} referenced twice, at {where}")
+            seen.add(id(item))
+            if isinstance(item, dict):
+                todo += [(k, where) for k in item] + [(v, f"{where}/{str(k)[:40]}") for k, v in item.items()]
+            else:
+                todo += [(v, where) for v in item]
+        elif isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                raise pickle.UnpicklingError(f"object-dtype array at {where}")
+        elif not isinstance(item, (str, bytes, int, float, bool, type(None), np.generic)):
+            raise pickle.UnpicklingError(f"unexpected {type(item).__name__} at {where}")
 
 
 def restricted_loads(data: bytes, source: str = "pickle") -> Any:
-    """Unpickle ``data`` admitting only NumPy arrays and plain containers.
+    """Unpickle ``data`` admitting only NumPy arrays and plain containers, bounded in size, opcodes, objects
+    and array sizes (:data:`MAX_PICKLE_BYTES`, ...), so that no pickle runs code, allocates without bound
+    or holds a graph that takes forever to walk.
 
     Raises :class:`DimattnError` (one line, naming ``source``) for a hostile or corrupt pickle.
     """
     try:
+        if len(data) > MAX_PICKLE_BYTES:
+            raise pickle.UnpicklingError(f"{len(data):,} bytes, more than {MAX_PICKLE_BYTES:,}")
+        _check_ops(data)
         obj = RestrictedUnpickler(io.BytesIO(data)).load()
         _check_plain(obj)
     # A corrupt pickle can fail in many ways (EOFError, ValueError, KeyError, MemoryError, ...);
@@ -154,11 +218,27 @@ def restricted_loads(data: bytes, source: str = "pickle") -> Any:
 def restricted_load(path: str | Path) -> Any:
     """:func:`restricted_loads` on the contents of ``path``."""
     path = Path(path)
+    data = read_regular(path, MAX_PICKLE_BYTES, "a results pickle")
+    return restricted_loads(data, str(path))
+
+
+def read_regular(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes (``what``: what it should be,
+    for the message); a FIFO, device or folder is refused unopened, as it could block the reader."""
     try:
-        data = path.read_bytes()
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise DimattnError(f"{path} is not a regular file (a FIFO, device or folder); expected {what}")
+        if st.st_size > limit:
+            raise DimattnError(f"{path} is {st.st_size:,} bytes, more than {what} can be ({limit:,})")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # swapped for a FIFO since the stat: never block on it
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as exc:
         raise DimattnError(f"cannot read {path}: {exc.strerror}") from None
-    return restricted_loads(data, str(path))
+    if len(data) > limit:
+        raise DimattnError(f"{path} is more than {limit:,} bytes, more than {what} can be")
+    return data
 
 
 # --------------------------------------------------------------------------- the published pickle
@@ -253,12 +333,7 @@ def save_published(df: pd.DataFrame, path: str | Path) -> None:
 # --------------------------------------------------------------------------- run folders
 def _read_config(path: Path) -> tuple[str, str, int]:
     """``config.yml`` -> (game, agent, seed)."""
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DimattnError(f"cannot read {path}: {exc}".splitlines()[0]) from None
+    cfg = load_yaml(path, CONFIG)  # bounded as study.yml is: an alias bomb is refused before it expands
     if not isinstance(cfg, dict):
         raise DimattnError(f"{path} is not a YAML mapping; expected keys game, agent and seed")
     missing = [k for k in ("agent", "seed") if k not in cfg] + ([] if "game" in cfg or "env_id" in cfg else ["game"])
@@ -273,20 +348,77 @@ def _read_config(path: Path) -> tuple[str, str, int]:
     return game, agent, seed
 
 
-def _read_evaluations(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``evaluations.npz`` -> (timesteps (T,) int64, score (T,) = mean over each evaluation's episodes)."""
+#: An evaluations.npz bigger than this is not a run's (10M steps evaluated every 1,000 steps with 100
+#: episodes each is 16 MB), and no array of one may declare more elements than this.
+MAX_EVALUATIONS_BYTES = 256 * 2**20
+MAX_EVALUATION_VALUES = 10**8
+
+
+def _npz_array(z: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    """Array ``name`` of the npz ``z``, its header checked before its data is read: a plain number dtype
+    (no structured, string or object one), at most :data:`MAX_EVALUATION_VALUES` values."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            steps = np.asarray(z["timesteps"]).astype(np.int64)
-            results = np.asarray(z["results"], dtype=np.float64)  # (T, n_episodes)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise DimattnError(f"cannot read {path}: {exc}; expected RL Zoo's evaluations.npz "
+        f = z.open(f"{name}.npy")
+    except KeyError:
+        raise DimattnError(f"cannot read {path}: it has no array {name!r}; expected RL Zoo's evaluations.npz "
                            "with arrays timesteps and results") from None
+    with f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if dtype.kind not in "iuf" or dtype.names is not None or dtype.subdtype is not None:
+            raise DimattnError(f"cannot read {path}: {name} has dtype {dtype}; expected numbers (integers or floats)")
+        if math.prod(shape) > MAX_EVALUATION_VALUES:
+            raise DimattnError(f"cannot read {path}: {name} declares shape {shape}, more than "
+                               f"{MAX_EVALUATION_VALUES:,} values")
+    with z.open(f"{name}.npy") as f:  # reads the values the header declares, never the rest of the member
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def read_evaluations(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """``evaluations.npz`` -> (timesteps (T,) int64, results (T, episodes) float64), checked: one line naming
+    the file for anything that is not an evaluation history. None for an empty (0-byte) file, which a run
+    killed while an RL Zoo run wrote it leaves: the caller leaves that run out with a note."""
+    data = read_regular(path, MAX_EVALUATIONS_BYTES, "RL Zoo's evaluations.npz")
+    if not data:
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            steps, results = _npz_array(z, "timesteps", path), _npz_array(z, "results", path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DimattnError(f"cannot read {path}: {type(exc).__name__}: {str(exc)[:200]}; expected RL Zoo's "
+                           "evaluations.npz with arrays timesteps and results (truncated or not an npz?)") from None
     if results.ndim == 1:  # one episode per evaluation
         results = results[:, None]
-    if steps.ndim != 1 or results.ndim != 2 or len(steps) != len(results):
-        raise DimattnError(f"{path}: timesteps {steps.shape} and results {results.shape} do not match")
-    return steps, results.mean(axis=1)
+    if steps.ndim != 1 or results.ndim != 2 or len(steps) != len(results) or (len(steps) and not results.shape[1]):
+        raise DimattnError(f"{path}: timesteps {steps.shape} and results {results.shape} do not match; expected "
+                           "(T,) and (T, episodes)")
+    _check_steps(steps, path)
+    return steps.astype(np.int64), results.astype(np.float64)
+
+
+def _check_steps(steps: np.ndarray, path: Path) -> None:
+    """Evaluation steps are finite whole numbers >= 0, strictly increasing (as a run writes them)."""
+    problem = None
+    if not np.isfinite(steps).all():
+        problem = "a timestep that is not a finite number"
+    elif (steps < 0).any():
+        problem = f"a negative timestep ({steps[steps < 0][0]:g})"
+    elif (steps != np.round(steps)).any() or (steps > 2**62).any():
+        problem = "a timestep that is not a whole number of steps"
+    elif (np.diff(steps) <= 0).any():
+        i = int(np.argmax(np.diff(steps) <= 0))
+        what = "twice" if steps[i + 1] == steps[i] else f"after {steps[i]:g}"
+        problem = f"timesteps out of order: {steps[i + 1]:g} {what}"
+    if problem:
+        raise DimattnError(f"{path} holds {problem}; a run's evaluations are at increasing steps: fix the file "
+                           "or move the run out of the input folder")
+
+
+def _read_evaluations(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """``evaluations.npz`` -> (timesteps (T,) int64, score (T,) = mean over each evaluation's episodes)."""
+    read = read_evaluations(path)
+    return None if read is None else (read[0], read[1].mean(axis=1))
 
 
 def find_runs(folder: str | Path) -> list[Path]:
@@ -298,7 +430,7 @@ def find_runs(folder: str | Path) -> list[Path]:
     for npz in sorted(folder.rglob(EVALUATIONS)):
         if any(npz.is_relative_to(t) for t in tunes):
             continue
-        if (npz.parent / CONFIG).is_file():
+        if (npz.parent / CONFIG).exists():  # one that is not a regular file is refused when read
             runs.append(npz.parent)
         else:
             note(f"skipped {npz}: no {CONFIG} beside it, so its game, agent and seed are unknown")
@@ -322,10 +454,11 @@ def load_runs(folder: str | Path) -> pd.DataFrame:
                 f"two runs of {key[0]}/{key[1]} seed {key[2]}: {seen[key]} and {run}; "
                 "move one of them out of the input folder")
         seen[key] = run
-        steps, score = _read_evaluations(run / EVALUATIONS)
-        if len(steps) == 0:
-            note(f"skipped {run}: it has no evaluations yet")
+        read = _read_evaluations(run / EVALUATIONS)
+        if read is None or len(read[0]) == 0:
+            note(f"skipped {run}: it has no evaluations yet" + (f" ({EVALUATIONS} is empty)" if read is None else ""))
             continue
+        steps, score = read
         finite = drop_non_finite(steps, score, str(run))
         if not finite.any():
             continue  # the warning above says that every evaluation was left out
@@ -346,11 +479,34 @@ def published_table_bytes(df: pd.DataFrame) -> bytes:
 
 
 def load_shipped_published() -> pd.DataFrame:
-    """The published study's scores (56 games x 5 agents x 5 seeds x 50 evaluations) shipped with dimattn."""
-    data = resources.files("dimattn").joinpath(PUBLISHED_TABLE).read_bytes()
-    # keep_default_na=False: pandas would read the agent NA as a missing value
-    df = pd.read_csv(io.BytesIO(data), compression="gzip", keep_default_na=False, float_precision="round_trip")
-    return tidy(df)
+    """The published study's scores (56 games x 5 agents x 5 seeds x 50 evaluations) shipped with dimattn.
+    A damaged installation (the file deleted, truncated, overwritten) is one line saying to reinstall."""
+    shipped = resources.files("dimattn").joinpath(PUBLISHED_TABLE)
+    try:
+        data = shipped.read_bytes()
+        # keep_default_na=False: pandas would read the agent NA as a missing value
+        df = pd.read_csv(io.BytesIO(data), compression="gzip", keep_default_na=False, float_precision="round_trip")
+        missing = [c for c in COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"no column {', '.join(missing)}")
+        df = tidy(df)
+        if df.empty or not np.isfinite(df["score"]).all():
+            raise ValueError("no rows" if df.empty else "a score that is not a finite number")
+    # A damaged file fails in many ways (gzip, zlib, CSV parser, dtypes); all mean the same to the user.
+    except (OSError, EOFError, ValueError, zlib.error, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        raise DimattnError(f"the published scores shipped with dimattn ({shipped}) are unreadable ("
+                           f"{' '.join(str(cause).split())[:160]}); the installation is damaged: reinstall dimattn "
+                           "(pip install --force-reinstall dimattn)") from None
+    return df
+
+
+def check_source(source: str | Path, what: str = "the input") -> None:
+    """Refuse an empty ``source`` (``what``: how the user gave it): ``Path("")`` is the current folder, never
+    what an empty argument meant."""
+    if not str(source).strip():
+        raise DimattnError(f"{what} is an empty path; give a study directory, a folder of runs, a results .pkl "
+                           "or 'published'")
 
 
 def load_results(source: str | Path) -> pd.DataFrame:
@@ -358,12 +514,13 @@ def load_results(source: str | Path) -> pd.DataFrame:
     published scores; ``./published`` names a folder of that name) -> tidy table."""
     if str(source) == PUBLISHED:
         return load_shipped_published()
+    check_source(source)
     path = Path(source)
     if path.is_dir():
         return load_runs(path)
-    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+    if path.exists() and path.suffix.lower() in PICKLE_SUFFIXES:  # a FIFO or device is refused unread
         return load_published(path)
-    if path.is_file():
+    if path.exists():
         raise DimattnError(f"{path} is neither a folder of runs nor a results pickle (.pkl)")
     raise DimattnError(f"{path} does not exist; give a study directory, a folder of runs or a results .pkl")
 

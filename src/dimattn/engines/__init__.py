@@ -1,7 +1,8 @@
 """Training: a run's configuration, its folder on disk, and the two engines that fill it.
 
+    defaults.py a run's defaults and limits (steps, evaluation, engines, seeds): plain values, no torch
     config.py   ``RunConfig`` (what config.yml holds, checked when made) and ``PPOArgs`` (what the engines
-                read, resolved from it); the defaults of a run
+                read, resolved from it)
     literals.py hyperparameter values parsed without eval (literals, dict(...), lin_<x>, known names)
     rlzoo.py    RL Zoo's YAML files: the shipped ppo.yml, --conf-file, --hyperparams key:value items
     rundir.py   the run folder (config.yml, evaluations.npz, checkpoints, final model)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,9 +22,11 @@ import numpy as np
 import torch
 
 from dimattn.agents.checkpoints import load_tensors
-from dimattn.agents.registry import block_record
+from dimattn.agents.registry import block_record, split_label
+from dimattn.agents.registry import get as get_block
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.rundir import EvalHistory, checkpoints
+from dimattn.errors import DimattnError
 
 RNG_ENTRY = "dimattn_rng.pt"  # not .pth: SB3 loads every .pth entry as parameters
 STATE_ENTRY = "dimattn_fast_state.pt"  # the fast engine's steps and optimiser updates
@@ -171,3 +174,18 @@ def _spaces_env(n_actions: int) -> Any:
         action_space = gym.spaces.Discrete(n_actions)
 
     return DummyVecEnv([Spaces])
+
+
+def check_finite_update(args: PPOArgs, run_dir: Path, steps: int, values: dict[str, float]) -> None:
+    """Stop training at the first update whose loss terms (``values``: name -> value) are not finite:
+    the network's weights are NaN from there on, and every checkpoint and the final model would be too.
+    One line naming the run, the agent's block and the step; the checkpoints written before stay."""
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if not bad:
+        return
+    block = get_block(split_label(args.agent)[0])
+    raise DimattnError(
+        f"{run_dir}: training stopped at step {steps:,}: the update's {', '.join(bad)} "
+        f"{'is' if len(bad) == 1 else 'are'} not finite (NaN or infinite), so the network's weights are "
+        f"too; its attention block {block.name} ({block.source}) is the "
+        "likely cause: check its output (dimattn agents); no model was saved at or after this step")

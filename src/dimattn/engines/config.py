@@ -15,7 +15,8 @@ Two forms of one run's configuration:
 A RunConfig is checked when it is made (``__post_init__``): one that exists is valid, so no layer checks it
 again.
 
-The defaults of a run (10M steps, evaluate every 200k, 5 games, save every 500k, engine auto) live here.
+The defaults of a run (10M steps, evaluate every 200k, 5 games, save every 500k, engine auto) live in
+:mod:`dimattn.engines.defaults`, which the command line reads without importing torch.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ if TYPE_CHECKING:
 
 from dimattn.agents.attention import ADA_ATTN
 from dimattn.agents.registry import agent_of, block_options, check_agent, check_block, split_label
+from dimattn.engines.defaults import (  # re-exported: the API has always found them here
+    DEFAULT_ENGINE,
+    DEFAULT_EVAL_EPISODES,
+    DEFAULT_EVAL_FREQ,
+    DEFAULT_N_TIMESTEPS,
+    DEFAULT_SAVE_FREQ,
+    ENGINES,
+    MAX_SEED,
+    MAX_STEPS,
+    VEC_ENVS,
+)
 from dimattn.engines.literals import as_float_schedule
 from dimattn.engines.rlzoo import default_hyperparams, load_conf_file, parse_hyperparams
 from dimattn.errors import DimattnError
@@ -39,26 +51,6 @@ from dimattn.host import check_rollout_memory
 
 _EXTRACTORS = ("SelfAttnCNNPPO", "SelfAttnCNN")
 
-#: A run's defaults (SPEC §4-§5), used by ``dimattn train``, ``dimattn study init`` and the API alike.
-DEFAULT_N_TIMESTEPS = 10_000_000
-DEFAULT_EVAL_FREQ = 200_000
-DEFAULT_EVAL_EPISODES = 5
-DEFAULT_SAVE_FREQ = 500_000
-#: ``auto``: the fast engine where it can run the config (EnvPool installed, the game in EnvPool, SPEC §4
-#: options), else the SB3 engine. Both learn the same (docs/benchmarks.md, learning parity).
-ENGINES = ("auto", "fast", "sb3")
-#: How a run's training envs are vectorised: SB3's dummy / subproc, or (the fast engine) EnvPool.
-VEC_ENVS = ("dummy", "subproc", "envpool")
-DEFAULT_ENGINE = "auto"
-
-
-#: Above this many steps a number is a typo (``-n 1e30``), not a plan: 1e12 steps is ~30 years of
-#: training at 1,000 steps/s.
-MAX_STEPS = 10**12
-#: Seeds stay below 2**31 (EnvPool and ALE take signed 32-bit seeds) with room for the training envs'
-#: ``seed + i`` (the rollout's memory check keeps n_envs far below 2**20). Evaluation seeds come from a
-#: SeedSequence of the seed (common.eval_seeds): any seed gives them.
-MAX_SEED = 2**31 - 2**20
 #: SPEC §4 values' ranges: name -> (low, high, low excluded).
 RANGES: dict[str, tuple[float, float, bool]] = {  # checked when a RunConfig is made
     "learning_rate": (0.0, 1.0, True),

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from dimattn.engines import stopping
 from dimattn.engines.acting import sample
 from dimattn.engines.common import eval_seeds, next_multiple, record_evaluation
 from dimattn.engines.learner import Learner
@@ -44,7 +45,7 @@ class Evaluations:
             at = math.ceil(self.next / args.n_envs) * args.n_envs
             t0 = time.perf_counter()
             self.envs = self.envs or evaluation_envs(args.game, k * args.eval_episodes)
-            with torch_threads(self.speed.collect_threads):
+            with torch_threads(self.speed.collect_threads), stopping.evaluating():  # Ctrl-C: stop after it
                 self._evaluate(at)
             self.seconds += time.perf_counter() - t0
             if self.verbose:

@@ -36,7 +36,7 @@ from torch import nn
 
 from dimattn.engines import stopping
 from dimattn.engines.acting import ActStep, Envs, act_steps
-from dimattn.engines.common import next_multiple
+from dimattn.engines.common import check_finite_update, next_multiple
 from dimattn.engines.config import PPOArgs
 from dimattn.engines.evaluation import Evaluations
 from dimattn.engines.learner import Learner, UpdateStats
@@ -267,6 +267,8 @@ def train_loop(members: list[Member], learner: Learner, envs: Envs, speed: Speed
                 advantages = gae(on.rewards, on.values, on.done, on.trunc, on.last_value, on.last_done,
                                  on.last_trunc, args.gamma, args.gae_lambda)  # (T, K, N)
                 stats = learner.update(buf, advantages, lr, clip)
+                for m, st in zip(members, stats):  # a NaN update is never checkpointed nor saved as a model
+                    check_finite_update(m.args, m.run_dir, steps, st._asdict() | {"explained_variance": 0.0})
 
                 for m in members:
                     m.n_updates += args.n_epochs

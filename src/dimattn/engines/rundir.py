@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from dimattn.agents.registry import block_record
 from dimattn.engines.config import RunConfig
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_savez, atomic_write_text, check_writable_dir, writing
+from dimattn.yamlfile import dump_yaml, load_yaml
 
 CONFIG = "config.yml"
 EVALUATIONS = "evaluations.npz"
@@ -67,17 +67,14 @@ def write_config(run_dir: Path, config: RunConfig) -> None:
     arguments, bias, the package and version that provided it), read by people, never by loading code."""
     kw = config.hyperparams["policy_kwargs"]["features_extractor_kwargs"]
     d = {**config.to_dict(), "block": block_record(config.agent, kw.get("block_kwargs"))}
-    atomic_write_text(Path(run_dir) / CONFIG, yaml.safe_dump(d, sort_keys=False))
+    atomic_write_text(Path(run_dir) / CONFIG, dump_yaml(d))
 
 
 def read_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise DimattnError(f"{run_dir} is not a run directory (no {CONFIG})")
-    try:
-        d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise DimattnError(f"{path} is corrupt (not YAML)") from None
+    d = load_yaml(path, CONFIG)  # bounded as study.yml is: no aliases, a few KB, shallow
     if not isinstance(d, dict):
         raise DimattnError(f"{path} is corrupt (not a mapping)")
     return RunConfig.from_dict(d)

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
@@ -19,6 +20,7 @@ from dimattn.agents.checkpoints import load_tensors, save_sb3
 from dimattn.engines import stopping
 from dimattn.engines.common import (
     RNG_ENTRY,
+    check_finite_update,
     checkpoint_meta,
     eval_seeds,
     next_multiple,
@@ -48,7 +50,8 @@ class StudyCallback(BaseCallback):
     def _on_step(self) -> bool:
         steps = self.num_timesteps
         if self.next_eval is not None and steps >= self.next_eval:
-            self._evaluate(steps)
+            with stopping.evaluating():  # Ctrl-C: finish it, then checkpoint and stop below
+                self._evaluate(steps)
             self.next_eval = next_multiple(steps, self.args.eval_freq)
         saved = self.next_save is not None and steps >= self.next_save
         asked = stopping.requested() if steps < self.args.n_timesteps else None
@@ -59,6 +62,15 @@ class StudyCallback(BaseCallback):
             self.stopped = stopping.Stopped(asked, steps, [checkpoint_path(self.run_dir, steps)])
             return False
         return True
+
+    def _on_rollout_start(self) -> None:
+        """After each update (SB3 trains, then collects the next rollout): stop at the first non-finite one,
+        before its NaN weights act, are evaluated or saved."""
+        logged = self.model.logger.name_to_value
+        values = {name: float(logged[f"train/{name}"]) for name in ("loss", "policy_gradient_loss", "value_loss")
+                  if f"train/{name}" in logged}
+        weights = torch.stack([p.detach().abs().sum() for p in self.model.policy.parameters()]).sum()
+        check_finite_update(self.args, self.run_dir, self.num_timesteps, {**values, "weights": float(weights)})
 
     def _evaluate(self, steps: int) -> None:
         def act(obs: np.ndarray) -> np.ndarray:  # (1, E, 4, 84, 84) -> (1, E), sampled as in training
@@ -110,9 +122,14 @@ def train_sb3(args: PPOArgs, run_dir: Path, tensorboard_log: str | None = None,
             # With reset_num_timesteps=False SB3 schedules over num_timesteps + total_timesteps,
             # so passing the remainder keeps the LR/clip schedules on the original 0 -> n_timesteps axis.
             with stopping.listening():
-                model.learn(total_timesteps=args.n_timesteps - start, callback=callbacks,
-                            progress_bar=False, reset_num_timesteps=start == 0,
-                            tb_log_name=Path(run_dir).name)
+                try:
+                    model.learn(total_timesteps=args.n_timesteps - start, callback=callbacks,
+                                progress_bar=False, reset_num_timesteps=start == 0,
+                                tb_log_name=Path(run_dir).name)
+                except ValueError as exc:  # SB3 validates its action distribution: NaN logits in an update
+                    if "invalid values" not in str(exc):
+                        raise
+                    check_finite_update(args, run_dir, model.num_timesteps, {"action logits": float("nan")})
             if callback.stopped is not None:
                 raise callback.stopped
         final = final_model_path(run_dir, args.env_id)

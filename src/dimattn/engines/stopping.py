@@ -85,6 +85,21 @@ def listening() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+@contextmanager
+def evaluating() -> Iterator[None]:
+    """Around an evaluation inside :func:`listening`: Ctrl-C (SIGINT) asks for the same clean stop as SIGTERM.
+    The evaluation (minutes of play) finishes and is recorded, then the loop checkpoints and stops; a
+    KeyboardInterrupt would have lost it and every step since the last checkpoint."""
+    if not _in_main_thread() or _depth[0] == 0:
+        yield
+        return
+    saved = signal.signal(signal.SIGINT, _note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
 def terminate_on_sigterm() -> Any:
     """From now on, SIGTERM outside training raises :class:`Terminated`; returns the handler it replaced
     (for :func:`restore`), or None outside the main thread (nothing changed)."""

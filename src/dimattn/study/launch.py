@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
+from dimattn.engines import stopping
 from dimattn.errors import DimattnError
 from dimattn.host import usable_cores
 from dimattn.study.board import Board, RunSummary
@@ -161,6 +162,7 @@ def _child(root: str, indices: list[int], threads: int, attempt: str,
            report: multiprocessing.connection.Connection, lifeline: multiprocessing.connection.Connection) -> None:
     """A local worker process: one attempt at one pack; sends the members' outcomes to the parent."""
     _die_with_runner(lifeline)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the runner passes it on
     try:
         outcomes = execute(Study.load(root, validate=False), indices, threads, attempt=attempt)
     except BaseException as exc:  # noqa: BLE001 - e.g. the study directory vanished
@@ -232,17 +234,47 @@ def run_local(study: Study, workers: int | None = None, threads: int | None = No
             finished.append(((proc, receive), outcomes))
         return finished
 
-    with Board(study, console) as board:
+    with Board(study, console) as board, _stops() as received:
         try:
             _drive(queue, board, workers, active, start, collect)
         finally:
-            for proc, _ in active:  # interrupted: stop our workers; their runs resume next time
-                proc.terminate()
+            # interrupted: pass the stop on (SIGUSR1 as it came; else SIGTERM, which each worker's training
+            # takes as SIGINT's meaning); each checkpoints its runs, which resume next time
+            forward = signal.SIGUSR1 if received[:1] == [signal.SIGUSR1] else signal.SIGTERM
+            for proc, _ in active:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, forward)
             for proc, _ in active:
                 proc.join(timeout=30)
             lifeline.close()
             alive.close()
     return queue.report
+
+
+_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def _stops() -> Any:
+    """In the runner: the first SIGTERM, SIGINT or SIGUSR1 ends the drive (:class:`stopping.Terminated`, one
+    line); the signals are recorded in the yielded list, and one that comes again while the workers save
+    changes nothing (SIGUSR1 would end the runner, a second SIGTERM cut their checkpoints short)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise stopping.Terminated(f"terminated by {signal.Signals(signum).name}")
+
+    saved = {s: signal.signal(s, stop) for s in _STOPS}
+    try:
+        yield received
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 # --------------------------------------------------------------------------- Ray

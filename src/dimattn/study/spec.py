@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dimattn.agents.attention import AGENTS
 from dimattn.agents.registry import block_record, check_agent
 from dimattn.engines.config import (
@@ -50,10 +48,10 @@ from dimattn.engines.rundir import CONFIG, read_config
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.games import GAME_SETS, resolve_games
+from dimattn.yamlfile import dump_yaml, load_yaml
 
 SPEC = "study.yml"
 CONF = "conf.yml"  # the study's own copy of --conf-file: the only conf_file a study.yml may name
-MAX_SPEC_BYTES = 1_000_000  # a study.yml dimattn writes is a few hundred bytes; 56 games a few KB
 RUNS = "runs"
 TRAIN_LOG = "train.log"
 ERROR_LOG = "error.log"
@@ -243,7 +241,7 @@ class Study:
             raise DimattnError(
                 f"{root} is not a study directory (no {SPEC}); create one with `dimattn study init {root}`"
             )
-        study = cls(root, spec_from_dict(read_spec(path), str(path)), [])
+        study = cls(root, spec_from_dict(load_yaml(path, SPEC), str(path)), [])
         study.runs = expand(study.root, study.spec)
         if validate:
             study.base_configs()
@@ -312,36 +310,6 @@ class Study:
                 )
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without aliases: ``*name`` can make a short document expand without bound (a
-    "billion laughs"), and a study.yml dimattn writes never holds one. Refused as the parser meets it."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "holds an alias (*name), which a study.yml may not "
-                                              "use; write the value out", mark)
-        return super().compose_node(parent, index)
-
-
-def read_spec(path: Path) -> Any:
-    """The parsed ``study.yml`` at ``path``: bounded in size, no aliases, nesting as deep as Python allows."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise DimattnError(f"{path} is {size:,} bytes; a study.yml is a few KB (at most {MAX_SPEC_BYTES:,})")
-        return yaml.load(path.read_text(), Loader=_SpecLoader)  # noqa: S506 - a SafeLoader, stricter
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        what = getattr(exc, "problem", None) or " ".join(str(exc).split())[:200]
-        raise DimattnError(f"{path} is not valid YAML for a study: {what}{where}") from None
-    except RecursionError:
-        raise DimattnError(f"{path} is nested too deeply to be a study spec") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DimattnError(f"cannot read {path}: {exc}") from None
-
-
 def expand(root: Path, spec: StudySpec) -> list[Run]:
     """The runs of ``spec`` in the stable order games × agents × seeds."""
     combos = [(g, a, s) for g in spec.game_list for a in spec.agents for s in spec.seeds]
@@ -388,7 +356,7 @@ def init_study(root: str | Path, spec: StudySpec, conf_file: str | Path | None =
         "# Run it with `dimattn study run DIR`; watch it with `dimattn study status DIR`.\n"
     )
     header += _blocks_comment(spec.agents)
-    atomic_write_text(root / SPEC, header + yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    atomic_write_text(root / SPEC, header + dump_yaml(spec.to_dict()))
     return study, True
 
 
