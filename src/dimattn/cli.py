@@ -8,6 +8,7 @@ line and exits 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import re
@@ -139,11 +140,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "policy_kwargs:\"dict(features_extractor_kwargs=dict(self_attn='CWCA'))\" "
                         "(values are parsed, never executed)")
     p.add_argument("-conf", "--conf-file", default=None, help="RL Zoo-style YAML of hyperparameters")
+    p.add_argument("--protocol", choices=("study", "machado"), default=None,
+                   help="the environment: the study's (SPEC §3, the default) or Machado et al. 2018's (sticky "
+                        "actions 0.25, full action set, no loss-of-life signal); env_kwargs in --hyperparams go "
+                        "on top")
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", default="ppo", help="only ppo (kept for the RL Zoo command line)")
-    p.add_argument("--env", required=True, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5")
+    p.add_argument("--env", default=None, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5 (required, unless "
+                   "--resume)")
     p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA, CWRCA or any registered block (dimattn "
                    "agents); NAME@conv2 places it after the second convolution (policy_kwargs' self_attn, "
                    "attention_after)")
@@ -162,6 +168,21 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "channels_last=false env_threads=4 (fields of dimattn.engines.speed.Speed; they change "
                         "how the machine is used, never what is learned, bf16 aside: docs/fast-engine.md)")
     _add_run_arguments(p)
+    _add_daily_arguments(p)
+
+
+def _add_daily_arguments(p: argparse.ArgumentParser) -> None:
+    """Continue, resume and track a run (RL Zoo's flags; docs/tracking.md)."""
+    p.add_argument("-i", "--trained-agent", default=None, metavar="MODEL.zip",
+                   help="continue training from this model into a new run folder: a dimattn checkpoint brings "
+                        "its weights, optimizer, RNG states and step count back (as a resume does), any SB3 zip its "
+                        "weights")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="go on with a run stopped (signal, kill, crash) from its last checkpoint, in its folder and "
+                        "with its config.yml")
+    from dimattn.engines.tracking import add_tracking_arguments
+
+    add_tracking_arguments(p)
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -172,8 +193,21 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
             options[name] = getattr(args, name)
     if args.n_timesteps is not None:
         options["n_timesteps"] = args.n_timesteps
+    options["protocol"] = _protocol_of(args, [args.env])
     return build_config(args.env, agent=args.agent, hyperparams=args.hyperparams,
                         conf_file=args.conf_file, **options)
+
+
+def _protocol_of(args: argparse.Namespace, games: list[str]) -> str:
+    """``--protocol``, or the study's; a v5 id without it keeps the study's, said once."""
+    from dimattn.envs.protocol import DEFAULT_PROTOCOL
+
+    v5 = [g for g in games if str(g).strip().endswith("-v5")]
+    if args.protocol is None and v5:
+        print(f"note: {v5[0]} is trained with the study's protocol (no sticky actions, minimal action set, "
+              "SPEC §3), not v5's defaults; give --protocol machado for sticky actions and the full action set",
+              flush=True)
+    return args.protocol or DEFAULT_PROTOCOL
 
 
 def _speed_from_args(args: argparse.Namespace) -> dict | None:
@@ -204,11 +238,19 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
 
 
 def _train_from_args(args: argparse.Namespace) -> None:
+    from dimattn.engines import resume, tracking
+
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
+    if args.resume:
+        return _resume_from_args(args)
+    if args.env is None:
+        raise DimattnError("--env is required (a game, e.g. --env Pong), or give --resume RUN_DIR")
     config = resolve_engine(_config_from_args(args))  # every check happens before anything is written
+    trained = resume.check_trained_agent(args.trained_agent, config) if args.trained_agent else None
     speed = _speed_from_args(args)
     check_speed_for(config, speed)
+    track = tracking.settings_from_args(args)
     if args.tensorboard_log:  # probed before the run folder exists, so a refusal leaves nothing behind
         check_writable_dir(args.tensorboard_log, "TensorBoard folder", "--tensorboard-log")
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
@@ -216,14 +258,55 @@ def _train_from_args(args: argparse.Namespace) -> None:
           f"{config.engine} engine) into {run_dir}", flush=True)
     try:
         with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
-            final = train(config, run_dir, args.tensorboard_log, progress=args.progress, verbose=args.verbose,
-                          speed=speed)
+            if trained is not None:
+                resume.seed_run(trained, config, run_dir)
+            tb = tracking.start(run_dir, config, track, args.tensorboard_log)
+            with tracking.tracked(run_dir):
+                final = train(config, run_dir, tb, progress=args.progress, verbose=args.verbose, speed=speed)
+    except stopping.Stopped as exc:  # a checkpoint was written: say how to go on
+        exc.args = (f"{exc}; resume it: {resume.resume_command(run_dir)}",)
+        raise
     except BaseException:  # interrupted or failed before it wrote anything of a run: leave no run folder
         discard_unstarted(run_dir)
         raise
     print(done_message(run_dir, final, config))
     if args.tensorboard_log:
         print(f"  TensorBoard:  tensorboard --logdir {args.tensorboard_log}")
+
+
+#: train's options that define a run: --resume takes them from the run's config.yml instead
+_RUN_OPTIONS = ("env", "agent", "seed", "n_timesteps", "eval_freq", "eval_episodes", "save_freq", "engine",
+                "hyperparams", "conf_file", "vec_env", "trained_agent", "protocol")
+
+
+def _resume_from_args(args: argparse.Namespace) -> None:
+    """``dimattn train --resume RUN_DIR``: the run's own configuration, its folder, the study's resume."""
+    from dimattn.engines import resume, tracking
+
+    defaults = _Parser(add_help=False)
+    _add_train_arguments(defaults)
+    given = [f"--{k.replace('_', '-')}" for k in _RUN_OPTIONS
+             if hasattr(args, k) and getattr(args, k) != defaults.get_default(k)]
+    if given:
+        raise DimattnError(f"--resume takes the run's options from its config.yml; drop {', '.join(given)}")
+    run_dir = Path(args.resume)
+    config = resolve_engine(resume.check_resumable(run_dir))
+    if args.device != "auto":  # where it trains, never what it learns
+        config = resolve_engine(dataclasses.replace(config, device=args.device))
+    speed = _speed_from_args(args)
+    check_speed_for(config, speed)
+    track = tracking.settings_from_args(args)
+    print(f"resuming {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps) in "
+          f"{run_dir} from {resume.newest_checkpoint(run_dir)}", flush=True)
+    try:
+        with writing(run_dir, "run folder"):
+            tb = tracking.start(run_dir, config, track, args.tensorboard_log)
+            with tracking.tracked(run_dir):
+                final = train(config, run_dir, tb, progress=args.progress, verbose=args.verbose, speed=speed)
+    except stopping.Stopped as exc:
+        exc.args = (f"{exc}; resume it: {resume.resume_command(run_dir)}",)
+        raise
+    print(done_message(run_dir, final, config))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from dimattn.engines.config import RunConfig, resolve_device
 from dimattn.engines.rundir import write_config
+from dimattn.envs.protocol import using
 from dimattn.errors import DimattnError
 
 
@@ -56,14 +57,15 @@ def train(config: RunConfig, run_dir: str | Path, tensorboard_log: str | None = 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, config)
-    if args.engine == "sb3":
-        from dimattn.engines.sb3 import train_sb3
+    with using(config.environment):  # the run's protocol (envs/protocol.py), for every env it builds
+        if args.engine == "sb3":
+            from dimattn.engines.sb3 import train_sb3
 
-        return train_sb3(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
-    from dimattn.engines.fast import train_fast
+            return train_sb3(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume)
+        from dimattn.engines.fast import train_fast
 
-    return train_fast(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
-                      overrides=speed)
+        return train_fast(args, run_dir, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
+                          overrides=speed)
 
 
 def check_speed_for(config: RunConfig, speed: dict[str, Any] | None) -> None:
@@ -101,8 +103,11 @@ def train_pack(configs: list[RunConfig], run_dirs: list[str | Path],
     check_pack(args)
     pack_tb_roots(tensorboard_log, len(configs))  # a list must give every run its root
     dirs = [Path(d) for d in run_dirs]
+    if any(c.environment != configs[0].environment for c in configs):
+        raise DimattnError("packed runs share their envs' protocol; give every run the same protocol and env_kwargs")
     for config, run_dir in zip(configs, dirs):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config)
-    return train_fast_pack(args, dirs, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
-                           speed=speed)
+    with using(configs[0].environment):
+        return train_fast_pack(args, dirs, tensorboard_log, progress=progress, verbose=verbose, resume=resume,
+                               speed=speed)
