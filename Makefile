@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
-# The test extras (pytest, playwright, ray, ruff) on top: only make test and make lint need them.
+# The test extras (pytest, playwright, ray, ruff, and the track extra's wandb and mlflow) on top: only make test and make lint need them.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@

@@ -261,7 +261,7 @@ def _train_from_args(args: argparse.Namespace) -> None:
             if trained is not None:
                 resume.seed_run(trained, config, run_dir)
             tb = tracking.start(run_dir, config, track, args.tensorboard_log)
-            with tracking.tracked(run_dir):
+            with tracking.tracked(run_dir, config):
                 final = train(config, run_dir, tb, progress=args.progress, verbose=args.verbose, speed=speed)
     except stopping.Stopped as exc:  # a checkpoint was written: say how to go on
         exc.args = (f"{exc}; resume it: {resume.resume_command(run_dir)}",)
@@ -301,7 +301,7 @@ def _resume_from_args(args: argparse.Namespace) -> None:
     try:
         with writing(run_dir, "run folder"):
             tb = tracking.start(run_dir, config, track, args.tensorboard_log)
-            with tracking.tracked(run_dir):
+            with tracking.tracked(run_dir, config):
                 final = train(config, run_dir, tb, progress=args.progress, verbose=args.verbose, speed=speed)
     except stopping.Stopped as exc:
         exc.args = (f"{exc}; resume it: {resume.resume_command(run_dir)}",)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,13 +29,13 @@ from typing import Any
 import yaml
 
 from dimattn.engines.config import RunConfig
-from dimattn.engines.rundir import CONFIG, EVALUATIONS, final_model_path
+from dimattn.engines.rundir import CONFIG, EVALUATIONS, TRACKING, final_model_path
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text, check_writable_dir
 
-TRACKING = "tracking.yml"
 DEFAULT_PROJECT = "dimattn"
 DEFAULT_MLRUNS = "mlruns"
+MLFLOW_DB = "mlflow.db"
 _PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://|^[a-z]+:")
 
@@ -94,7 +95,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def check_mlflow_uri(uri: str) -> str:
-    """An MLflow tracking URI: one with a scheme as given, a folder as an absolute ``file:`` URI (probed)."""
+    """An MLflow tracking URI: one with a scheme as given; a folder (probed) as the SQLite store
+    ``<folder>/mlflow.db`` with artifacts in ``<folder>/artifacts`` (MLflow 3 keeps its file store in
+    maintenance mode and refuses it by default: a database is what it asks for)."""
     _need("mlflow")
     uri = str(uri).strip()
     if not uri:
@@ -103,7 +106,12 @@ def check_mlflow_uri(uri: str) -> str:
         return uri
     folder = Path(uri.removeprefix("file://").removeprefix("file:")).expanduser().resolve()
     check_writable_dir(folder, "MLflow folder", "--mlflow")
-    return folder.as_uri()
+    return f"sqlite:///{folder / MLFLOW_DB}"
+
+
+def mlflow_store(folder: str | Path) -> str:
+    """The tracking URI ``--mlflow FOLDER`` writes to (read it back with ``MlflowClient(tracking_uri=...)``)."""
+    return f"sqlite:///{Path(folder).expanduser().resolve() / MLFLOW_DB}"
 
 
 # --------------------------------------------------------------------------- the run folder's record
@@ -131,10 +139,9 @@ def start(run_dir: Path, config: RunConfig, settings: Settings, tensorboard_log:
     if tb is None and (settings.any or "wandb" in record or "mlflow" in record):
         tb = str(Path(run_dir) / "tb")
     if tb is not None:
-        record["tensorboard_log"] = str(tb)
+        tb = record["tensorboard_log"] = str(Path(tb).absolute())  # a resume may start in another folder
     if settings.wandb is not None and "wandb" not in record:
-        wandb = _need("wandb")
-        record["wandb"] = {**settings.wandb, "id": wandb.util.generate_id(), "group": _group(settings, config)}
+        record["wandb"] = {**settings.wandb, "id": uuid.uuid4().hex[:12], "group": _group(settings, config)}
     if settings.mlflow is not None and "mlflow" not in record:
         record["mlflow"] = {"uri": settings.mlflow, "experiment": settings.group.get("study", DEFAULT_PROJECT),
                             "run_id": None, "synced": 0.0}
@@ -150,22 +157,25 @@ def _group(settings: Settings, config: RunConfig) -> str | None:
 
 # --------------------------------------------------------------------------- while it trains
 @contextmanager
-def tracked(run_dir: Path) -> Iterator[None]:
-    """Track the training inside the block with what ``run_dir``'s record names (nothing if none)."""
+def tracked(run_dir: Path, run_config: RunConfig) -> Iterator[None]:
+    """Track the training of ``run_config`` inside the block with what ``run_dir``'s record names (nothing
+    if none)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
     if "wandb" not in record and "mlflow" not in record:
         yield
         return
-    config = yaml.safe_load((run_dir / CONFIG).read_text())
+    config = run_config.to_dict()  # as config.yml holds it
     wandb_run = _start_wandb(run_dir, record["wandb"], config) if "wandb" in record else None
     try:
         yield
     finally:
-        if "mlflow" in record:
-            _sync_mlflow(run_dir, record, config)
-        if wandb_run is not None:
-            _finish_wandb(run_dir, wandb_run, config)
+        try:
+            if "mlflow" in record:
+                _sync_mlflow(run_dir, record, config)
+        finally:
+            if wandb_run is not None:
+                _finish_wandb(run_dir, wandb_run, config)
 
 
 def _start_wandb(run_dir: Path, w: dict[str, Any], config: dict[str, Any]) -> Any:
@@ -173,20 +183,19 @@ def _start_wandb(run_dir: Path, w: dict[str, Any], config: dict[str, Any]) -> An
     tags = [*w.get("tags", []), config["game"], config["agent"]]
     return wandb.init(project=w["project"], entity=w.get("entity"), id=w["id"], resume="allow",
                       name=run_dir.name, group=w.get("group"), tags=list(dict.fromkeys(tags)), config=config,
-                      sync_tensorboard=True, dir=str(run_dir), reinit=True, settings=wandb.Settings(
-                          silent=True, console="off"))
+                      sync_tensorboard=True, dir=str(run_dir), reinit="finish_previous",
+                      settings=wandb.Settings(silent=True, console="off"))
 
 
 def _finish_wandb(run_dir: Path, run: Any, config: dict[str, Any]) -> None:
     wandb = _need("wandb")
-    final = final_model_path(run_dir, config["env_id"])
-    if final.is_file():
+    files = [p for p in (final_model_path(run_dir, config["env_id"]), run_dir / EVALUATIONS) if p.is_file()]
+    if files:  # the final model (when the run finished) and every evaluation so far
         artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={"game": config["game"],
                                                                               "agent": config["agent"]})
-        artifact.add_file(str(final))
+        for path in files:
+            artifact.add_file(str(path))
         run.log_artifact(artifact)
-    if (run_dir / EVALUATIONS).is_file():
-        run.save(str(run_dir / EVALUATIONS), base_path=str(run_dir), policy="now")
     run.finish()
 
 
@@ -210,6 +219,10 @@ def _sync_mlflow(run_dir: Path, record: dict[str, Any], config: dict[str, Any]) 
     """Send MLflow what it has not had yet: the config once, the scalars written since the last sync, the
     evaluations and the final model; the run id and the sync time go back into the record."""
     _need("mlflow")
+    import logging
+
+    for name in ("mlflow", "alembic"):  # its store's set-up lines would fill the run's output
+        logging.getLogger(name).setLevel(logging.WARNING)
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
@@ -217,7 +230,10 @@ def _sync_mlflow(run_dir: Path, record: dict[str, Any], config: dict[str, Any]) 
     client = MlflowClient(tracking_uri=m["uri"])
     if m.get("run_id") is None:
         experiment = client.get_experiment_by_name(m["experiment"])
-        exp_id = experiment.experiment_id if experiment else client.create_experiment(m["experiment"])
+        local = m["uri"].startswith("sqlite:///")  # a folder's store: its artifacts beside the database
+        where = (Path(m["uri"].removeprefix("sqlite:///")).parent / "artifacts").as_uri() if local else None
+        exp_id = (experiment.experiment_id if experiment
+                  else client.create_experiment(m["experiment"], artifact_location=where))
         tags = {"game": config["game"], "agent": config["agent"], "seed": str(config["seed"]),
                 **({"study": m["experiment"]} if m["experiment"] != DEFAULT_PROJECT else {})}
         run = client.create_run(exp_id, run_name=run_dir.name, tags=tags)
