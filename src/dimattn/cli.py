@@ -584,7 +584,7 @@ def _study_init(args: argparse.Namespace) -> int:
     spec = spec_from_options(args.dir, games=args.games, agents=args.agents, seeds=args.seeds, name=args.name,
                              n_timesteps=args.n_timesteps, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
                              save_freq=args.save_freq, engine=args.engine, hyperparams=args.hyperparams,
-                             conf_file=args.conf_file)
+                             conf_file=args.conf_file, protocol=_protocol_of(args, args.games.split(",")))
     with writing(args.dir, "study folder"):
         study, created = init_study(args.dir, spec, conf_file=args.conf_file)
     s = study.spec
