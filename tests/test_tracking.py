@@ -123,3 +123,24 @@ def test_tracking_options_are_checked_before_a_run_folder_exists(tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_study_run_is_tracked_grouped_by_study_game_and_agent(tmp_path):
+    from mlflow import MlflowClient
+
+    from dimattn.engines.tracking import mlflow_store
+
+    init = dimattn(tmp_path, "study", "init", "st", "--games", "Breakout", "--agents", "NA", "--seeds", "3", "-n",
+                   "128", "--eval-freq", "128", "--eval-episodes", "1", "--save-freq", "0", "--engine", "fast",
+                   "--hyperparams", "n_envs:4", "n_steps:32", "batch_size:64")
+    assert init.returncode == 0, init.stderr
+    ran = dimattn(tmp_path, "study", "run", "st", "--workers", "1", "--threads", "1", "--track", "--mlflow")
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    run = tmp_path / "st" / "runs" / "Breakout" / "NA" / "seed3"
+    (wb_file,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    runs, history, artifacts = wandb_history(wb_file)
+    assert runs[0].run_group == "st/Breakout/NA" and [h["global_step"] for h in history] == [128]
+    client = MlflowClient(tracking_uri=mlflow_store(tmp_path / "mlruns"))
+    (found,) = client.search_runs([client.get_experiment_by_name("st").experiment_id])
+    assert (found.data.tags["study"], found.data.tags["game"], found.data.tags["agent"]) == ("st", "Breakout", "NA")
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "eval/mean_reward")] == [128]

@@ -516,6 +516,9 @@ def _add_study_run(ss: argparse._SubParsersAction) -> None:
                    help="GPUs per run, or per pack with --pack: Ray num_gpus per task (fractions share a GPU, "
                         "e.g. 0.3; default 0); pbs/slurm: the same as --ngpus (whole GPUs)")
     _add_job_script_arguments(r.add_argument_group("pbs / slurm"))
+    from dimattn.engines.tracking import add_tracking_arguments
+
+    add_tracking_arguments(r)
 
 
 def _add_job_script_arguments(g: argparse._ArgumentGroup) -> None:
@@ -610,6 +613,7 @@ def _study_run(args: argparse.Namespace) -> int:
     from dimattn.study.packs import check_runnable
 
     check_runnable(study, args.pack)  # a spec edited after runs started; with --pack K > 1, the engine
+    _track_study(args, study)
     if args.backend in ("pbs", "slurm"):
         return _study_jobscripts(args, study)
     from dimattn.study.board import print_report
@@ -622,6 +626,18 @@ def _study_run(args: argparse.Namespace) -> int:
         report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries, pack=args.pack)
     print_report(study, report)
     return 1 if report.failed else 0
+
+
+def _track_study(args: argparse.Namespace, study) -> None:
+    """``study run --track/--mlflow``: each unfinished run's folder records its tracked runs (grouped by
+    study, game and agent), which every worker reads; a resumed run goes on with the same ones."""
+    from dimattn.engines import tracking
+    from dimattn.study.status import is_done
+
+    settings = tracking.settings_from_args(args)
+    runs = [(r.dir, study.config(r)) for r in study.runs if not is_done(r)]
+    if tracking.start_study(study.spec.name, runs, settings, args.pack):
+        print(f"tracking {len(runs)} run(s) of study {study.spec.name}", flush=True)
 
 
 def _check_study_writable(root: Path) -> None:

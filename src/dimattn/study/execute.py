@@ -33,6 +33,7 @@ from pathlib import Path
 from dimattn.engines import stopping
 from dimattn.engines import train as trainer  # looked up at each call: tests stand in for train_pack
 from dimattn.engines.rundir import CONFIG, read_config
+from dimattn.engines.tracking import tracked
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.host import usable_cores
@@ -187,7 +188,8 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str, packed: b
                 trainer.train_pack([study.config(r) for r in ready], [r.dir for r in ready],
                                    tensorboard_log=[str(r.dir / "tb") for r in ready])
             else:
-                trainer.train(study.config(first), first.dir, tensorboard_log=str(first.dir / "tb"))
+                with tracked(first.dir, study.config(first)):  # what `study run --track/--mlflow` recorded
+                    trainer.train(study.config(first), first.dir, tensorboard_log=str(first.dir / "tb"))
         except stopping.Stopped as exc:  # every member's checkpoint is written: resumable
             print(exc, flush=True)
             stopped = exc
