@@ -153,11 +153,12 @@ def start(run_dir: Path, config: RunConfig, settings: Settings, tensorboard_log:
 def start_study(name: str, runs: list[tuple[Path, RunConfig]], settings: Settings, pack: int = 1) -> int:
     """Record tracking in each unfinished run folder of study ``name`` (``study run --track/--mlflow``), grouped
     by study, game and agent; the workers that train them (local, Ray, PBS, Slurm) read it there. Returns how
-    many runs are tracked. A pack trains several runs in one process: W&B follows one run per process."""
+    many runs are tracked. Tracking follows runs trained alone (a pack trains several in one process)."""
     if not settings.any:
         return 0
-    if pack > 1 and settings.wandb is not None:
-        raise DimattnError("--track follows one run per process; give --pack 1 (the default), or use --mlflow")
+    if pack > 1:
+        raise DimattnError("--track and --mlflow follow runs trained alone, one per process; give --pack 1 "
+                           "(the default)")
     settings = Settings(settings.wandb, settings.mlflow, {"study": name})
     for run_dir, config in runs:
         run_dir.mkdir(parents=True, exist_ok=True)
