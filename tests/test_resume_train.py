@@ -97,12 +97,30 @@ def test_resume_picks_a_stopped_run_up_in_its_folder_and_the_stop_line_names_it(
     assert "the run is finished" in err and f"-i {run / FINAL}" in err
 
 
+def test_an_sb3_zip_from_elsewhere_continues_from_its_weights_with_a_note(tmp_path, capsys):
+    """A plain SB3 PPO zip with the study's network (no RNG states, no step count): its weights start a new run
+    at step 0, on either engine."""
+    from dimattn.agents.checkpoints import read_checkpoint
+    from dimattn.engines.common import sb3_ppo
+    from dimattn.engines.config import build_config
+
+    sb3_ppo(build_config("Breakout", agent="NA").resolve(), n_actions=4).save(tmp_path / "sb3.zip")
+    assert cli_train(tmp_path, "fast", "-i", str(tmp_path / "sb3.zip"), save_freq=0) == 0
+    assert "note: sb3.zip is not a dimattn checkpoint: it lacks the RNG states and step count" in \
+        capsys.readouterr().out
+    run = tmp_path / "ppo" / "BreakoutNoFrameskip-v4_1"
+    (start,) = (p for s, p in checkpoints(run) if s == 0)
+    torch.testing.assert_close(state(start)["policy.pth"], state(tmp_path / "sb3.zip")["policy.pth"], rtol=0, atol=0)
+    assert read_checkpoint(run / FINAL)[1]["num_timesteps"] == 256
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--resume", "{tmp}/nowhere"], "no such run folder"),
     (["--resume", "{tmp}", "--env", "Pong"], "drop --env"),
     (["--env", "Breakout", "-i", "{tmp}/missing.zip"], "--trained-agent"),
     (["--env", "Breakout", "-i", "{fixture}"], "is a Pong model"),  # wrong game is checked before anything
     (["--env", "Pong", "--agent", "NA", "-i", "{fixture}"], "is a CWCA model"),
+    (["--env", "Pong", "--agent", "CWCA", "--protocol", "machado", "-i", "{fixture}"], "does not fit"),
     (["--env", "Breakout", "--wandb-tags", "x"], "need --track"),
     (["--env", "Breakout", "--protocol", "atari"], "invalid choice"),
     (["--env", "Breakout", "--hyperparams", "env_kwargs:dict(sticky=1)"], "env_kwargs: unknown sticky"),

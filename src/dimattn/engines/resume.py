@@ -74,7 +74,7 @@ def check_trained_agent(path: str | Path, config: RunConfig) -> TrainedAgent:
     if path.suffix != ".zip" or not path.is_file():
         raise DimattnError(f"--trained-agent {path}: no such model; give an SB3 model .zip "
                            "(e.g. a run's rl_model_<steps>_steps.zip or best_model.zip)")
-    _, meta = read_checkpoint(path)
+    state, meta = read_checkpoint(path)
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
     ours = META_NAME in names and RNG_ENTRY in names
@@ -82,6 +82,7 @@ def check_trained_agent(path: str | Path, config: RunConfig) -> TrainedAgent:
         if meta.get(key) is not None and meta[key] != want:
             raise DimattnError(f"--trained-agent {path} is a {meta[key]} model, but this run is {key} {want}; "
                                f"give --{'env' if key == 'game' else key} {meta[key]}")
+    _check_network(path, state, config)
     lacks = tuple(what for what, entry in (("the optimizer state", "policy.optimizer.pth"),
                                            ("the RNG states and step count", RNG_ENTRY)) if entry not in names)
     steps = int(meta.get("num_timesteps") or 0) if ours else 0
@@ -89,6 +90,25 @@ def check_trained_agent(path: str | Path, config: RunConfig) -> TrainedAgent:
         raise DimattnError(f"--trained-agent {path} has trained {steps:,} steps already, -n is {config.n_timesteps:,}"
                            f"; give -n above {steps:,} (the total the run trains, as the schedules count it)")
     return TrainedAgent(path, steps, ours, lacks)
+
+
+def _check_network(path: Path, state: dict, config: RunConfig) -> None:
+    """The model's weights fit the network this run builds (its agent, options and the game's actions under
+    its protocol), checked before the run folder exists."""
+    from dimattn.agents.networks import ActorCritic
+    from dimattn.envs.ale import action_meanings
+
+    args = config.resolve()
+    n_actions = 18 if config.environment["full_action_space"] else len(action_meanings(config.game))
+    policy = ActorCritic(n_actions, args.agent, ada_attn=args.ada_attn, norm_softmax=args.norm_softmax,
+                         features_dim=args.features_dim,
+                         block_kwargs=args.raw_policy_kwargs["features_extractor_kwargs"].get("block_kwargs"))
+    try:
+        policy.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise DimattnError(f"--trained-agent {path} does not fit this run's network ({config.agent} on "
+                           f"{config.game}, {n_actions} actions): {detail[:200]}") from None
 
 
 def seed_run(agent: TrainedAgent, config: RunConfig, run_dir: Path) -> None:
@@ -99,11 +119,14 @@ def seed_run(agent: TrainedAgent, config: RunConfig, run_dir: Path) -> None:
               "continuing from its weights at step 0 (the schedules start anew)", flush=True)
     target = checkpoint_path(run_dir, agent.steps)
     with atomic_path(target) as tmp:
-        shutil.copyfile(agent.path, tmp)
-        if not agent.ours:  # the step to count from (0), so both engines read it alike
-            with zipfile.ZipFile(tmp, "a") as zf:
-                if META_NAME not in zf.namelist():
-                    zf.writestr(META_NAME, json.dumps(checkpoint_meta(config.resolve(), 0), sort_keys=True))
+        if agent.ours:
+            shutil.copyfile(agent.path, tmp)
+        else:  # its entries, with our dimattn.json at step 0, so both engines count from there alike
+            with zipfile.ZipFile(agent.path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+                for name in src.namelist():
+                    if name != META_NAME:
+                        dst.writestr(name, src.read(name))
+                dst.writestr(META_NAME, json.dumps(checkpoint_meta(config.resolve(), 0), sort_keys=True))
     source = agent.path.parent
     if agent.ours and (source / "evaluations.npz").is_file():
         EvalHistory.load(source, up_to=agent.steps).save(run_dir)
