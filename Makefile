@@ -28,7 +28,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
-# The test extras (pytest, playwright, ray, ruff, optuna, plotly) on top: only make test and make lint need them.
+# The test extras (pytest, playwright, ray, ruff, the tune extra's optuna, plotly and cmaes, the track extra's wandb
+# and mlflow) on top: only make test and make lint need them.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@

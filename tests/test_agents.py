@@ -174,20 +174,20 @@ def test_a_block_from_plugin_only_trains_records_and_loads(tmp_path):
     run = next((tmp_path / "logs" / "ppo").iterdir())
     final = run / "PongNoFrameskip-v4.zip"
     config = (run / "config.yml").read_text()
-    assert "agent: ROWPOOL@conv2" in config and "attention_after: conv2" in config and "rowpool" not in \
-        config.replace("ROWPOOL", "")  # the name only: no module or import path
+    assert "agent: ROWPOOL@conv2" in config and "attention_after: conv2" in config and "module: rowpool" in config
     with zipfile.ZipFile(final) as zf:
         meta = json.loads(zf.read("dimattn.json"))
     assert meta["agent"] == "ROWPOOL@conv2"
     assert meta["block"] == {"name": "ROWPOOL", "attention_after": "conv2", "kwargs": {}, "bias": "horizontal",
-                             "package": None, "version": None}
+                             "package": None, "version": None, "module": "rowpool"}  # its provider, by name
 
-    # Loading needs the block registered: one line naming --plugin, else it loads and runs.
+    # Loading needs the block registered: found again by the module name it records (no --plugin), else one line
+    (tmp_path / "rowpool.py").rename(tmp_path / "moved.py")
     refused = cli(tmp_path, "explain", "--checkpoint", str(final), "--env", "Pong", "--n-obs", "1", "--out", "ex")
-    assert refused.returncode == 2 and "not registered here" in refused.stderr and "--plugin" in refused.stderr
+    assert refused.returncode == 2 and "module rowpool" in refused.stderr and "not found" in refused.stderr
     assert not (tmp_path / "ex").exists()
-    explained = cli(tmp_path, "explain", "--plugin", "rowpool", "--checkpoint", str(final), "--env", "Pong",
-                    "--n-obs", "1", "--out", "ex")
+    (tmp_path / "moved.py").rename(tmp_path / "rowpool.py")
+    explained = cli(tmp_path, "explain", "--checkpoint", str(final), "--env", "Pong", "--n-obs", "1", "--out", "ex")
     assert explained.returncode == 0, explained.stderr
     assert "ROWPOOL@conv2" in (tmp_path / "ex" / "orientation.md").read_text()
     recorded = cli(tmp_path, "record", "--plugin", "rowpool", "--checkpoint", str(final), "--max-steps", "20",

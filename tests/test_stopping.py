@@ -158,7 +158,8 @@ def test_dimattn_train_on_sigterm_saves_and_says_so_in_one_line(tmp_path):
     assert proc.returncode == stopping.EXIT_STOPPED, err
     (steps, path), = checkpoints(run_dir)  # save_freq 0: the stop's checkpoint is the only one
     assert steps >= 128 and err.strip().splitlines()[-1] == (
-        f"dimattn train: stopped by SIGTERM at {steps:,} steps, after saving {path.name} (resumable)")
+        f"dimattn train: stopped by SIGTERM at {steps:,} steps, after saving {path.name} (resumable); "
+        f"resume it: dimattn train --resume {run_dir}")
 
 
 def test_study_run_on_sigterm_stops_its_workers_cleanly_and_resumes(tmp_path, capsys):

@@ -8,6 +8,7 @@ line and exits 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import errno
 import os
@@ -188,11 +189,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "policy_kwargs:\"dict(features_extractor_kwargs=dict(self_attn='CWCA'))\" "
                         "(values are parsed, never executed)")
     p.add_argument("-conf", "--conf-file", default=None, help="RL Zoo-style YAML of hyperparameters")
+    p.add_argument("--protocol", choices=("study", "machado"), default=None,
+                   help="the environment: the study's (SPEC §3, the default) or Machado et al. 2018's (sticky "
+                        "actions 0.25, full action set, no loss-of-life signal); env_kwargs in --hyperparams go "
+                        "on top")
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", default="ppo", help="only ppo (kept for the RL Zoo command line)")
-    p.add_argument("--env", required=True, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5")
+    p.add_argument("--env", default=None, help="game: Pong, PongNoFrameskip-v4 or ALE/Pong-v5 (required, unless "
+                   "--resume)")
     p.add_argument("--agent", default=None, help="NA, SWA, CWRA, CWCA, CWRCA or any registered block (dimattn "
                    "agents); NAME@conv2 places it after the second convolution (policy_kwargs' self_attn, "
                    "attention_after)")
@@ -211,6 +217,21 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "channels_last=false env_threads=4 (fields of dimattn.engines.speed.Speed; they change "
                         "how the machine is used, never what is learned, bf16 aside: docs/fast-engine.md)")
     _add_run_arguments(p)
+    _add_daily_arguments(p)
+
+
+def _add_daily_arguments(p: argparse.ArgumentParser) -> None:
+    """Continue, resume and track a run (RL Zoo's flags; docs/tracking.md)."""
+    p.add_argument("-i", "--trained-agent", default=None, metavar="MODEL.zip",
+                   help="continue training from this model into a new run folder: a dimattn checkpoint brings "
+                        "its weights, optimizer, RNG states and step count back (as a resume does), any SB3 zip its "
+                        "weights")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="go on with a run stopped (signal, kill, crash) from its last checkpoint, in its folder and "
+                        "with its config.yml")
+    from dimattn.engines.tracking import add_tracking_arguments
+
+    add_tracking_arguments(p)
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -223,8 +244,21 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
             options[name] = getattr(args, name)
     if args.n_timesteps is not None:
         options["n_timesteps"] = args.n_timesteps
+    options["protocol"] = _protocol_of(args, [args.env])
     return build_config(args.env, agent=args.agent, hyperparams=args.hyperparams,
                         conf_file=args.conf_file, **options)
+
+
+def _protocol_of(args: argparse.Namespace, games: list[str]) -> str:
+    """``--protocol``, or the study's; a v5 id without it keeps the study's, said once."""
+    from dimattn.envs.protocol import DEFAULT_PROTOCOL
+
+    v5 = [g for g in games if str(g).strip().endswith("-v5")]
+    if args.protocol is None and v5:
+        print(f"note: {v5[0]} is trained with the study's protocol (no sticky actions, minimal action set, "
+              "SPEC §3), not v5's defaults; give --protocol machado for sticky actions and the full action set",
+              flush=True)
+    return args.protocol or DEFAULT_PROTOCOL
 
 
 def _speed_from_args(args: argparse.Namespace) -> dict | None:
@@ -257,13 +291,20 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
 
 
 def _train_from_args(args: argparse.Namespace) -> None:
+    from dimattn.engines import resume, tracking
     from dimattn.engines.rundir import discard_unstarted, new_run_dir
     from dimattn.engines.train import prepare, run_plan
 
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
+    if args.resume:
+        return _resume_from_args(args)
+    if args.env is None:
+        raise DimattnError("--env is required (a game, e.g. --env Pong), or give --resume RUN_DIR")
     plan = prepare([_config_from_args(args)], _speed_from_args(args))  # every check, before anything is written
     config = plan.configs[0]
+    trained = resume.check_trained_agent(args.trained_agent, config) if args.trained_agent else None
+    track = tracking.settings_from_args(args)
     if args.tensorboard_log:  # probed before the run folder exists, so a refusal leaves nothing behind
         check_writable_dir(args.tensorboard_log, "TensorBoard folder", "--tensorboard-log")
     run_dir = new_run_dir(args.log_folder, config.env_id, uuid=args.uuid)
@@ -271,8 +312,14 @@ def _train_from_args(args: argparse.Namespace) -> None:
           f"{config.engine} engine) into {run_dir}", flush=True)
     try:
         with writing(run_dir, "run folder"):  # e.g. the disk fills up during training
-            (final,) = run_plan(plan, [run_dir], args.tensorboard_log, progress=args.progress,
-                                verbose=args.verbose)
+            if trained is not None:
+                resume.seed_run(trained, config, run_dir)
+            tb = tracking.start(run_dir, config, track, args.tensorboard_log)
+            with tracking.tracked(run_dir, config):
+                (final,) = run_plan(plan, [run_dir], tb, progress=args.progress, verbose=args.verbose)
+    except stopping.Stopped as exc:  # a checkpoint was written: say how to go on
+        exc.args = (f"{exc}; resume it: {resume.resume_command(run_dir)}",)
+        raise
     except BaseException as exc:  # interrupted or failed before it wrote anything of a run: leave no run folder
         if discard_unstarted(run_dir) and isinstance(exc, stopping.Terminated):  # say which: gone, not resumable
             raise stopping.Terminated(f"{exc} before its first rollout: removed {run_dir}, which held nothing to "
@@ -281,6 +328,42 @@ def _train_from_args(args: argparse.Namespace) -> None:
     print(done_message(run_dir, final, config))
     if args.tensorboard_log:
         print(f"  TensorBoard:  tensorboard --logdir {args.tensorboard_log}")
+
+
+#: train's options that define a run: --resume takes them from the run's config.yml instead
+_RUN_OPTIONS = ("env", "agent", "seed", "n_timesteps", "eval_freq", "eval_episodes", "save_freq", "engine",
+                "hyperparams", "conf_file", "vec_env", "trained_agent", "protocol")
+
+
+def _resume_from_args(args: argparse.Namespace) -> None:
+    """``dimattn train --resume RUN_DIR``: the run's own configuration, its folder, the study's resume."""
+    from dimattn.engines import resume, tracking
+    from dimattn.engines.train import prepare, run_plan
+
+    defaults = _Parser(add_help=False)
+    _add_train_arguments(defaults)
+    given = [f"--{k.replace('_', '-')}" for k in _RUN_OPTIONS
+             if hasattr(args, k) and getattr(args, k) != defaults.get_default(k)]
+    if given:
+        raise DimattnError(f"--resume takes the run's options from its config.yml; drop {', '.join(given)}")
+    run_dir = Path(args.resume)
+    config = resume.check_resumable(run_dir)
+    if args.device != "auto":  # where it trains, never what it learns
+        config = dataclasses.replace(config, device=args.device)
+    plan = prepare([config], _speed_from_args(args))
+    config = plan.configs[0]
+    track = tracking.settings_from_args(args)
+    print(f"resuming {config.agent} on {config.env_id} (seed {config.seed}, {config.n_timesteps:,} steps) in "
+          f"{run_dir} from {resume.newest_checkpoint(run_dir)}", flush=True)
+    try:
+        with writing(run_dir, "run folder"):
+            tb = tracking.start(run_dir, config, track, args.tensorboard_log)
+            with tracking.tracked(run_dir, config):
+                (final,) = run_plan(plan, [run_dir], tb, progress=args.progress, verbose=args.verbose)
+    except stopping.Stopped as exc:
+        exc.args = (f"{exc}; resume it: {resume.resume_command(run_dir)}",)
+        raise
+    print(done_message(run_dir, final, config))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -703,6 +786,9 @@ def _add_study_run(ss: argparse._SubParsersAction) -> None:
                    help="GPUs per run, or per pack with --pack: Ray num_gpus per task (fractions share a GPU, "
                         "e.g. 0.3; default 0); pbs/slurm: the same as --ngpus (whole GPUs)")
     _add_job_script_arguments(r.add_argument_group(" / ".join(SCHEDULERS)))
+    from dimattn.engines.tracking import add_tracking_arguments
+
+    add_tracking_arguments(r)
 
 
 def _add_job_script_arguments(g: argparse._ArgumentGroup) -> None:
@@ -772,7 +858,7 @@ def _study_init(args: argparse.Namespace) -> int:
     spec = spec_from_options(args.dir, games=args.games, agents=args.agents, seeds=args.seeds, name=args.name,
                              n_timesteps=args.n_timesteps, eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
                              save_freq=args.save_freq, engine=args.engine, hyperparams=args.hyperparams,
-                             conf_file=args.conf_file)
+                             conf_file=args.conf_file, protocol=_protocol_of(args, args.games.split(",")))
     with writing(args.dir, "study folder"):
         study, created = init_study(args.dir, spec, conf_file=args.conf_file)
     s = study.spec
@@ -799,6 +885,7 @@ def _study_run(args: argparse.Namespace) -> int:
     from dimattn.study.packs import check_runnable
 
     check_runnable(study, args.pack)  # a spec edited after runs started; with --pack K > 1, the engine
+    _track_study(args, study)
     if args.backend in SCHEDULERS:
         return _study_jobscripts(args, study)
     from dimattn.study.board import print_report
@@ -811,6 +898,18 @@ def _study_run(args: argparse.Namespace) -> int:
         report = run_local(study, workers=args.workers, threads=args.threads, retries=args.retries, pack=args.pack)
     print_report(study, report)
     return 1 if report.failed else 0
+
+
+def _track_study(args: argparse.Namespace, study) -> None:
+    """``study run --track/--mlflow``: each unfinished run's folder records its tracked runs (grouped by
+    study, game and agent), which every worker reads; a resumed run goes on with the same ones."""
+    from dimattn.engines import tracking
+    from dimattn.study.status import is_done
+
+    settings = tracking.settings_from_args(args)
+    runs = [(r.dir, study.config(r)) for r in study.runs if not is_done(r)]
+    if tracking.start_study(study.spec.name, runs, settings, args.pack):
+        print(f"tracking {len(runs)} run(s) of study {study.spec.name}", flush=True)
 
 
 def _check_study_writable(root: Path) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from dimattn.agents.attention import AGENTS
 from dimattn.agents.networks import ActorCritic
-from dimattn.agents.registry import DEFAULT_POSITION, check_agent, check_kwargs, split_label
+from dimattn.agents.registry import DEFAULT_POSITION, check_agent, check_kwargs, load_provider, split_label
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_path
 
@@ -141,6 +141,8 @@ def _registered_agent(path: Path, agent: str, position: Any, block: dict[str, An
     that block is not registered here."""
     try:
         name, at = split_label(agent)
+        if block.get("module") or block.get("package"):  # the provider it records, found by name (registry)
+            load_provider(name, block, near=list(Path(path).absolute().parents)[:6])
         return check_agent(f"{name}@{position if at == DEFAULT_POSITION else at}")
     except DimattnError as exc:
         if not str(exc).startswith("unknown agent"):

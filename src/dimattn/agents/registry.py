@@ -24,6 +24,7 @@ import difflib
 import functools
 import importlib
 import importlib.metadata as md
+import importlib.util
 import json
 import os
 import re
@@ -69,6 +70,7 @@ class Block:
     #: The ranges ``dimattn tune`` searches its keyword arguments over, as a space file writes them
     #: ({"reduction": [2, 4, 8]}, {"gain": {"low": 0.1, "high": 2.0}}): plain data (dimattn.tune.space).
     space: Mapping[str, Any] | None = None
+    plugin: str | None = None   # the --plugin module (or recorded one) whose import registered it
 
     @property
     def study(self) -> bool:
@@ -85,6 +87,7 @@ class Block:
 
 _BLOCKS: dict[str, Block] = {}  # upper-cased name -> block, in registration order
 _loaded: set[str] = set()        # entry points and --plugin modules already imported
+_importing: list[str] = []       # the --plugin module being imported now (what its blocks record)
 _ENTRY_POINTS_DONE = "<entry points>"
 
 
@@ -102,7 +105,7 @@ def register(name: str, build: Builder, description: str, bias: str = "unknown",
     module = getattr(build, "__module__", None) or "?"
     space = check_kwargs(None if space is None else dict(space), f"block {name}: space")
     block = Block(name, build, " ".join(str(description).split()), bias, maps, module, *_distribution(module),
-                  space=space or None)
+                  space=space or None, plugin=_importing[-1] if _importing else None)
     old = _BLOCKS.get(name.upper())
     if old is not None:
         if old.build is build and old.module == module:
@@ -173,6 +176,7 @@ def import_plugin(module: str) -> None:
                            "(a file my_blocks.py in this folder or on PYTHONPATH)")
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # like python -m: a module in the working folder is found
+    _importing.append(module)
     try:
         importlib.import_module(module)
     except DimattnError as exc:
@@ -180,6 +184,8 @@ def import_plugin(module: str) -> None:
     except (Exception, SystemExit) as exc:  # sys.exit in a plugin would end dimattn without a word
         raise DimattnError(f"--plugin {module} failed to import ({_failure(exc)}".splitlines()[0]
                            + "); fix the module or its name") from None
+    finally:
+        _importing.pop()
     _loaded.add(module)
     names = [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m]
     os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys([*names, module]))
@@ -415,11 +421,57 @@ def vmap_problem(label: str, kwargs: Mapping[str, Any] | None = None,
 
 
 def block_record(label: str, kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What files store about an agent's block: plain data, never code or an import path."""
+    """What files store about an agent's block: plain data, never code. ``module``: the --plugin module
+    that registered it (a name, imported by :func:`load_provider` only when the block is missing)."""
     name, position = split_label(label)
     block = get(name)
     return {"name": block.name, "attention_after": position, "kwargs": check_kwargs(dict(kwargs or {})),
-            "bias": block.bias, "package": block.package, "version": block.version}
+            "bias": block.bias, "package": block.package, "version": block.version, **provider(block.name)}
+
+
+def provider(name: str) -> dict[str, Any]:
+    """Where a block not of the study comes from, by name: ``{"module": M}`` (a --plugin module) and/or
+    ``{"package": P, "version": V}`` (an installed distribution); ``{}`` for the study's five."""
+    block = get(name)
+    if block.study:
+        return {}
+    out: dict[str, Any] = {"module": block.plugin} if block.plugin else {}
+    return {**out, **({"package": block.package, "version": block.version} if block.package else {})}
+
+
+def load_provider(name: str, record: Mapping[str, Any] | None, near: Iterable[Any] = ()) -> None:
+    """Register block ``name`` from where ``record`` (a :func:`provider` record, as study.yml, config.yml and
+    checkpoints keep it) says it comes from, if it is not registered yet: its module imported by name (found
+    on the path, in this folder or in ``near``: e.g. beside the study folder), or its package's entry point.
+    Nothing is loaded but a name; a provider that is missing is one line naming it and how to install it."""
+    if not isinstance(record, Mapping) or not _NAME.match(str(name)):
+        return
+    load_plugins()
+    if str(name).upper() in _BLOCKS:
+        return
+    module, package = record.get("module"), record.get("package")
+    if isinstance(module, str) and module:
+        for folder in near:  # appended: a recorded name never shadows an installed module
+            if str(folder) not in sys.path:
+                sys.path.append(str(folder))
+        install = f"put {module}.py beside the study folder or on PYTHONPATH" + (
+            f", or pip install {package}" if package else "")
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found and module not in _loaded:
+            raise DimattnError(f"agent {name} comes from module {module} (as recorded), which is not found here; "
+                               f"{install}")
+        try:
+            import_plugin(module)
+        except DimattnError as exc:
+            raise DimattnError(f"agent {name} comes from module {module} (as recorded): {exc}") from None
+    if str(name).upper() not in _BLOCKS:
+        where = (f"package {package} {record.get('version') or ''}".rstrip() + f", which is not installed here: "
+                 f"pip install {package}" if package and not module else f"module {module}, which does not "
+                 "register it" if module else "no recorded provider: give --plugin MODULE that registers it")
+        raise DimattnError(f"agent {name} is not registered; it comes from {where}")
 
 
 # --------------------------------------------------------------------------- the five study agents

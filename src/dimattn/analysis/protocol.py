@@ -4,10 +4,11 @@ protocol (SPEC §3–4), so that a comparison across protocols is never silent.
 The published protocol is not restated here: it is dimattn's defaults (``data/ppo.yml`` through
 :func:`dimattn.engines.rlzoo.default_hyperparams`, and the run defaults of
 :mod:`dimattn.engines.config`), which are SPEC §4's, plus the engine the study ran (SB3's PPO in RL
-Baselines3 Zoo). The environment (frame skip 4, no sticky actions, up to 30 no-ops, SPEC §3) is not
-recorded per run by dimattn, which always builds it that way; a config that does record such a key
-(``frame_skip``, ``repeat_action_probability``, ``noop_max``, at the top or under ``env_kwargs``) is
-checked too.
+Baselines3 Zoo). The environment (frame skip 4, no sticky actions, up to 30 no-ops, SPEC §3): dimattn's
+``config.yml`` records its ``protocol`` (``study`` or ``machado``, ``--protocol``) and the ``environment`` it
+built (sticky actions, action set, loss of life, frame cap: dimattn.envs.protocol); a config that records
+such a key elsewhere (at the top, under ``env_kwargs``) is checked too; one that records none (older runs) is
+the study's.
 
 Reads, per run folder::
 
@@ -27,16 +28,18 @@ from dimattn.analysis.results import _read_config as read_config
 from dimattn.engines.config import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_FREQ, DEFAULT_N_TIMESTEPS
 from dimattn.engines.rlzoo import default_hyperparams
 from dimattn.engines.rundir import CONFIG, EVALUATIONS
+from dimattn.envs.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from dimattn.errors import DimattnError
 from dimattn.yamlfile import load_yaml
 
 #: The engine the published runs trained with (RL Baselines3 Zoo's fork, SB3's PPO).
 PUBLISHED_ENGINE = "sb3"
-#: SPEC §3's environment, checked where a config records it.
-ENVIRONMENT: dict[str, Any] = {"frame_skip": 4, "repeat_action_probability": 0.0, "noop_max": 30}
+#: SPEC §3's environment, checked where a config records it (dimattn's config.yml: ``protocol`` and the
+#: ``environment`` it built, dimattn.envs.protocol; older ones record neither: the study's).
+ENVIRONMENT: dict[str, Any] = {"frame_skip": 4, "noop_max": 30, **PROTOCOLS[DEFAULT_PROTOCOL]}
 #: Keys of the hyperparameters that say nothing about the protocol (the extractor's class name, the
 #: RL Zoo wrapper path) or are checked elsewhere (the schedule's length is ``n_timesteps``).
-_NOT_PROTOCOL = ("env_wrapper", "policy", "n_timesteps", "policy_kwargs")
+_NOT_PROTOCOL = ("env_wrapper", "policy", "n_timesteps", "policy_kwargs", "env_kwargs")
 
 
 def published_protocol() -> dict[str, Any]:
@@ -51,6 +54,7 @@ def published_protocol() -> dict[str, Any]:
         **{k: v for k, v in hp.items() if k not in _NOT_PROTOCOL},
         "net_arch": pk.get("net_arch", []),
         "attention options": {},  # features_extractor_kwargs beyond self_attn (ada_attn, norm_softmax, ...)
+        "protocol": DEFAULT_PROTOCOL,
         **ENVIRONMENT,
     }
 
@@ -67,8 +71,8 @@ def run_protocol(config: dict[str, Any], episodes: int | None) -> dict[str, Any]
     """What one run's ``config.yml`` (and its evaluations' episode count) says of each protocol field;
     a field the config does not record is left out."""
     hp = config.get("hyperparams") if isinstance(config.get("hyperparams"), dict) else {}
-    seen: dict[str, Any] = {k: config[k] for k in ("n_timesteps", "eval_freq", "eval_episodes", "engine")
-                            if k in config}
+    seen: dict[str, Any] = {k: config[k] for k in ("n_timesteps", "eval_freq", "eval_episodes", "engine",
+                                                   "protocol") if k in config}
     if episodes is not None:
         seen["eval_episodes"] = episodes  # what was played beats what was asked for
     seen.update({k: v for k, v in hp.items() if k not in _NOT_PROTOCOL})
@@ -77,8 +81,8 @@ def run_protocol(config: dict[str, Any], episodes: int | None) -> dict[str, Any]
         seen["net_arch"] = pk.get("net_arch", [])
         fk = pk.get("features_extractor_kwargs") or {}
         seen["attention options"] = {k: v for k, v in fk.items() if k != "self_attn"} if isinstance(fk, dict) else fk
-    env = config.get("env_kwargs") if isinstance(config.get("env_kwargs"), dict) else {}
-    seen.update({k: v for src in (config, env) for k, v in src.items() if k in ENVIRONMENT})
+    sources = [config, *(config.get(k) for k in ("env_kwargs", "environment")), hp.get("env_kwargs")]
+    seen.update({k: v for src in sources if isinstance(src, dict) for k, v in src.items() if k in ENVIRONMENT})
     return seen
 
 
@@ -114,7 +118,8 @@ def check_folder(folder: str | Path, label: str = "your runs") -> list[str]:
         for field, value in differences(seen, protocol).items():
             found[field][_show(value)] += 1
         for field in protocol:
-            if field not in seen and field not in ENVIRONMENT:  # dimattn never records its SPEC §3 environment
+            # a config.yml without them is the study's environment (dimattn built no other before --protocol)
+            if field not in seen and field not in ENVIRONMENT and field != "protocol":
                 unrecorded[field] += 1
     lines = []
     for field in protocol:

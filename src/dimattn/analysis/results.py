@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dimattn.agents.registry import agent_order, check_agent
+from dimattn.agents.registry import agent_order, check_agent, load_provider
 from dimattn.engines.rundir import CONFIG, EVALUATIONS
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_bytes
@@ -341,6 +341,9 @@ def _read_config(path: Path) -> tuple[str, str, int]:
         raise DimattnError(f"{path} lacks {', '.join(missing)}; a run's config.yml must name game, agent and seed")
     try:
         game = canonical_game(str(cfg.get("game") or cfg["env_id"]))
+        block = cfg.get("block") if isinstance(cfg.get("block"), dict) else {}
+        if block.get("name"):  # its provider, by the name config.yml records (a study's plugin)
+            load_provider(str(block["name"]), block, near=list(path.absolute().parents)[:6])
         agent = check_agent(str(cfg["agent"]))
         seed = int(cfg["seed"])
     except (DimattnError, TypeError, ValueError) as exc:

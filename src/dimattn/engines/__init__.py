@@ -22,6 +22,8 @@
     members.py    each run of a pack: network, Adam, RNGs, files; its SB3-zip checkpoints
     evaluation.py when and how a pack's runs are evaluated
     stopping.py SIGTERM / SIGUSR1 while training: finish the iteration, checkpoint, stop (resumable)
+    resume.py   ``train --resume RUN_DIR`` and ``-i MODEL.zip``: a run folder set up for train's resume
+    tracking.py ``--track`` (Weights & Biases) and ``--mlflow``: TensorBoard's scalars, config, model
 
 May import: ``dimattn.agents``, ``dimattn.envs`` and the base modules (errors, fileio, games, host).
 Nothing above (study, analysis, interpret, cli).

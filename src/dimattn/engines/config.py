@@ -45,6 +45,7 @@ from dimattn.engines.defaults import (  # re-exported: the API has always found 
 )
 from dimattn.engines.literals import as_float_schedule
 from dimattn.engines.rlzoo import default_hyperparams, load_conf_file, parse_hyperparams
+from dimattn.envs.protocol import DEFAULT_PROTOCOL, environment
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
 from dimattn.host import check_rollout_memory
@@ -91,6 +92,8 @@ class RunConfig:
     device: str = "auto"
     vec_env: str = "dummy"
     hyperparams: dict[str, Any] = field(default_factory=default_hyperparams)
+    #: The environment protocol (dimattn.envs.protocol): the study's, or machado; ``env_kwargs`` goes on top.
+    protocol: str = DEFAULT_PROTOCOL
 
     def __post_init__(self) -> None:
         self.game, self.agent = canonical_game(self.game), check_agent(self.agent)
@@ -101,9 +104,15 @@ class RunConfig:
     def env_id(self) -> str:
         return v4_id(self.game)
 
+    @property
+    def environment(self) -> dict[str, Any]:
+        """The environment options the run's envs are built with (its protocol, then ``env_kwargs``)."""
+        return environment(self.protocol, self.hyperparams.get("env_kwargs"))
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["env_id"] = self.env_id
+        d["environment"] = self.environment  # what was built, for readers (analysis/protocol.py)
         return d
 
     @classmethod
@@ -152,6 +161,7 @@ class RunConfig:
             raise DimattnError(f"unknown ada_attn {kw['ada_attn']!r}; choose one of {', '.join(ADA_ATTN)}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
             raise DimattnError(f"seed must be an integer from 0 to {MAX_SEED:,}, got {self.seed!r}")
+        self.environment  # noqa: B018 - the protocol and env_kwargs checked
         if self.engine not in ENGINES:
             raise DimattnError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.vec_env not in VEC_ENVS or (self.vec_env == "envpool" and self.engine == "sb3"):

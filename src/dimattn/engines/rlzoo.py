@@ -20,7 +20,7 @@ from dimattn.errors import DimattnError
 PPO_KEYS = (
     "n_envs", "n_steps", "n_epochs", "batch_size", "learning_rate", "clip_range", "clip_range_vf",
     "vf_coef", "ent_coef", "gamma", "gae_lambda", "max_grad_norm", "normalize_advantage",
-    "target_kl", "policy_kwargs", "policy", "n_timesteps", "env_wrapper", "frame_stack",
+    "target_kl", "policy_kwargs", "policy", "n_timesteps", "env_wrapper", "frame_stack", "env_kwargs",
 )
 
 

@@ -6,6 +6,7 @@
       rl_model_<steps>_steps.zip    checkpoints every --save-freq steps (SB3 zips, + dimattn.json)
       best_model.zip                the checkpoint with the best mean evaluation score
       <EnvId>.zip                   the final model; its presence means the run is finished
+      tracking.yml                  with --track / --mlflow: the tracked runs it continues (engines/tracking.py)
 
 Every file is written atomically, so a run killed at any moment leaves readable files behind.
 """
@@ -27,6 +28,7 @@ from dimattn.yamlfile import dump_yaml, load_yaml
 
 CONFIG = "config.yml"
 EVALUATIONS = "evaluations.npz"
+TRACKING = "tracking.yml"  # what the run is tracked by (engines/tracking.py)
 BEST_MODEL = "best_model.zip"
 _CHECKPOINT = re.compile(r"^rl_model_(\d+)_steps\.zip$")
 
@@ -54,7 +56,7 @@ def discard_unstarted(run_dir: Path) -> bool:
         files = list(run_dir.iterdir())
     except OSError:
         return False
-    if not all(p.is_file() and (p.name == CONFIG or p.name.endswith(".tmp")) for p in files):
+    if not all(p.is_file() and (p.name in (CONFIG, TRACKING) or p.name.endswith(".tmp")) for p in files):
         return False
     for p in files:
         p.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from dimattn.engines.config import PPOArgs, RunConfig, resolve_device
 from dimattn.engines.learner import Drive
 from dimattn.engines.plan import TrainPlan
 from dimattn.engines.rundir import write_config
+from dimattn.envs.protocol import using
 from dimattn.errors import DimattnError
 
 if TYPE_CHECKING:
@@ -70,7 +71,10 @@ def prepare(configs: Sequence[RunConfig], speed: SpeedOverrides | None = None) -
 
 
 def _asked_engine(configs: Sequence[RunConfig]) -> str:
-    """The engine the runs ask for (one for all); a pack cannot ask for the SB3 engine."""
+    """The engine the runs ask for (one for all); a pack cannot ask for the SB3 engine, nor its runs for envs
+    of different protocols (they share their envs)."""
+    if any(c.environment != configs[0].environment for c in configs):
+        raise DimattnError("packed runs share their envs' protocol; give every run the same protocol and env_kwargs")
     asked = configs[0].engine
     if any(c.engine != asked for c in configs):
         raise DimattnError("the runs of a pack must ask for one engine; give --engine fast or auto to all")
@@ -129,13 +133,15 @@ def run_plan(plan: TrainPlan, run_dirs: Sequence[str | Path],
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config)
     print(f"engine: {plan.engine} ({plan.chosen})", flush=True)
-    if plan.engine == "sb3":
-        from dimattn.engines.sb3 import train_sb3
+    with using(plan.configs[0].environment):  # the runs' protocol (envs/protocol.py), for every env they build
+        if plan.engine == "sb3":
+            from dimattn.engines.sb3 import train_sb3
 
-        return [train_sb3(plan.args[0], dirs[0], tb_roots[0], progress=progress, verbose=verbose, resume=resume)]
-    from dimattn.engines.fast import train_fast
+            return [train_sb3(plan.args[0], dirs[0], tb_roots[0], progress=progress, verbose=verbose,
+                              resume=resume)]
+        from dimattn.engines.fast import train_fast
 
-    return train_fast(plan, dirs, tb_roots, progress=progress, verbose=verbose, resume=resume)
+        return train_fast(plan, dirs, tb_roots, progress=progress, verbose=verbose, resume=resume)
 
 
 def _tb_roots(tensorboard_log: str | Sequence[str | None] | None, k: int) -> list[str | None]:

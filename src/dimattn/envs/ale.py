@@ -1,7 +1,8 @@
 """Atari environments with the study's semantics (SPEC §3), through Gymnasium + ale-py + SB3 wrappers.
 
 Whatever id the user gives (``Pong``, ``PongNoFrameskip-v4``, ``ALE/Pong-v5``), the environment is the
-study's ``<Game>NoFrameskip-v4``: no sticky actions, minimal action set, 108,000-frame cap; wrapped by
+study's ``<Game>NoFrameskip-v4``: no sticky actions, minimal action set, 108,000-frame cap (or the run's
+protocol: :mod:`dimattn.envs.protocol`); wrapped by
 SB3's ``AtariWrapper`` (30 no-ops, frame skip 4 with max-pool, 84×84 grey, FIRE at reset) and stacked
 4 deep. Training envs end an episode at a life loss and clip rewards; evaluation envs play whole games
 with raw rewards. Observations are channel-first uint8 ``(n_envs, 4, 84, 84)``.
@@ -17,6 +18,7 @@ import numpy as np
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack, VecTransposeImage
 
+from dimattn.envs import protocol
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game, v4_id
 
@@ -64,11 +66,15 @@ def make_env(
         raise DimattnError(f"n_envs must be at least 1, got {n_envs}")
     env_id = v4_id(game)
     _register()
-    wrapper_kwargs = {} if training else {"terminal_on_life_loss": False, "clip_reward": False}
+    options = protocol.current()  # the study's, or the run's protocol (envs/protocol.py)
+    wrapper_kwargs = ({"terminal_on_life_loss": options["terminal_on_life_loss"]} if training
+                      else {"terminal_on_life_loss": False, "clip_reward": False})
     env = make_atari_env(
         partial(make_game, env_id), n_envs=n_envs, seed=seed, wrapper_kwargs=wrapper_kwargs,
         vec_env_cls=VEC_ENVS[vec_env],
-        env_kwargs={"repeat_action_probability": 0.0, "full_action_space": False, "render_mode": render_mode},
+        env_kwargs={"repeat_action_probability": options["repeat_action_probability"],
+                    "full_action_space": options["full_action_space"],
+                    "max_num_frames_per_episode": options["max_num_frames_per_episode"], "render_mode": render_mode},
     )
     # (n, 84, 84, 1) -> stacked (n, 84, 84, 4) -> channel-first (n, 4, 84, 84)
     return VecTransposeImage(VecFrameStack(env, n_stack=FRAME_STACK))

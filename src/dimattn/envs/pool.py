@@ -3,8 +3,9 @@
 EnvPool runs the emulators in C++ threads and returns batches of observations already preprocessed:
 no sticky actions, minimal action set, up to 30 no-ops at reset, frame skip 4 with max-pool of the
 last two frames, grey 84×84 (area interpolation), FIRE at reset, 4 frames stacked, 27,000 agent steps
-(= 108,000 frames) per game. Training pools end an episode at a life loss and clip rewards; the raw
-reward and the game-over flag stay available in ``info["reward"]`` / ``info["terminated"]``.
+(= 108,000 frames) per game (or the run's protocol: :mod:`dimattn.envs.protocol`). Training pools end an
+episode at a life loss and clip rewards; the raw reward and the game-over flag stay available in
+``info["reward"]`` / ``info["terminated"]``.
 
 Known differences from the Gymnasium + SB3 ``AtariWrapper`` path (:mod:`dimattn.envs.ale`), all at resets
 (``tests/test_env_parity.py`` checks that stepping is otherwise the same; docs/benchmarks.md):
@@ -21,11 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from dimattn.envs import protocol
 from dimattn.errors import DimattnError
 from dimattn.games import canonical_game
 
 FRAME_SKIP = 4
-MAX_EPISODE_FRAMES = 108_000
 
 
 def _envpool() -> Any:
@@ -63,11 +64,13 @@ def make_pool(game: str, n_envs: int, seed: int | list[int], training: bool = Tr
         raise DimattnError(f"n_envs must be at least 1, got {n_envs}")
     if isinstance(seed, (list, tuple)) and len(seed) != n_envs:
         raise DimattnError(f"make_pool got {len(seed)} seeds for {n_envs} envs")
+    options = protocol.current()  # the study's, or the run's protocol (envs/protocol.py)
     return _envpool().make(
         task_id(game), env_type="gymnasium", num_envs=n_envs, batch_size=n_envs, num_threads=num_threads,
         seed=[int(s) for s in seed] if isinstance(seed, (list, tuple)) else int(seed),
-        episodic_life=training, reward_clip=training, noop_max=noop_max,
-        use_fire_reset=use_fire_reset, repeat_action_probability=0.0, full_action_space=False,
-        max_episode_steps=MAX_EPISODE_FRAMES // FRAME_SKIP, stack_num=4, frame_skip=FRAME_SKIP,
+        episodic_life=training and options["terminal_on_life_loss"], reward_clip=training, noop_max=noop_max,
+        use_fire_reset=use_fire_reset, repeat_action_probability=options["repeat_action_probability"],
+        full_action_space=options["full_action_space"],
+        max_episode_steps=options["max_num_frames_per_episode"] // FRAME_SKIP, stack_num=4, frame_skip=FRAME_SKIP,
         img_height=84, img_width=84, gray_scale=True, use_inter_area_resize=True,
     )

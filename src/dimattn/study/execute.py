@@ -23,6 +23,7 @@ A training stopped by SIGTERM/SIGUSR1 (a walltime) writes every member's checkpo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -36,6 +37,7 @@ from pathlib import Path
 from dimattn.engines import stopping
 from dimattn.engines import train as trainer  # looked up at each call: tests stand in for train_pack
 from dimattn.engines.rundir import CONFIG, read_config
+from dimattn.engines.tracking import tracked
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.host import usable_cores
@@ -194,8 +196,10 @@ def _train(study: Study, ready: list[Run], threads: int, attempt: str) -> dict[i
         print(_header(first, attempt, threads) + (f", a pack of {size}: {names}" if packed else "") + " ===",
               flush=True)
         try:
-            trainer.train_pack([study.config(r) for r in ready], [r.dir for r in ready],
-                               tensorboard_log=[str(r.dir / "tb") for r in ready])
+            # what `study run --track/--mlflow` recorded in the run's folder (a run alone: tracking refuses packs)
+            with tracked(first.dir, study.config(first)) if not packed else contextlib.nullcontext():
+                trainer.train_pack([study.config(r) for r in ready], [r.dir for r in ready],
+                                   tensorboard_log=[str(r.dir / "tb") for r in ready])
         except stopping.Stopped as exc:  # every member's checkpoint is written: resumable
             print(exc, flush=True)
             stopped = exc

@@ -1,7 +1,8 @@
 """A study: the grid games × agents × seeds, defined once in ``study.yml``, run anywhere, resumed after any fault.
 
     <study>/
-      study.yml                             the spec (:class:`StudySpec`)
+      study.yml                             the spec (:class:`StudySpec`): the grid, the run options, the protocol,
+                                            and ``plugins``: where each agent not of the study comes from, by name
       conf.yml                              a copy of ``--conf-file``, if one was given
       runs/<Game>/<Agent>/seed<k>/          one run directory each (layout of :mod:`dimattn.engines.rundir`), plus
         train.log                           the run's output, every attempt appended
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dimattn.agents.attention import AGENTS
-from dimattn.agents.registry import block_record, check_agent
+from dimattn.agents.registry import block_record, check_agent, load_provider, provider, split_label
 from dimattn.engines.config import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
@@ -45,6 +46,7 @@ from dimattn.engines.config import (
 )
 from dimattn.engines.rlzoo import parse_hyperparams
 from dimattn.engines.rundir import CONFIG, read_config
+from dimattn.envs.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
 from dimattn.games import GAME_SETS, resolve_games
@@ -79,6 +81,9 @@ class StudySpec:
     engine: str = DEFAULT_ENGINE
     hyperparams: dict[str, Any] = field(default_factory=dict)
     conf_file: str | None = None
+    protocol: str = DEFAULT_PROTOCOL  # the envs' (dimattn.envs.protocol): study or machado
+    #: where each agent not of the study comes from, by name (registry.provider): {ROWMIX: {module: my_blocks}}
+    plugins: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -176,6 +181,7 @@ def spec_from_dict(d: Any, source: str) -> StudySpec:
         if key not in d:
             raise DimattnError(f"{source}: missing key {key!r}")
     spec = StudySpec(**d)
+    load_plugins_of(spec, source)  # before the agents' names are looked up
     if not isinstance(spec.name, str) or not spec.name.strip():
         raise DimattnError(f"{source}: name must be a non-empty string")
     if not isinstance(spec.games, (str, list)):
@@ -198,6 +204,9 @@ def spec_from_dict(d: Any, source: str) -> StudySpec:
         raise DimattnError(f"{source}: unknown engine {str(spec.engine)[:40]!r}; choose one of {', '.join(ENGINES)}")
     if spec.hyperparams is None:
         spec.hyperparams = {}
+    if spec.protocol not in PROTOCOLS:
+        raise DimattnError(f"{source}: unknown protocol {str(spec.protocol)[:40]!r}; choose one of "
+                           f"{', '.join(PROTOCOLS)}")
     _check_hyperparams(spec.hyperparams, source)
     _check_conf_file(spec.conf_file, source)
     games = spec.game_list  # raises on an unknown game
@@ -205,6 +214,18 @@ def spec_from_dict(d: Any, source: str) -> StudySpec:
         empty = "games" if not games else "agents" if not spec.agents else "seeds"
         raise DimattnError(f"{source}: the grid is empty (no {empty}); give at least one of each")
     return spec
+
+
+def load_plugins_of(spec: StudySpec, source: str) -> None:
+    """Register the blocks of the study's agents from the providers ``plugins`` records (names: a module
+    beside the study folder or on the path, an installed package): no --plugin needed after init."""
+    if spec.plugins is None:
+        spec.plugins = {}
+    if not isinstance(spec.plugins, dict) or not all(isinstance(v, dict) for v in spec.plugins.values()):
+        raise DimattnError(f"{source}: plugins must map agent names to {{module: NAME}} or {{package: NAME}}")
+    folder = Path(source).absolute().parent
+    for name, record in spec.plugins.items():
+        load_provider(str(name), record, near=[folder, folder.parent])
 
 
 # --------------------------------------------------------------------------- runs
@@ -274,7 +295,8 @@ class Study:
         s = self.spec
         return build_config(game, agent=agent, hyperparams=s.hyperparam_items(), conf_file=self.conf_path,
                             seed=seed, n_timesteps=s.n_timesteps, eval_freq=s.eval_freq,
-                            eval_episodes=s.eval_episodes, save_freq=s.save_freq, engine=s.engine)
+                            eval_episodes=s.eval_episodes, save_freq=s.save_freq, engine=s.engine,
+                            protocol=s.protocol)
 
     def config(self, run: Run) -> RunConfig:
         return self.config_for(run.game, run.agent, run.seed)
@@ -373,7 +395,7 @@ def spec_from_options(root: str | Path, games: str, agents: str, seeds: str, nam
                       n_timesteps: int | None = None, eval_freq: int = DEFAULT_EVAL_FREQ,
                       eval_episodes: int = DEFAULT_EVAL_EPISODES, save_freq: int = DEFAULT_SAVE_FREQ,
                       engine: str = DEFAULT_ENGINE, hyperparams: list[str] | None = None,
-                      conf_file: str | Path | None = None) -> StudySpec:
+                      conf_file: str | Path | None = None, protocol: str = DEFAULT_PROTOCOL) -> StudySpec:
     """The spec ``dimattn study init`` writes, from its options (``--hyperparams`` items as typed).
 
     ``study.yml`` keeps numbers as numbers and every other value as the user wrote it (parsed here
@@ -387,7 +409,10 @@ def spec_from_options(root: str | Path, games: str, agents: str, seeds: str, nam
     if n_timesteps is None:
         n_timesteps = build_config(game_list[0] if game_list else "Pong", hyperparams=hyperparams,
                                    conf_file=conf_file).n_timesteps
+    agent_list = [a for a in agents.split(",") if a.strip()]
+    plugins = {n: r for n in dict.fromkeys(split_label(check_agent(a))[0] for a in agent_list) if (r := provider(n))}
     return StudySpec(
         name=name or Path(root).absolute().name, games=games if games.strip() in GAME_SETS else list(game_list),
-        agents=[a for a in agents.split(",") if a.strip()], seeds=parse_seeds(seeds), n_timesteps=n_timesteps,
-        eval_freq=eval_freq, eval_episodes=eval_episodes, save_freq=save_freq, engine=engine, hyperparams=kept)
+        agents=agent_list, seeds=parse_seeds(seeds), n_timesteps=n_timesteps,
+        eval_freq=eval_freq, eval_episodes=eval_episodes, save_freq=save_freq, engine=engine, hyperparams=kept,
+        protocol=protocol, plugins=plugins)
