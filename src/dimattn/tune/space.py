@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dimattn.agents.attention import ADA_ATTN, AGENTS
 from dimattn.agents.registry import POSITIONS, get, split_label
 from dimattn.engines.config import RANGES
 from dimattn.errors import DimattnError
+from dimattn.yamlfile import load_yaml
 
 #: RL Baselines3 Zoo's PPO space (rl_zoo3/hyperparams_opt.py, sample_ppo_params), less net_arch/activation_fn.
 RL_ZOO_PPO: dict[str, Any] = {
@@ -176,13 +175,9 @@ def default_space(agent: str) -> dict[str, Any]:
 def load_space_file(path: str | Path) -> dict[str, Any]:
     """A space file's mapping (YAML); one line when it cannot be read."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise DimattnError(f"cannot read space file {path}: {exc.strerror or exc}; give an existing YAML "
-                           "file") from None
-    except yaml.YAMLError as exc:
-        raise DimattnError(f"space file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not path.exists():
+        raise DimattnError(f"cannot read space file {path}: it does not exist; give an existing YAML file")
+    doc = load_yaml(path, "space file")  # bounded as every YAML file dimattn reads
     if not isinstance(doc, dict):
         raise DimattnError(f"space file {path} must be a YAML mapping of names to ranges, e.g. n_steps: [64, 128]")
     return doc

@@ -28,6 +28,7 @@ import yaml
 from dimattn.analysis.results import TUNE_FILE, TUNE_PAGE
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text
+from dimattn.yamlfile import load_yaml
 
 SPEC = TUNE_FILE
 PAGE = TUNE_PAGE
@@ -88,9 +89,8 @@ def read_tune(root: Path) -> TuneSpec | None:
     if not path.is_file():
         return None
     try:
-        d = yaml.safe_load(path.read_text())
-        return TuneSpec(**d)
-    except (OSError, yaml.YAMLError, TypeError) as exc:
+        return TuneSpec(**load_yaml(path, "tune.yml"))
+    except (DimattnError, TypeError) as exc:
         raise DimattnError(f"{path} is not a tune.yml dimattn wrote ({type(exc).__name__}); move the folder away "
                            "or choose another --study-name") from None
 
