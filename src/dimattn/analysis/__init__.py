@@ -15,7 +15,7 @@
 May import: ``dimattn.engines.rundir`` (file names of a run), ``dimattn.engines.config`` and
 ``dimattn.engines.rlzoo`` (the published protocol, which is dimattn's defaults), ``dimattn.agents.attention``
 and ``dimattn.agents.registry`` (agent names, their order and biases, plugins' included), ``dimattn.games``
-(games' names, reference scores and axes) and the base modules ``dimattn.errors``, ``dimattn.fileio``,
-``dimattn.console`` and ``dimattn.yamlfile``. Nothing else of engines or agents (training code); not study,
-interpret or cli.
+(games' names, reference scores and axes), ``dimattn.envs.protocol`` (the environment protocols' settings) and
+the base modules ``dimattn.errors``, ``dimattn.fileio``, ``dimattn.console`` and ``dimattn.yamlfile``. Nothing
+else of engines, envs or agents (training code); not study, interpret or cli.
 """
