@@ -32,3 +32,15 @@ def test_an_unknown_option_points_to_its_command_and_the_flag_dimattn_uses(argv,
 def test_a_flag_dimattn_has_no_counterpart_for_gets_no_hint(capsys):
     rc, _, err = run(["train", "--env", "Pong", "--zzzz"], capsys)
     assert_one_line(rc, err, "unrecognized arguments: --zzzz (see dimattn train --help)")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--n-trials", "3"], "--n-trials sets a hyperparameter search, which train runs only with -optimize"),
+    (["-optimize", "--eval-freq", "1000"], "-optimize searches with runs of its own, which --eval-freq would not"),
+    (["-optimize", "--speed", "bf16=true"], "which --speed would not reach"),
+])
+def test_train_refuses_options_its_mode_would_ignore(argv, message, tmp_path, capsys):
+    """A search's options without -optimize, and a run's options that -optimize's trials would not see."""
+    rc, _, err = run(["train", "--env", "Pong", "-f", str(tmp_path / "logs"), *argv], capsys)
+    assert_one_line(rc, err, message)
+    assert not (tmp_path / "logs").exists()

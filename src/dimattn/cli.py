@@ -340,10 +340,7 @@ def _resume_from_args(args: argparse.Namespace) -> None:
     from dimattn.engines import resume, tracking
     from dimattn.engines.train import prepare, run_plan
 
-    defaults = _Parser(add_help=False)
-    _add_train_arguments(defaults)
-    given = [f"--{k.replace('_', '-')}" for k in _RUN_OPTIONS
-             if hasattr(args, k) and getattr(args, k) != defaults.get_default(k)]
+    given = _given(args, _RUN_OPTIONS)
     if given:
         raise DimattnError(f"--resume takes the run's options from its config.yml; drop {', '.join(given)}")
     run_dir = Path(args.resume)
@@ -376,11 +373,39 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_tune_options(p)
 
 
+#: train's options that a search (-optimize) does not use: its trials' runs are its own
+_NOT_TUNED = ("eval_freq", "save_freq", "speed", "uuid", "tensorboard_log", "trained_agent", "resume", "device",
+              "vec_env", "protocol", "track", "mlflow")
+
+
+def _given(args: argparse.Namespace, dests: Sequence[str]) -> list[str]:
+    """The flags among ``dests`` that ``dimattn train`` was given (not left at their defaults)."""
+    sub = _Parser(add_help=False).add_subparsers()
+    _add_train(sub)
+    train = sub.choices["train"]
+    return [next(a.option_strings[-1] for a in train._actions if a.dest == k) for k in dests
+            if hasattr(args, k) and getattr(args, k) != train.get_default(k)]
+
+
 def _run_train(args: argparse.Namespace) -> int:
     if args.optimize_hyperparameters:
+        if given := _given(args, _NOT_TUNED):
+            raise DimattnError(f"-optimize searches with runs of its own, which {', '.join(given)} would not "
+                               "reach; drop it (docs/tune.md)")
         return _run_tune(args)
+    tuning = [f for f in _given(args, [a.dest for a in _tune_option_actions()]) if f != "--seed"]
+    if tuning:
+        raise DimattnError(f"{', '.join(tuning)} {'sets' if len(tuning) == 1 else 'set'} a hyperparameter search, "
+                           "which train runs only with -optimize; add -optimize, or drop it")
     _train_from_args(args)
     return 0
+
+
+def _tune_option_actions() -> list[argparse.Action]:
+    """The actions of the search's options (``_add_tune_options``)."""
+    p = _Parser(add_help=False)
+    _add_tune_options(p)
+    return [a for a in p._actions if a.option_strings]
 
 
 # --------------------------------------------------------------------------- tune
@@ -435,7 +460,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-conf", "--conf-file", default=None, help="RL Zoo-style YAML of base hyperparameters")
     _add_tune_options(p)
     w = p.add_argument_group("workers elsewhere (each runs this search against the same --storage)")
-    w.add_argument("--backend", choices=("local", "ray", "slurm", "pbs"), default="local",
+    w.add_argument("--backend", choices=backends(), default="local",
                    help="local: --n-jobs processes here; ray: --workers Ray tasks; slurm, pbs: write an array "
                         "script of --workers tasks to <tune folder>/jobs/ (the tune folder and storage must be on "
                         "a file system every node sees)")
@@ -469,7 +494,7 @@ def _run_tune(args: argparse.Namespace) -> int:
                                seed=args.seed)
     backend = getattr(args, "backend", "local")
     start(root, spec, args.conf_file)
-    if backend in ("slurm", "pbs"):
+    if backend in SCHEDULERS:
         return _tune_jobscript(args, root, spec, opts)
     print(f"tuning {spec.agent} on {', '.join(spec.games)}: {len(dims)} dimensions, {opts.n_trials} trials "
           f"({opts.sampler} sampler, {opts.pruner} pruner), {spec.n_timesteps:,} steps x {len(spec.seeds)} "
