@@ -103,7 +103,8 @@ def test_ctrl_c_during_an_evaluation_stops_as_sigterm_does(engine, tmp_path):
     run_dir = tmp_path / "logs" / "ppo" / "BreakoutNoFrameskip-v4_1"
     (steps, path), = checkpoints(run_dir)  # save_freq 0: the stop's checkpoint is the only one
     assert done.stderr.strip().splitlines()[-1] == (
-        f"dimattn train: stopped by SIGINT at {steps:,} steps, after saving {path.name} (resumable)")
+        f"dimattn train: stopped by SIGINT at {steps:,} steps, after saving {path.name} (resumable); resume it: "
+        f"dimattn train --resume {run_dir.relative_to(tmp_path)}")
     assert (run_dir / "evaluations.npz").is_file()  # the evaluation it interrupted was finished and kept
 
 
@@ -130,4 +131,4 @@ def test_sigterm_before_the_first_rollout_leaves_no_half_made_run_folder_and_say
     else:
         assert proc.returncode == stopping.EXIT_STOPPED, err
         (steps, path), = checkpoints(run_dir)
-        assert steps == 1024 and last.endswith(f"at 1,024 steps, after saving {path.name} (resumable)"), err
+        assert steps == 1024 and f"at 1,024 steps, after saving {path.name} (resumable); resume it:" in last, err

@@ -28,7 +28,9 @@ from dimattn.engines.defaults import (
     DEFAULT_ENGINE,
     DEFAULT_EVAL_EPISODES,
     DEFAULT_EVAL_FREQ,
+    DEFAULT_MLRUNS,
     DEFAULT_N_TIMESTEPS,
+    DEFAULT_PROJECT,
     DEFAULT_SAVE_FREQ,
     ENGINES,
     MAX_SEED,
@@ -229,9 +231,18 @@ def _add_daily_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="go on with a run stopped (signal, kill, crash) from its last checkpoint, in its folder and "
                         "with its config.yml")
-    from dimattn.engines.tracking import add_tracking_arguments
+    _add_tracking_arguments(p)
 
-    add_tracking_arguments(p)
+
+def _add_tracking_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tracking (docs/tracking.md; pip install dimattn[track])")
+    g.add_argument("--track", action="store_true", help="send the run to Weights & Biases (WANDB_MODE=offline "
+                   "keeps it on disk, under <run>/wandb)")
+    g.add_argument("--wandb-project-name", default=DEFAULT_PROJECT, help="W&B project")
+    g.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+    g.add_argument("--wandb-tags", nargs="*", default=[], metavar="TAG", help="W&B tags of the run")
+    g.add_argument("--mlflow", nargs="?", const=DEFAULT_MLRUNS, default=None, metavar="URI",
+                   help=f"send the run to MLflow: a tracking URI, or a folder (default ./{DEFAULT_MLRUNS})")
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -291,16 +302,17 @@ def done_message(run_dir: Path, final: Path, config: RunConfig | None = None) ->
 
 
 def _train_from_args(args: argparse.Namespace) -> None:
-    from dimattn.engines import resume, tracking
-    from dimattn.engines.rundir import discard_unstarted, new_run_dir
-    from dimattn.engines.train import prepare, run_plan
-
     if args.algo.lower() != "ppo":
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     if args.resume:
         return _resume_from_args(args)
     if args.env is None:
-        raise DimattnError("--env is required (a game, e.g. --env Pong), or give --resume RUN_DIR")
+        raise DimattnError("--env is required (a game, e.g. --env Pong), or give --resume RUN_DIR "
+                           "(see dimattn train --help)")
+    from dimattn.engines import resume, tracking
+    from dimattn.engines.rundir import discard_unstarted, new_run_dir
+    from dimattn.engines.train import prepare, run_plan
+
     plan = prepare([_config_from_args(args)], _speed_from_args(args))  # every check, before anything is written
     config = plan.configs[0]
     trained = resume.check_trained_agent(args.trained_agent, config) if args.trained_agent else None
@@ -811,9 +823,7 @@ def _add_study_run(ss: argparse._SubParsersAction) -> None:
                    help="GPUs per run, or per pack with --pack: Ray num_gpus per task (fractions share a GPU, "
                         "e.g. 0.3; default 0); pbs/slurm: the same as --ngpus (whole GPUs)")
     _add_job_script_arguments(r.add_argument_group(" / ".join(SCHEDULERS)))
-    from dimattn.engines.tracking import add_tracking_arguments
-
-    add_tracking_arguments(r)
+    _add_tracking_arguments(r)
 
 
 def _add_job_script_arguments(g: argparse._ArgumentGroup) -> None:

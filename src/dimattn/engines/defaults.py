@@ -24,3 +24,6 @@ MAX_STEPS = 10**12
 #: ``seed + i`` (the rollout's memory check keeps n_envs far below 2**20). Evaluation seeds come from a
 #: SeedSequence of the seed (common.eval_seeds): any seed gives them.
 MAX_SEED = 2**31 - 2**20
+#: Experiment tracking's defaults (engines/tracking.py): the W&B project, and MLflow's local store.
+DEFAULT_PROJECT = "dimattn"
+DEFAULT_MLRUNS = "mlruns"

@@ -24,17 +24,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dimattn.engines.config import RunConfig
+from dimattn.engines.defaults import DEFAULT_PROJECT
 from dimattn.engines.rundir import CONFIG, EVALUATIONS, TRACKING, final_model_path
 from dimattn.errors import DimattnError
 from dimattn.fileio import atomic_write_text, check_writable_dir
+from dimattn.yamlfile import load_yaml
 
-DEFAULT_PROJECT = "dimattn"
-DEFAULT_MLRUNS = "mlruns"
+if TYPE_CHECKING:  # the type only: the CLI builds its parser from this module without torch
+    from dimattn.engines.config import RunConfig
+
 MLFLOW_DB = "mlflow.db"
 _PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://|^[a-z]+:")
@@ -51,17 +53,6 @@ class Settings:
     @property
     def any(self) -> bool:
         return self.wandb is not None or self.mlflow is not None
-
-
-def add_tracking_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("tracking (docs/tracking.md; pip install dimattn[track])")
-    g.add_argument("--track", action="store_true", help="send the run to Weights & Biases (WANDB_MODE=offline "
-                   "keeps it on disk, under <run>/wandb)")
-    g.add_argument("--wandb-project-name", default=DEFAULT_PROJECT, help="W&B project")
-    g.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
-    g.add_argument("--wandb-tags", nargs="*", default=[], metavar="TAG", help="W&B tags of the run")
-    g.add_argument("--mlflow", nargs="?", const=DEFAULT_MLRUNS, default=None, metavar="URI",
-                   help=f"send the run to MLflow: a tracking URI, or a folder (default ./{DEFAULT_MLRUNS})")
 
 
 def _need(module: str) -> Any:
@@ -120,9 +111,9 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        record = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise DimattnError(f"{path} is corrupt (not YAML); delete it to stop tracking this run") from None
+        record = load_yaml(path, "tracking.yml")
+    except DimattnError as exc:
+        raise DimattnError(f"{exc}; delete {path} to stop tracking this run") from None
     return record if isinstance(record, dict) else {}
 
 
