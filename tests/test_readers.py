@@ -161,7 +161,7 @@ BOMB = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
 BAD_CONFIGS = {
     "alias bomb": ("game: Pong\nagent: NA\nseed: 1\n" + BOMB, "holds an alias (*name), which a config.yml may not use"),
     "deep": ("game: Pong\nagent: NA\nseed: 1\nx: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested too deeply"),
-    "huge": ("game: Pong\nagent: NA\nseed: 1\n# " + "x" * 1_100_000 + "\n", "a config.yml is a few KB"),
+    "huge": ("game: Pong\nagent: NA\nseed: 1\n# " + "x" * 1_100_000 + "\n", "more than a config.yml can be"),
     "not yaml": ("game: [Pong\n", "is not valid YAML for a config"),
     "python tag": ("game: !!python/object/apply:os.system [echo hi]\nagent: NA\nseed: 1\n", "is not valid YAML"),
 }

@@ -45,7 +45,7 @@ HAND_EDITED = [
     (("hyperparams: {}\n", f"hyperparams:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n{BOMB}"),
      "holds an alias (*name), which a study.yml may not use; write the value out (line 12"),
     (("games: [Pong]", "games: " + "[" * 50_000 + "]" * 50_000), "nested too deeply"),
-    (("", "# " + "x" * 1_000_000 + "\n"), "a study.yml is a few KB"),
+    (("", "# " + "x" * 1_000_000 + "\n"), "more than a study.yml can be"),
     (("games: [Pong]", "games: [Pong"), "is not valid YAML for a study: expected ',' or ']'"),
 ]
 

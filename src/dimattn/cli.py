@@ -306,9 +306,6 @@ def _train_from_args(args: argparse.Namespace) -> None:
         raise DimattnError(f"--algo {args.algo} is not supported; dimattn trains ppo")
     if args.resume:
         return _resume_from_args(args)
-    if args.env is None:
-        raise DimattnError("--env is required (a game, e.g. --env Pong), or give --resume RUN_DIR "
-                           "(see dimattn train --help)")
     from dimattn.engines import resume, tracking
     from dimattn.engines.rundir import discard_unstarted, new_run_dir
     from dimattn.engines.train import prepare, run_plan
@@ -397,6 +394,13 @@ def _given(args: argparse.Namespace, dests: Sequence[str]) -> list[str]:
     train = sub.choices["train"]
     return [next(a.option_strings[-1] for a in train._actions if a.dest == k) for k in dests
             if hasattr(args, k) and getattr(args, k) != train.get_default(k)]
+
+
+def _check_train_usage(args: argparse.Namespace) -> None:
+    """What argparse cannot say for ``train`` (a game, or a run to resume), before any plugin loads torch."""
+    if args.env is None and args.resume is None and not args.optimize_hyperparameters:
+        raise DimattnError("--env is required (a game, e.g. --env Pong), or give --resume RUN_DIR "
+                           "(see dimattn train --help)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -1180,6 +1184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = {name: run for name, _, run in COMMANDS}[args.command]
     handler = stopping.terminate_on_sigterm()  # SIGTERM: one line, as Ctrl-C (training stops cleanly instead)
     try:
+        if args.command == "train":  # a usage error answers at once, before the plugins below load torch
+            _check_train_usage(args)
         if hasattr(args, "plugin"):  # every block registered before a name is looked up
             from dimattn.agents.registry import load_plugins
 

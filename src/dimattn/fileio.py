@@ -11,6 +11,7 @@ import errno
 import io
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -174,3 +175,22 @@ def output_folder(path: str | Path, what: str, option: str | None = None) -> Ite
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
+
+
+def read_regular(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes (``what``: what it should be,
+    for the message); a FIFO, device or folder is refused unopened, as it could block the reader."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise DimattnError(f"{path} is not a regular file (a FIFO, device or folder); expected {what}")
+        if st.st_size > limit:
+            raise DimattnError(f"{path} is {st.st_size:,} bytes, more than {what} can be ({limit:,})")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # swapped for a FIFO since the stat: never block on it
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise DimattnError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise DimattnError(f"{path} is more than {limit:,} bytes, more than {what} can be")
+    return data

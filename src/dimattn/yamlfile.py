@@ -8,14 +8,13 @@ deep, and PyYAML's safe tags only. Every refusal is one :class:`DimattnError` li
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dimattn.errors import DimattnError
+from dimattn.fileio import read_regular
 
 #: A study.yml is a few KB (56 games), a config.yml about 2 KB: a megabyte is a typo or a hostile file.
 MAX_YAML_BYTES = 1_000_000
@@ -50,17 +49,7 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def _read_text(path: Path, kind: str) -> str:
     """The text of regular file ``path``, refused unread when it is larger than a ``kind`` can be."""
-    st = path.stat()
-    if not stat.S_ISREG(st.st_mode):
-        raise DimattnError(f"{path} is not a regular file (a FIFO, device or folder); a {kind} is a file")
-    if st.st_size > MAX_YAML_BYTES:
-        raise DimattnError(f"{path} is {st.st_size:,} bytes; a {kind} is a few KB (at most {MAX_YAML_BYTES:,})")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # replaced by a FIFO since the stat: never block on it
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_YAML_BYTES + 1)
-    if len(data) > MAX_YAML_BYTES:
-        raise DimattnError(f"{path} is over {MAX_YAML_BYTES:,} bytes; a {kind} is a few KB")
-    return data.decode()
+    return read_regular(path, MAX_YAML_BYTES, f"a {kind}").decode()
 
 
 def load_yaml(path: str | Path, kind: str = "YAML file") -> Any:

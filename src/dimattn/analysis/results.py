@@ -31,10 +31,8 @@ from __future__ import annotations
 import gzip
 import io
 import math
-import os
 import pickle
 import pickletools
-import stat
 import warnings
 import zipfile
 import zlib
@@ -48,7 +46,7 @@ import pandas as pd
 from dimattn.agents.registry import agent_order, check_agent, load_provider
 from dimattn.engines.rundir import CONFIG, EVALUATIONS
 from dimattn.errors import DimattnError
-from dimattn.fileio import atomic_write_bytes
+from dimattn.fileio import atomic_write_bytes, read_regular
 from dimattn.games import canonical_game, v4_id
 from dimattn.yamlfile import load_yaml
 
@@ -220,25 +218,6 @@ def restricted_load(path: str | Path) -> Any:
     path = Path(path)
     data = read_regular(path, MAX_PICKLE_BYTES, "a results pickle")
     return restricted_loads(data, str(path))
-
-
-def read_regular(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes (``what``: what it should be,
-    for the message); a FIFO, device or folder is refused unopened, as it could block the reader."""
-    try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise DimattnError(f"{path} is not a regular file (a FIFO, device or folder); expected {what}")
-        if st.st_size > limit:
-            raise DimattnError(f"{path} is {st.st_size:,} bytes, more than {what} can be ({limit:,})")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # swapped for a FIFO since the stat: never block on it
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise DimattnError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise DimattnError(f"{path} is more than {limit:,} bytes, more than {what} can be")
-    return data
 
 
 # --------------------------------------------------------------------------- the published pickle

@@ -120,13 +120,7 @@ def render(scheduler: str, study: Study, res: JobResources, offset: int, count: 
     """The text of the script running runs (with ``pack`` > 1: packs) ``offset .. offset+count-1``."""
     sched, logs = named(scheduler), study.root / LOGS
     req = request(sched, study.spec.name, res, count, logs)
-    index = "0"  # one task, not an array
-    if req.array:
-        index = f"${{{sched.index_var}:?not set: submit this script with {sched.submit[0]}}}" + (
-            f" - {sched.index_base}" if sched.index_base else "")
-    submit = f"{sched.submit[0]} {shlex.quote(str(path))}"
-    if sched.submit_from_logs:
-        submit = f"cd {shlex.quote(str(logs))} && {submit}"
+    index, submit = sched.task_index(req), sched.submit_line(path, logs)
     command = [res.python, "-m", "dimattn", "study", "run-one", str(study.root)]
     units = f"runs {offset}-{offset + count - 1} of {len(study.runs)}"
     if pack > 1:

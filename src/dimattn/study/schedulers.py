@@ -11,6 +11,7 @@ registered in :data:`SCHEDULERS` by a plugin) and its tests.
 
 from __future__ import annotations
 
+import shlex
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -108,6 +109,18 @@ class Scheduler:
     def lines(self, request: Request) -> list[str]:
         """The script's directives for ``request``."""
         return [line for d in self.directives if (line := d.line(self.prefix, request)) is not None]
+
+    def task_index(self, request: Request) -> str:
+        """The shell expression of a task's 0-based index in ``request``'s script (``0``: one task, no array)."""
+        if not request.array:
+            return "0"
+        return f"${{{self.index_var}:?not set: submit this script with {self.submit[0]}}}" + (
+            f" - {self.index_base}" if self.index_base else "")
+
+    def submit_line(self, path: Path, logs: Path) -> str:
+        """How a person submits the script at ``path`` (where its jobs write their output, if it matters)."""
+        line = f"{self.submit[0]} {shlex.quote(str(path))}"
+        return f"cd {shlex.quote(str(logs))} && {line}" if self.submit_from_logs else line
 
 
 SLURM = Scheduler(

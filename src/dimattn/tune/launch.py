@@ -66,13 +66,7 @@ def write_script(root: Path, spec: TuneSpec, scheduler: str, res: JobResources, 
     path = root / JOBS / f"{scheduler}.sh"
     sched = named(scheduler)
     req = request(sched, spec.study_name, res, workers, logs)
-    index = "0"  # one task, not an array
-    if req.array:
-        index = f"${{{sched.index_var}:?not set: submit this script with {sched.submit[0]}}}" + (
-            f" - {sched.index_base}" if sched.index_base else "")
-    submit = f"{sched.submit[0]} {shlex.quote(str(path))}"
-    if sched.submit_from_logs:
-        submit = f"cd {shlex.quote(str(logs))} && {submit}"
+    index, submit = sched.task_index(req), sched.submit_line(path, logs)
     argv = [res.python, "-m", "dimattn", "tune", *command, "--n-jobs", "1"]
     text = "\n".join([
         "#!/bin/bash",
