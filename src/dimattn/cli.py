@@ -966,13 +966,15 @@ def _check_study_writable(root: Path) -> None:
         check_writable_dir(runs, "study's runs folder")
 
 
-#: study run's options that only some backends read, and those backends: with another, an option would do nothing.
-_BACKEND_ONLY = {
-    tuple(SCHEDULERS): ("submit", "mem", "walltime", "ngpus", "queue", "account", "max_parallel", "array_size",
-                       "chain", "setup", "python"),
-    ("ray",): ("ray_address",),
-    ("local", "ray"): ("workers",),
-}
+def _backend_only() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """study run's options that only some backends read, by those backends: with another, an option would do
+    nothing (read at each call: a scheduler may be registered after import)."""
+    return {
+        tuple(SCHEDULERS): ("submit", "mem", "walltime", "ngpus", "queue", "account", "max_parallel", "array_size",
+                           "chain", "setup", "python"),
+        ("ray",): ("ray_address",),
+        ("local", "ray"): ("workers",),
+    }
 
 
 def _check_backend_options(args: argparse.Namespace) -> None:
@@ -980,7 +982,7 @@ def _check_backend_options(args: argparse.Namespace) -> None:
     ss = _Parser(prog="dimattn study").add_subparsers(parser_class=_Parser)
     _add_study_run(ss)
     run = ss.choices["run"]  # its defaults: an option left at its default was not given
-    for which, dests in _BACKEND_ONLY.items():
+    for which, dests in _backend_only().items():
         if args.backend in which:
             continue
         for dest in dests:
