@@ -34,3 +34,17 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {"pong": fake_checkpoint(d / "pong_na.zip", "NA", "Pong", 6),
             "breakout": fake_checkpoint(d / "breakout_cwca.zip", "CWCA", "Breakout", 4),
             "hostile": hostile, "notes": d / "notes.md", "obs": d / "obs.npy", "file": d / "file"}
+
+
+@pytest.fixture
+def dimattn():
+    """``dimattn`` as the console script runs it: argv -> exit code."""
+    from dimattn import cli
+
+    def run(argv: list[str]) -> int:
+        try:
+            return cli.main(argv)
+        except SystemExit as exc:
+            return int(exc.code)
+
+    return run

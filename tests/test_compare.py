@@ -21,19 +21,6 @@ def shipped():
     return results.load_results("published")
 
 
-@pytest.fixture
-def dimattn():
-    """``dimattn`` as the console script runs it: argv -> exit code."""
-
-    def run(argv: list[str]) -> int:
-        try:
-            return cli.main(argv)
-        except SystemExit as exc:
-            return int(exc.code)
-
-    return run
-
-
 def _cell(df, game: str, agent: str) -> tuple[np.ndarray, np.ndarray]:
     """Published (game, agent) -> steps (T,), scores (S, T)."""
     g = df[(df["game"] == game) & (df["agent"] == agent)]

@@ -22,17 +22,6 @@ FIVE = ["NA", "SWA", "CWRA", "CWCA", "CWRCA"]
 TOLERANCE_56, TOLERANCE_1 = 0.05, 0.10
 
 
-@pytest.fixture
-def dimattn():
-    def run(argv: list[str]) -> int:
-        try:
-            return cli.main(argv)
-        except SystemExit as exc:
-            return int(exc.code)
-
-    return run
-
-
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 10])
 def test_power_is_compare_verdict_rate_on_normal_seeds(k):
     """The formula (noncentral t for one seed, quadrature over Welch's estimated dof otherwise) is what
